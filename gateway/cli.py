@@ -1,0 +1,78 @@
+"""The ``upload-gateway`` command line: serve, check-config, and the commands added beside them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from .config import Config, ConfigError, load
+
+Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+def _default_config_path(environ: Mapping[str, str]) -> str:
+    return environ.get("UPLOAD_GATEWAY_CONFIG", "config/gateway.yaml")
+
+
+def _load_or_report(path: str, environ: Mapping[str, str]) -> Config | None:
+    try:
+        return load(path, environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Validate a config: one line per problem and exit 2, or 0 when valid."""
+    config = _load_or_report(args.path, environ)
+    if config is None:
+        return 2
+    print(f"{args.path}: ok ({len(config.routes)} routes)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run the gateway until interrupted."""
+    config = _load_or_report(args.config or _default_config_path(environ), environ)
+    if config is None:
+        return 2
+    from .server import serve
+
+    return serve(config, host=args.host, port=args.port, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="upload-gateway",
+        description="A reverse proxy that signs direct-to-S3 uploads for the app behind it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("-c", "--config", help="config file (default $UPLOAD_GATEWAY_CONFIG)")
+    serve.add_argument("--host", help="override listen.host")
+    serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of ``upload-gateway`` and ``python -m gateway``."""
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args, os.environ if environ is None else environ)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The gateway's own errors, each a value with a status, rendered once as problem+json.
+
+    GatewayError (500)
+     ├── BadRequest (400)
+     │    └── PolicyRefused (400)        a signing request outside the rules
+     ├── NotAuthenticated (401)
+     ├── Forbidden (403)
+     │    └── OriginRefused (403)
+     ├── NotFound (404)
+     ├── Gone (410)
+     ├── PayloadTooLarge (413)
+     ├── UnsupportedMediaType (415)
+     ├── UpstreamUnavailable (502)
+     ├── StorageUnavailable (503)
+     └── UpstreamTimeout (504)
+
+Every instance carries a short kebab-case ``reason`` (``key-outside-prefix``): the same string is
+the log field, the metric label and the suffix of the problem ``type``. Pure modules raise these;
+only the middleware in ``app.py`` turns them into responses (RFC 9457).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_BASE = "urn:upload-gateway:problem:"
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers itself."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal gateway error"
+    default_reason: ClassVar[str] = "internal-error"
+
+    def __init__(self, detail: str, *, reason: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.reason = reason or self.default_reason
+        self.extra = extra
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_TYPE_BASE + self.reason
+
+    def to_problem(self) -> dict[str, Any]:
+        """The RFC 9457 body: type, title, status, detail, reason and any safe extra members."""
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "reason": self.reason,
+        }
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(GatewayError):
+    status = 400
+    title = "Bad request"
+    default_reason = "bad-request"
+
+
+class PolicyRefused(BadRequest):
+    """A POST policy or REST string the rules do not allow; nothing was signed."""
+
+    title = "Signature refused"
+    default_reason = "policy-refused"
+
+
+class NotAuthenticated(GatewayError):
+    status = 401
+    title = "Not authenticated"
+    default_reason = "no-identity"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    title = "Forbidden"
+    default_reason = "forbidden"
+
+
+class OriginRefused(Forbidden):
+    title = "Origin not allowed"
+    default_reason = "origin-refused"
+
+
+class NotFound(GatewayError):
+    status = 404
+    title = "Not found"
+    default_reason = "not-found"
+
+
+class Gone(GatewayError):
+    status = 410
+    title = "Gone"
+    default_reason = "expired"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    title = "Payload too large"
+    default_reason = "too-large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    title = "Unsupported media type"
+    default_reason = "content-type-not-allowed"
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 502
+    title = "Upstream unavailable"
+    default_reason = "upstream-unavailable"
+
+
+class StorageUnavailable(GatewayError):
+    status = 503
+    title = "Storage unavailable"
+    default_reason = "storage-unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    title = "Upstream timeout"
+    default_reason = "upstream-timeout"

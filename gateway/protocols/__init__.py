@@ -1,0 +1,1 @@
+"""One adapter per client protocol: parse the client's request, call the core, shape the answer."""
