@@ -26,11 +26,16 @@ def _load_or_report(path: str, environ: Mapping[str, str]) -> Config | None:
 
 
 def cmd_check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Validate a config: one line per problem and exit 2, or 0 when valid."""
-    config = _load_or_report(args.path, environ)
-    if config is None:
+    """Validate a config: one ``path: message`` line per problem on stderr and exit 2, else 0."""
+    try:
+        config = load(args.path, environ)
+    except ConfigError as exc:
+        # Bare lines (no "error:" prefix): the output is the list of problems, as the issue shows.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return 2
-    print(f"{args.path}: ok ({len(config.routes)} routes)")
+    count = len(config.routes)
+    print(f"{args.path}: ok ({count} route{'' if count == 1 else 's'})")
     return 0
 
 

@@ -1,0 +1,37 @@
+"""Typed keys for the state ``create_app`` builds and the per-request values middlewares set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .config import Config
+
+if TYPE_CHECKING:
+    from .completion import Completion
+    from .identity import Identity, IdentityService, SessionData
+    from .metrics import Metrics
+    from .signing import SigningKeys
+    from .storage import Storage
+    from .tokens import TokenSealer
+    from .upstream import Upstream
+
+Clock = Callable[[], datetime]
+
+CONFIG = web.AppKey("config", Config)
+CLOCK = web.AppKey("clock", Clock)
+UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
+STORAGE: web.AppKey[Storage] = web.AppKey("storage")
+COMPLETION: web.AppKey[Completion] = web.AppKey("completion")
+IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity")
+SIGNING_KEYS: web.AppKey[SigningKeys] = web.AppKey("signing_keys")
+TOKENS: web.AppKey[TokenSealer] = web.AppKey("tokens")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+SESSION: web.RequestKey[SessionData] = web.RequestKey("session")
+USER: web.RequestKey[Identity | None] = web.RequestKey("user")
+ROUTE_NAME = web.RequestKey("route_name", str)

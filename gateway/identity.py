@@ -1,0 +1,270 @@
+"""Who the caller is: the encrypted session cookie, login/logout headers, auth_request, prefix.
+
+The session is loaded lazily (only requests that need it pay for the decryption) and saved from
+``on_response_prepare``, which aiohttp runs for streamed responses too; aiohttp-session's own
+middleware skips streamed responses (its issues #373 and #640), and every proxied response is
+streamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp_session import AbstractStorage, Session
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from . import headers as hdr
+from .appkeys import CLOCK, REQUEST_ID, SESSION, UPSTREAM
+from .config import Config
+from .keys import user_hash
+from .problems import NotAuthenticated, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+SessionData = Session
+
+_MAX_USER_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A known user: the name the upstream gave, its hash and the key prefix it may write under."""
+
+    user: str
+    user_hash: str
+    key_prefix: str
+
+
+class RotatingCookieStorage(AbstractStorage):  # type: ignore[misc]
+    """Fernet-encrypted cookie session: the first key encrypts, every key decrypts (rotation).
+
+    aiohttp-session's EncryptedCookieStorage takes exactly one Fernet, so rotation needs this.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        *,
+        cookie_name: str,
+        secure: bool,
+        samesite: str,
+        max_age: int,
+    ) -> None:
+        super().__init__(
+            cookie_name=cookie_name,
+            max_age=max_age,
+            path="/",
+            secure=secure,
+            httponly=True,
+            samesite=samesite,
+        )
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+
+    async def load_session(self, request: web.Request) -> Session:
+        cookie = self.load_cookie(request)
+        if cookie is None:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        try:
+            plain = self._fernet.decrypt(cookie.encode(), ttl=self.max_age)
+            data = json.loads(plain)
+            if not isinstance(data, dict) or not isinstance(data.get("session"), dict):
+                raise ValueError("not a session")
+        except (InvalidToken, ValueError):
+            # A tampered, expired or foreign cookie is no session, never an error page.
+            log.info("session_cookie_rejected", extra={"request_id": request.get(REQUEST_ID)})
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(None, data=data, new=False, max_age=self.max_age)
+
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: Session
+    ) -> None:
+        if session.empty:
+            self.save_cookie(response, "", max_age=session.max_age)
+            return
+        plain = json.dumps(self._get_session_data(session), separators=(",", ":"))
+        token = self._fernet.encrypt(plain.encode()).decode()
+        self.save_cookie(response, token, max_age=session.max_age)
+
+
+class IdentityService:
+    """Loads, learns and saves who the caller is; one per app."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._identity = config.identity
+        keys = [k.get_secret_value() for k in config.session.keys]
+        self._hash_key = keys[0]
+        self.storage = RotatingCookieStorage(
+            keys,
+            cookie_name=config.session.cookie_name,
+            secure=config.session.secure,
+            samesite=config.session.samesite,
+            max_age=config.session.max_age,
+        )
+
+    def identity_for(self, user: str) -> Identity:
+        """The Identity of a user name: hash and key prefix derived from the first session key."""
+        digest = user_hash(self._hash_key, user)
+        return Identity(user, digest, self._identity.key_prefix.replace("{user_hash}", digest))
+
+    async def session(self, request: web.Request) -> Session:
+        """The request's session, decrypted on first use."""
+        session = request.get(SESSION)
+        if session is None:
+            session = await self.storage.load_session(request)
+            request[SESSION] = session
+        return session
+
+    async def identify(self, request: web.Request) -> Identity | None:
+        """The caller's identity from the session, else from auth_request, else anonymous."""
+        session = await self.session(request)
+        now = request.app[CLOCK]().timestamp()
+        user = session.get("user")
+        if isinstance(user, str) and user:
+            if session.get("via") != "auth" or self._auth_cache_valid(session, request, now):
+                return self.identity_for(user)
+        if self._identity.auth_request is not None:
+            asked = await self._ask_upstream(request)
+            if asked is not None:
+                self._remember(session, asked, via="auth", request=request, now=now)
+                return self.identity_for(asked)
+        if self._identity.anonymous:
+            anon = f"anonymous:{secrets.token_hex(8)}"
+            self._remember(session, anon, via="anon", request=request, now=now)
+            return self.identity_for(anon)
+        return None
+
+    async def require(self, request: web.Request) -> Identity:
+        """The caller's identity, or 401."""
+        identity = await self.identify(request)
+        if identity is None:
+            raise NotAuthenticated(
+                "log in to the application first: this request carries no identity",
+                reason="no-identity",
+            )
+        return identity
+
+    def _auth_cache_valid(self, session: Session, request: web.Request, now: float) -> bool:
+        expires = session.get("exp", 0)
+        return (
+            isinstance(expires, int | float)
+            and now < expires
+            and session.get("ah") == _auth_hash(request)
+        )
+
+    def _remember(
+        self, session: Session, user: str, *, via: str, request: web.Request, now: float
+    ) -> None:
+        session.clear()
+        session["user"] = user
+        session["via"] = via
+        if via == "auth" and self._identity.auth_request is not None:
+            cache = self._identity.auth_request.cache_seconds
+            if cache <= 0:
+                session.clear()
+                return
+            session["exp"] = int(now) + cache
+            session["ah"] = _auth_hash(request)
+
+    async def _ask_upstream(self, request: web.Request) -> str | None:
+        auth = self._identity.auth_request
+        assert auth is not None  # noqa: S101
+        headers: dict[str, str] = {"Accept": "application/json", "X-Request-ID": request[REQUEST_ID]}
+        cookie = request.headers.get("Cookie")
+        if cookie:
+            stripped = hdr.strip_cookie(cookie, self._config.session.cookie_name)
+            if stripped:
+                headers["Cookie"] = stripped
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        if "Cookie" not in headers and "Authorization" not in headers:
+            return None
+        answer = await request.app[UPSTREAM].call("GET", auth.path, headers=headers)
+        if answer.status in (401, 403, 404):
+            return None
+        if answer.status >= 300:
+            raise UpstreamUnavailable(
+                f"auth_request answered {answer.status}", reason="auth-request-failed"
+            )
+        user = answer.headers.get(self._identity.login_header)
+        if not user:
+            try:
+                body: Any = json.loads(answer.body or b"null")
+            except ValueError:
+                body = None
+            value = body.get(auth.user_field) if isinstance(body, dict) else None
+            user = value if isinstance(value, str) else None
+        return _valid_user(user)
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Apply login/logout headers from the upstream, save the session, set the prefix."""
+        login_values = response.headers.popall(self._identity.login_header, [])
+        logout_values = response.headers.popall(self._identity.logout_header, [])
+        # Same names written with _ instead of - must not leak to the client either.
+        for name in list(response.headers.keys()):
+            normalised = hdr.normalise(name)
+            if normalised in (
+                hdr.normalise(self._identity.login_header),
+                hdr.normalise(self._identity.logout_header),
+            ):
+                response.headers.popall(name, None)
+        session = request.get(SESSION)
+        now = request.app[CLOCK]().timestamp()
+        if logout_values:
+            session = await self.session(request)
+            session.invalidate()
+            self._clear_prefix(response)
+        elif login_values:
+            user = _valid_user(login_values[-1])
+            if user is not None:
+                session = await self.session(request)
+                self._remember(session, user, via="login", request=request, now=now)
+        if session is None:
+            return
+        if session.changed:
+            await self.storage.save_session(request, response, session)
+        user = session.get("user") if not session.empty else None
+        if isinstance(user, str) and user:
+            self._set_prefix(request, response, self.identity_for(user))
+
+    def _set_prefix(
+        self, request: web.Request, response: web.StreamResponse, identity: Identity
+    ) -> None:
+        # Percent-encoded so the cookie value carries no quotes (Python quotes values with "/");
+        # the page reads it with decodeURIComponent.
+        value = quote(identity.key_prefix, safe="")
+        if request.cookies.get(self._identity.prefix_cookie) == value:
+            return
+        response.set_cookie(
+            self._identity.prefix_cookie,
+            value,
+            path="/",
+            max_age=self._config.session.max_age,
+            secure=self._config.session.secure,
+            httponly=False,
+            samesite=self._config.session.samesite,
+        )
+
+    def _clear_prefix(self, response: web.StreamResponse) -> None:
+        response.del_cookie(self._identity.prefix_cookie, path="/")
+
+
+def _auth_hash(request: web.Request) -> str:
+    return hashlib.sha256(request.headers.get("Authorization", "").encode()).hexdigest()[:16]
+
+
+def _valid_user(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > _MAX_USER_LENGTH or not value.isprintable():
+        return None
+    return value

@@ -1,0 +1,340 @@
+"""API clients (no browser): presigned PUT, presigned multipart parts, complete, abort.
+
+``POST P`` grants an upload; its ``upload_id`` is a sealed token (gateway.tokens) holding the
+route, user, key, S3 upload id, size and expiry, so no server-side state is needed and any
+gateway instance can finish an upload another began.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS, STORAGE, TOKENS
+from ..completion import CompletionRequest
+from ..config import Config, RouteConfig
+from ..endpoints import browser_bucket
+from ..headers import strip_cookie
+from ..identity import Identity
+from ..origins import check_origin
+from ..problems import BadRequest, PayloadTooLarge
+from ..render import route_handler
+from ..rules import SigningContext, check_declared_file
+from ..signing import presign_v4
+from ..storage import Storage
+from ..tokens import UploadToken
+
+MAX_BODY = 64 * 1024
+MAX_PARTS = 10_000
+# A granted upload may be completed for a day: the uploads bucket's lifecycle rule removes what
+# is left after that anyway (SPEC.md, `s3 setup`).
+TOKEN_LIFETIME = timedelta(days=1)
+
+
+class _CreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(min_length=3, max_length=255)
+    size: int = Field(ge=0)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class _PartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    part_number: int = Field(ge=1, le=MAX_PARTS)
+    etag: str = Field(min_length=1, max_length=128)
+
+
+class _CompleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parts: list[_PartBody] = Field(default_factory=list, max_length=MAX_PARTS)
+
+
+async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge("the request body is larger than 64 KiB", reason="body-too-large")
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        raise BadRequest("the body is not JSON", reason="not-json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(
+            f"{field}: {first['msg']}", reason="invalid-field", field=field
+        ) from None
+
+
+def _context(config: Config, route: RouteConfig, identity: Identity) -> SigningContext:
+    bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
+    return SigningContext(
+        uploads_bucket=config.s3.uploads_bucket,
+        bucket_host=bucket.host,
+        key_prefix=identity.key_prefix,
+        acl=route.acl,
+        content_types=tuple(route.content_types),
+        max_size=route.max_size,
+        signature_ttl=route.signature_ttl,
+        blank_page_url="",
+        access_key_id=config.s3.access_key_id,
+        region=config.s3.region,
+    )
+
+
+def _extension(filename: str) -> str:
+    """A short, plain extension from the client's name, or nothing: keys never carry its name."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    if "." not in base:
+        return ""
+    ext = base.rsplit(".", 1)[1].lower()
+    return "." + ext if 0 < len(ext) <= 10 and ext.isascii() and ext.isalnum() else ""
+
+
+def _forward_headers(request: web.Request, config: Config) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    cookie = request.headers.get("Cookie")
+    if cookie:
+        stripped = strip_cookie(cookie, config.session.cookie_name)
+        if stripped:
+            headers["Cookie"] = stripped
+    if "Authorization" in request.headers:
+        headers["Authorization"] = request.headers["Authorization"]
+    return headers
+
+
+class _Presigner:
+    """Presigned URLs into the uploads bucket, with the project's own SigV4 signer."""
+
+    def __init__(self, app: web.Application) -> None:
+        config = app[CONFIG]
+        bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
+        parts = urlsplit(bucket.url)
+        self._endpoint = f"{parts.scheme}://{parts.netloc}"
+        self._path_prefix = parts.path.rstrip("/")
+        self._app = app
+        self._config = config
+
+    def url(
+        self,
+        key: str,
+        *,
+        now: datetime,
+        expires: int,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        return presign_v4(
+            method="PUT",
+            endpoint=self._endpoint,
+            path=f"{self._path_prefix}/{key}",
+            access_key_id=self._config.s3.access_key_id,
+            keys=self._app[SIGNING_KEYS],
+            region=self._config.s3.region,
+            now=now,
+            expires=expires,
+            query=query,
+            headers=headers,
+        )
+
+
+def part_size_for(size: int, route: RouteConfig) -> int:
+    """The route's part size, grown when needed so no upload takes more than 10,000 parts."""
+    return max(route.part_size, math.ceil(size / MAX_PARTS))
+
+
+def add_routes(app: web.Application, route: RouteConfig) -> None:
+    """Register ``POST P``, ``POST P/{upload_id}/complete`` and ``DELETE P/{upload_id}``."""
+    handle = route_handler(route.name)
+    presigner: list[_Presigner] = []
+
+    def signer() -> _Presigner:
+        if not presigner:
+            presigner.append(_Presigner(app))
+        return presigner[0]
+
+    @handle
+    async def create(request: web.Request) -> web.StreamResponse:
+        config = request.app[CONFIG]
+        check_origin(request, config.origins)
+        identity = await request.app[IDENTITY].require(request)
+        body: _CreateBody = await _json_body(request, _CreateBody)
+        content_type = body.content_type.lower()
+        check_declared_file(
+            size=body.size, content_type=content_type, ctx=_context(config, route, identity)
+        )
+        now = request.app[CLOCK]()
+        key = f"{identity.key_prefix}{uuid.uuid4().hex}{_extension(body.filename)}"
+        expires_at = int((now + TOKEN_LIFETIME).timestamp())
+        url_expiry = now + timedelta(seconds=route.signature_ttl)
+        token = UploadToken(
+            route=route.name,
+            user=identity.user,
+            key=key,
+            s3_upload_id=None,
+            size=body.size,
+            content_type=content_type,
+            filename=body.filename,
+            sha256=body.sha256.lower() if body.sha256 else None,
+            part_size=None,
+            expires_at=expires_at,
+        )
+        tokens = request.app[TOKENS]
+        if body.size <= route.multipart_threshold:
+            headers = {"Content-Type": content_type}
+            if body.sha256:
+                # S3 recomputes this and refuses other bytes; it is signed, so it must be sent.
+                headers["x-amz-checksum-sha256"] = base64.b64encode(
+                    bytes.fromhex(body.sha256)
+                ).decode()
+            url = signer().url(
+                key,
+                now=now,
+                expires=route.signature_ttl,
+                headers={k.lower(): v for k, v in headers.items()},
+            )
+            answer: dict[str, Any] = {
+                "upload_id": tokens.seal(token),
+                "key": key,
+                "method": "PUT",
+                "url": url,
+                "headers": headers,
+                "expires_at": url_expiry.isoformat().replace("+00:00", "Z"),
+            }
+            request.app[METRICS].signature_issued(route.name)
+            return web.json_response(answer, status=201)
+
+        part_size = part_size_for(body.size, route)
+        count = math.ceil(body.size / part_size)
+        s3_upload_id = await request.app[STORAGE].create_multipart(
+            key, content_type=content_type, metadata={"gateway-route": route.name}
+        )
+        token = dataclasses.replace(token, s3_upload_id=s3_upload_id, part_size=part_size)
+        parts = [
+            {
+                "part_number": number,
+                "url": signer().url(
+                    key,
+                    now=now,
+                    expires=route.signature_ttl,
+                    query={"partNumber": str(number), "uploadId": s3_upload_id},
+                ),
+            }
+            for number in range(1, count + 1)
+        ]
+        request.app[METRICS].signature_issued(route.name)
+        return web.json_response(
+            {
+                "upload_id": tokens.seal(token),
+                "key": key,
+                "part_size": part_size,
+                "parts": parts,
+                "expires_at": url_expiry.isoformat().replace("+00:00", "Z"),
+            },
+            status=201,
+        )
+
+    async def _open(request: web.Request) -> tuple[Identity, UploadToken]:
+        config = request.app[CONFIG]
+        check_origin(request, config.origins)
+        identity = await request.app[IDENTITY].require(request)
+        token = request.app[TOKENS].open(
+            request.match_info["upload_id"],
+            route=route.name,
+            user=identity.user,
+            now=request.app[CLOCK](),
+        )
+        return identity, token
+
+    @handle
+    async def complete(request: web.Request) -> web.StreamResponse:
+        identity, token = await _open(request)
+        body: _CompleteBody = await _json_body(request, _CompleteBody)
+        storage = request.app[STORAGE]
+        if token.s3_upload_id is not None:
+            await _finish_multipart(storage, token, body)
+        if token.sha256 is not None:
+            await _check_checksum(storage, token)
+        config = request.app[CONFIG]
+        result = await request.app[COMPLETION].complete(
+            CompletionRequest(
+                route=route,
+                identity=identity,
+                key=token.key,
+                filename=token.filename,
+                params={},
+                declared_size=token.size,
+                declared_content_type=token.content_type,
+                etag=None,
+                forward_headers=_forward_headers(request, config),
+            )
+        )
+        return web.json_response(result.body, status=result.status)
+
+    @handle
+    async def abort(request: web.Request) -> web.StreamResponse:
+        _identity, token = await _open(request)
+        storage = request.app[STORAGE]
+        if token.s3_upload_id is not None:
+            await storage.abort_multipart(token.key, token.s3_upload_id)
+        await storage.delete(storage.uploads_bucket, token.key)
+        return web.Response(status=204)
+
+    @handle
+    async def unknown(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPNotFound()
+
+    app.router.add_post(route.path, create)
+    app.router.add_post(route.path + "/{upload_id}/complete", complete)
+    app.router.add_delete(route.path + "/{upload_id}", abort)
+    app.router.add_route("*", route.path + "/{tail:.*}", unknown)
+
+
+async def _finish_multipart(storage: Storage, token: UploadToken, body: _CompleteBody) -> None:
+    """Complete the multipart upload from the client's part list, checked against ListParts."""
+    assert token.s3_upload_id is not None  # noqa: S101 - callers check
+    if await storage.head(storage.uploads_bucket, token.key) is not None and not body.parts:
+        return  # completed by an earlier attempt whose answer the client lost
+    listed = {part.number: part for part in await storage.list_parts(token.key, token.s3_upload_id)}
+    claimed = sorted(body.parts, key=lambda p: p.part_number)
+    numbers = [p.part_number for p in claimed]
+    if not claimed or numbers != list(range(1, len(claimed) + 1)):
+        raise BadRequest("parts must be numbered 1..N without gaps", reason="parts-invalid")
+    for part in claimed:
+        stored = listed.get(part.part_number)
+        if stored is None or stored.etag.strip('"') != part.etag.strip('"'):
+            raise BadRequest(
+                f"part {part.part_number} was not uploaded with that ETag",
+                reason="part-mismatch",
+            )
+    total = sum(listed[n].size for n in numbers)
+    if total != token.size:
+        raise BadRequest(
+            f"the parts hold {total} bytes, the upload declared {token.size}",
+            reason="size-mismatch",
+        )
+    await storage.complete_multipart(
+        token.key, token.s3_upload_id, [(p.part_number, p.etag) for p in claimed]
+    )
+
+
+async def _check_checksum(storage: Storage, token: UploadToken) -> None:
+    """The declared SHA-256 against the object's bytes; a mismatch removes the upload."""
+    assert token.sha256 is not None  # noqa: S101 - callers check
+    digest = await storage.sha256(storage.uploads_bucket, token.key)
+    if digest is not None and digest != token.sha256:
+        await storage.delete(storage.uploads_bucket, token.key)
+        raise BadRequest(
+            "the uploaded bytes do not match the declared sha256", reason="checksum-mismatch"
+        )

@@ -1,0 +1,337 @@
+"""Fine Uploader's S3 protocol (5.x, signature versions 2 and 4) at one route's path P.
+
+Routes: ``POST P/signature`` (policies and chunked REST strings), ``POST P/success``,
+``DELETE P/files/{uuid}`` (and the POST form of it), ``GET P/blank``, ``GET P/config``; anything
+else under P is the gateway's and answers 404. The wire format is described, from the client's
+source, in reference/fineuploader-protocol.md; SPEC.md fixes the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import headers as hdr
+from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, REQUEST_ID, SIGNING_KEYS
+from ..completion import CompletionRequest
+from ..config import Config, RouteConfig
+from ..endpoints import browser_bucket
+from ..forms import FormValue, parse_form
+from ..identity import Identity
+from ..origins import check_origin, own_origin
+from ..problems import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    PolicyRefused,
+)
+from ..render import route_handler
+from ..rules import SigningContext, check_key, check_rest_v2, check_rest_v4, tighten_policy
+from ..signing import encode_policy, sign_v2, sign_v4
+
+log = logging.getLogger(__name__)
+
+# Signature bodies are a policy of a few conditions or one canonical request; success bodies a
+# handful of fields. Anything larger is not Fine Uploader.
+MAX_BODY = 64 * 1024
+# Fine Uploader's S3 default and S3's smallest part; handed to the page in GET P/config.
+PART_SIZE = 5 * 1024 * 1024
+# What the success request carries besides the page's own params (uploader.basic.api.js).
+_PROTOCOL_FIELDS = ("key", "uuid", "name", "bucket", "etag")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _signature_fields(exc: GatewayError) -> dict[str, Any]:
+    # request-signer.js reads ``error`` first, then ``invalid``: the page shows our reason.
+    return {"invalid": True, "error": exc.reason}
+
+
+def _success_fields(exc: GatewayError) -> dict[str, Any]:
+    # uploadsuccess.ajax.requester.js fails the upload on success: false and shows ``error``.
+    return {"success": False, "error": exc.detail}
+
+
+async def read_limited(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The whole body, or 413 ``body-too-large`` as soon as it passes ``limit`` bytes."""
+    too_large = PayloadTooLarge(
+        f"the body is larger than {limit} bytes", reason="body-too-large"
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the body is not JSON", reason="not-json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the body is not a JSON object", reason="not-json")
+    return value
+
+
+class FineUploaderRoute:
+    """The handlers of one ``protocol: fineuploader`` route."""
+
+    def __init__(self, config: Config, route: RouteConfig) -> None:
+        self.config = config
+        self.route = route
+        self.bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
+
+    def _context(self, request: web.Request, identity: Identity) -> SigningContext:
+        # The iframe path's success_action_redirect is P/blank made absolute against the page,
+        # whose origin the Origin header names (already checked) or, lacking one, the gateway's.
+        origin = request.headers.get("Origin") or own_origin(request)
+        s3 = self.config.s3
+        return SigningContext(
+            uploads_bucket=s3.uploads_bucket,
+            bucket_host=self.bucket.host,
+            key_prefix=identity.key_prefix,
+            acl=self.route.acl,
+            content_types=tuple(self.route.content_types),
+            max_size=self.route.max_size,
+            signature_ttl=self.route.signature_ttl,
+            blank_page_url=f"{origin}{self.route.path}/blank",
+            access_key_id=s3.access_key_id,
+            region=s3.region,
+            part_size=PART_SIZE,
+        )
+
+    async def _identity(self, request: web.Request) -> Identity:
+        check_origin(request, self.config.origins)
+        return await request.app[IDENTITY].require(request)
+
+    # ------------------------------------------------------------------ POST P/signature
+
+    async def signature(self, request: web.Request) -> web.Response:
+        """Sign a tightened copy of a POST policy, or a checked chunked REST request."""
+        metrics = request.app[METRICS]
+        try:
+            identity = await self._identity(request)
+            # Parsed whatever the Content-Type: IE8/9's XDomainRequest sends text/plain or none.
+            document = _json_object(await read_limited(request))
+            answer = self._sign(request, identity, document)
+        except GatewayError as exc:
+            log.info(
+                "signature_refused",
+                extra={"route": self.route.name, "reason": exc.reason, "status": exc.status},
+            )
+            metrics.signature_refused(self.route.name, exc.reason)
+            raise
+        metrics.signature_issued(self.route.name)
+        log.info(
+            "signature_issued", extra={"route": self.route.name, "user_hash": identity.user_hash}
+        )
+        return web.json_response(answer)
+
+    def _sign(
+        self, request: web.Request, identity: Identity, document: dict[str, Any]
+    ) -> dict[str, str]:
+        v4 = request.query.get("v4") == "true"
+        now = request.app[CLOCK]()
+        context = self._context(request, identity)
+        secret = self.config.s3.secret_access_key.get_secret_value()
+        if "headers" in document:
+            raw = document["headers"]
+            if len(document) != 1 or not isinstance(raw, str):
+                raise PolicyRefused(
+                    'a REST signing request is exactly {"headers": "<string>"}',
+                    reason="malformed-request",
+                )
+            if not v4:
+                return {"signature": sign_v2(secret, check_rest_v2(raw, context, now=now))}
+            string_to_sign = check_rest_v4(raw, context, now=now)
+            # Line 3 is the scope <YYYYMMDD>/<region>/s3/aws4_request, checked by the rules.
+            date = string_to_sign.split("\n")[2].split("/", 1)[0]
+            key = request.app[SIGNING_KEYS].get(date, self.config.s3.region)
+            return {"signature": sign_v4(key, string_to_sign)}
+        if "conditions" in document or "expiration" in document:
+            policy = tighten_policy(document, context, version=4 if v4 else 2, now=now)
+            encoded = encode_policy(policy)
+            if not v4:
+                return {"policy": encoded, "signature": sign_v2(secret, encoded)}
+            key = request.app[SIGNING_KEYS].get(_credential_date(policy), self.config.s3.region)
+            return {"policy": encoded, "signature": sign_v4(key, encoded)}
+        raise PolicyRefused(
+            "the body is neither a POST policy nor a REST signing request",
+            reason="malformed-request",
+        )
+
+    # ------------------------------------------------------------------ POST P/success
+
+    async def success(self, request: web.Request) -> web.Response:
+        """Complete an upload Fine Uploader reports done, and relay the upstream's answer."""
+        identity = await self._identity(request)
+        body = await read_limited(request)
+        if request.content_type == "application/json":
+            fields: dict[str, Any] = _json_object(body)
+        else:
+            fields = dict(parse_form(body))
+        key, name, bucket = (_required(fields, f) for f in ("key", "name", "bucket"))
+        etag = fields.get("etag")
+        if etag is not None and not isinstance(etag, str):
+            raise BadRequest("etag must be a string", reason="form-invalid")
+        self._check_object(bucket, key, identity)
+        params = {k: v for k, v in fields.items() if k not in _PROTOCOL_FIELDS}
+        result = await request.app[COMPLETION].complete(
+            CompletionRequest(
+                route=self.route,
+                identity=identity,
+                key=key,
+                filename=name,
+                params=params,
+                declared_size=None,
+                declared_content_type=None,
+                etag=etag,
+                forward_headers=self._forward_headers(request),
+            )
+        )
+        upstream = result.body if isinstance(result.body, dict) else {}
+        if 200 <= result.status < 300:
+            return web.json_response({"success": True, **upstream}, status=result.status)
+        error = upstream.get("error")
+        message = error if isinstance(error, str) and error else "the application refused it"
+        return web.json_response(
+            {**upstream, "success": False, "error": message}, status=result.status
+        )
+
+    def _check_object(self, bucket: str, key: str, identity: Identity) -> None:
+        """The client names the object: it must be in the uploads bucket, under its own prefix."""
+        if bucket != self.config.s3.uploads_bucket:
+            raise BadRequest("bucket is not this route's uploads bucket", reason="bucket-mismatch")
+        try:
+            check_key(key, identity.key_prefix)
+        except PolicyRefused as exc:
+            # Another user's object: refused as forbidden, before anything is read or touched.
+            raise Forbidden(exc.detail, reason=exc.reason) from None
+
+    def _forward_headers(self, request: web.Request) -> dict[str, str]:
+        """The client's Cookie (without the gateway's session) and Authorization, and the id."""
+        out = {"X-Request-ID": request[REQUEST_ID]}
+        cookie = request.headers.get("Cookie")
+        if cookie:
+            stripped = hdr.strip_cookie(cookie, self.config.session.cookie_name)
+            if stripped:
+                out["Cookie"] = stripped
+        if "Authorization" in request.headers:
+            out["Authorization"] = request.headers["Authorization"]
+        return out
+
+    # ------------------------------------------------------------------ DELETE P/files/{uuid}
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """deleteFile in DELETE mode: ``?key=&bucket=`` name the user's own object."""
+        identity = await self._identity(request)
+        return await self._delete(request, identity, dict(request.query))
+
+    async def delete_post(self, request: web.Request) -> web.Response:
+        """deleteFile in POST mode (old browsers): a form with ``_method=DELETE``."""
+        identity = await self._identity(request)
+        fields: dict[str, FormValue] = parse_form(await read_limited(request))
+        if fields.get("_method") != "DELETE":
+            raise BadRequest("POST P/files only deletes (_method=DELETE)", reason="form-invalid")
+        return await self._delete(request, identity, fields)
+
+    async def _delete(
+        self, request: web.Request, identity: Identity, fields: dict[str, Any]
+    ) -> web.Response:
+        key, bucket = _required(fields, "key"), _required(fields, "bucket")
+        self._check_object(bucket, key, identity)
+        deleted = await request.app[COMPLETION].delete_upload(
+            self.route, identity, key, self._forward_headers(request)
+        )
+        if not deleted:
+            raise NotFound("no such upload", reason="not-found")
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------------ GET P/blank, P/config
+
+    async def blank(self, request: web.Request) -> web.Response:
+        """The iframe path's success_action_redirect target: any page whose body is not "false"."""
+        return web.Response(
+            text="<!DOCTYPE html><html><head><title></title></head><body></body></html>",
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def options(self, request: web.Request) -> web.Response:
+        """This user's Fine Uploader options (qq.s3.FineUploader), for the page to build from."""
+        identity = await request.app[IDENTITY].require(request)
+        s3 = self.config.s3
+        path = self.route.path
+        validation: dict[str, Any] = {"sizeLimit": self.route.max_size}
+        if "*/*" not in self.route.content_types:
+            validation["acceptFiles"] = ",".join(self.route.content_types)
+        body = {
+            "request": {"endpoint": self.bucket.url, "accessKey": s3.access_key_id},
+            "objectProperties": {
+                # Needed whenever the bucket URL is not an AWS host name (testing-notes.md).
+                "bucket": s3.uploads_bucket,
+                "host": self.bucket.host,
+                "region": s3.region,
+                "acl": self.route.acl,
+                "keyPrefix": identity.key_prefix,
+            },
+            "signature": {"endpoint": f"{path}/signature", "version": 4},
+            "uploadSuccess": {"endpoint": f"{path}/success"},
+            "deleteFile": {"enabled": True, "endpoint": f"{path}/files"},
+            "iframeSupport": {"localBlankPagePath": f"{path}/blank"},
+            "chunking": {"enabled": True, "partSize": PART_SIZE},
+            "validation": validation,
+            "keyPrefix": identity.key_prefix,
+            "maxSize": self.route.max_size,
+            # For request.clockDrift (serverTime - Date.now()): S3 refuses skewed clocks.
+            "serverTime": int(request.app[CLOCK]().timestamp() * 1000),
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Everything else under P is the gateway's namespace: never proxied."""
+        raise NotFound("no such Fine Uploader endpoint", reason="not-found")
+
+
+def _required(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"the field {name!r} is missing", reason="missing-field")
+    return value
+
+
+def _credential_date(policy: dict[str, Any]) -> str:
+    """The YYYYMMDD of the policy's x-amz-credential, which the rules have already checked."""
+    for condition in policy.get("conditions", ()):
+        if isinstance(condition, dict) and isinstance(condition.get("x-amz-credential"), str):
+            parts = condition["x-amz-credential"].split("/")
+            if len(parts) == 5:
+                return str(parts[1])
+    raise PolicyRefused("a v4 policy needs an x-amz-credential", reason="credential-missing")
+
+
+def add_routes(app: web.Application, route: RouteConfig) -> None:
+    """Register the Fine Uploader endpoints of ``route`` under its path."""
+    handlers = FineUploaderRoute(app[CONFIG], route)
+    path = route.path
+
+    def named(handler: Handler, fields: Callable[[GatewayError], dict[str, Any]]) -> Handler:
+        return route_handler(route.name, fields)(handler)
+
+    app.router.add_post(f"{path}/signature", named(handlers.signature, _signature_fields))
+    app.router.add_post(f"{path}/success", named(handlers.success, _success_fields))
+    app.router.add_delete(f"{path}/files/{{uuid}}", named(handlers.delete, _success_fields))
+    app.router.add_post(f"{path}/files", named(handlers.delete_post, _success_fields))
+    app.router.add_get(f"{path}/blank", named(handlers.blank, _success_fields))
+    app.router.add_get(f"{path}/config", named(handlers.options, _success_fields))
+    app.router.add_route("*", f"{path}/{{tail:.*}}", named(handlers.not_found, _success_fields))

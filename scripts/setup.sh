@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the gateway, its demo and its tests need, idempotently:
+#   Debian's chromium (browser tests), a venv with the package and its test extras, npm packages.
+# Usage: scripts/setup.sh [runtime|test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-test}"
+
+if [ "$mode" = test ] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "setup: chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -U pip
+if [ "$mode" = test ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,demo]'
+else
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[demo]'
+fi
+
+# Fine Uploader and Uppy come from npm at setup time; they are never committed.
+if [ ! -d node_modules/fine-uploader ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+fi

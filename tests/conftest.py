@@ -1,0 +1,5 @@
+"""Fixtures live in tests/support/*; each module is a plugin registered here."""
+
+pytest_plugins = [
+    "tests.support.gateway",
+]

@@ -1,0 +1,128 @@
+"""Fixtures that build a gateway config and app pointing at the test's real servers."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from cryptography.fernet import Fernet
+
+from gateway.config import Config
+from tests.support.upstream import RECORDED, WEBHOOK_SECRET, Recorded, make_upstream_app
+
+SESSION_KEY = Fernet.generate_key().decode()
+OTHER_SESSION_KEY = Fernet.generate_key().decode()
+ACCESS_KEY_ID = "AKIDGATEWAYTEST"
+SECRET_ACCESS_KEY = "gateway-test-secret-access-key"
+START = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+class SettableClock:
+    """A clock a test can move; the gateway reads it once per request."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_dict(
+    upstream_url: str,
+    *,
+    s3_endpoint: str = "http://127.0.0.1:1",
+    uploads_bucket: str = "test-uploads",
+    storage_bucket: str = "test-storage",
+) -> dict[str, Any]:
+    """A valid config tree for the given servers, with a Fine Uploader route."""
+    return {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "upstream": {"url": upstream_url, "connect_timeout": 2, "read_timeout": 5},
+        "session": {"keys": [SESSION_KEY], "secure": False},
+        "identity": {},
+        "s3": {
+            "region": "us-east-1",
+            "endpoint_url": s3_endpoint,
+            "addressing_style": "path",
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY,
+            "uploads_bucket": uploads_bucket,
+            "storage_bucket": storage_bucket,
+        },
+        "webhook": {"secret": WEBHOOK_SECRET, "timeout": 5},
+        "routes": [
+            {
+                "name": "photos",
+                "protocol": "fineuploader",
+                "path": "/uploads/photos",
+                "max_size": "20MiB",
+                "content_types": ["image/*", "application/pdf", "application/octet-stream"],
+                "forward": "/internal/uploads/photos",
+            },
+        ],
+    }
+
+
+def build_config(tree: dict[str, Any], **overrides: Any) -> Config:
+    return Config.model_validate(_merge(tree, overrides))
+
+
+@pytest.fixture
+async def upstream_server(aiohttp_server: Any) -> TestServer:
+    """The reflecting upstream app on a real loopback port."""
+    server: TestServer = await aiohttp_server(make_upstream_app())
+    return server
+
+
+@pytest.fixture
+def recorded(upstream_server: TestServer) -> Recorded:
+    """What the upstream received: completions and echoed requests."""
+    return upstream_server.app[RECORDED]
+
+
+@pytest.fixture
+def upstream_url(upstream_server: TestServer) -> str:
+    return str(upstream_server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock()
+
+
+@pytest.fixture
+def make_config(upstream_url: str) -> Callable[..., Config]:
+    """``make_config(**overrides)``: a valid Config at the test's upstream; S3 unreachable."""
+
+    def make(**overrides: Any) -> Config:
+        return build_config(config_dict(upstream_url), **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def gateway_server(
+    aiohttp_server: Any, make_config: Callable[..., Config], clock: SettableClock
+) -> AsyncIterator[TestServer]:
+    """The gateway with the default test config, on a real loopback port."""
+    from gateway.app import create_app
+
+    server: TestServer = await aiohttp_server(create_app(make_config(), clock=clock))
+    yield server

@@ -1,0 +1,768 @@
+"""The streaming reverse proxy against a real upstream app, over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.app import create_app
+from gateway.config import Config
+from gateway.logs import JsonFormatter
+from tests.support.gateway import SettableClock
+from tests.support.upstream import generated_sha256, make_upstream_app
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Trace:
+    """What reached the upstream: every path, the peer ports used, the most requests at once."""
+
+    paths: list[str] = field(default_factory=list)
+    peers: set[int] = field(default_factory=set)
+    active: int = 0
+    max_active: int = 0
+
+
+TRACE = web.AppKey("trace", Trace)
+
+
+@web.middleware
+async def _trace(request: web.Request, handler: Any) -> web.StreamResponse:
+    trace = request.app[TRACE]
+    trace.paths.append(request.raw_path)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if peer:
+        trace.peers.add(peer[1])
+    trace.active += 1
+    trace.max_active = max(trace.max_active, trace.active)
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    finally:
+        trace.active -= 1
+
+
+@pytest.fixture
+async def upstream_server(aiohttp_server: Any) -> TestServer:
+    """The reflecting upstream, with a trace of what reached it (overrides the shared fixture)."""
+    app = make_upstream_app()
+    app[TRACE] = Trace()
+    app.middlewares.append(_trace)
+    server: TestServer = await aiohttp_server(app)
+    return server
+
+
+@pytest.fixture
+def trace(upstream_server: TestServer) -> Trace:
+    return upstream_server.app[TRACE]
+
+
+StartGateway = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def start_gateway(
+    aiohttp_server: Any, make_config: Callable[..., Config], clock: SettableClock
+) -> StartGateway:
+    """``await start_gateway(**config_overrides)``: the gateway's base URL on a real port."""
+
+    async def start(**overrides: Any) -> str:
+        server: TestServer = await aiohttp_server(create_app(make_config(**overrides), clock=clock))
+        return str(server.make_url("")).rstrip("/")
+
+    return start
+
+
+@pytest.fixture
+async def gw(start_gateway: StartGateway) -> str:
+    """The gateway with the default test config."""
+    return await start_gateway()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that keeps no cookies and decompresses nothing, so tests see the raw answer."""
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=60),
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+def json_logs(caplog: pytest.LogCaptureFixture) -> Callable[[], list[dict[str, Any]]]:
+    """The gateway's log lines as the JSON formatter writes them (request id included)."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    caplog.handler.setFormatter(JsonFormatter())
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in caplog.text.splitlines() if line.startswith("{")]
+
+    return lines
+
+
+def _headers(echo: dict[str, Any]) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in echo["headers"])
+
+
+def _port(url: str) -> int:
+    port = URL(url).port
+    assert port is not None
+    return port
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def _raw(port: int, request: bytes, timeout: float = 10) -> tuple[bytes, bytes]:
+    """Send raw bytes, read until the server closes; (head, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            data = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def _generated(size: int, block: int = MiB, pause: float = 0.0) -> AsyncIterator[bytes]:
+    """``size`` bytes whose blocks all differ (a reordered or repeated block changes the hash)."""
+    base = bytes(range(256)) * (block // 256)
+    sent = 0
+    index = 0
+    while sent < size:
+        piece = (index.to_bytes(8, "big") + base[8:])[: min(block, size - sent)]
+        if pause:
+            await asyncio.sleep(pause)
+        yield piece
+        sent += len(piece)
+        index += 1
+
+
+def _generated_sha256(size: int, block: int = MiB) -> str:
+    digest = hashlib.sha256()
+    base = bytes(range(256)) * (block // 256)
+    sent = 0
+    index = 0
+    while sent < size:
+        piece = (index.to_bytes(8, "big") + base[8:])[: min(block, size - sent)]
+        digest.update(piece)
+        sent += len(piece)
+        index += 1
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ methods, paths, bodies
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"])
+async def test_every_method_is_forwarded(
+    gw: str, client: aiohttp.ClientSession, method: str
+) -> None:
+    """Any method not the gateway's own goes upstream unchanged, body included."""
+    async with client.request(method, gw + "/echo/m", data=b"payload") as resp:
+        assert resp.status == 200
+        echo = await resp.json()
+    assert echo["method"] == method
+    assert echo["body_sha256"] == hashlib.sha256(b"payload").hexdigest()
+
+
+async def test_raw_path_and_query_kept_byte_for_byte(gw: str) -> None:
+    """Percent-encodings, case of escapes, '+', repeated and empty parameters reach the upstream
+    exactly as the client wrote them (a re-encoded path can change what the upstream routes)."""
+    target = "/echo/a%2Fb%20c/%7euser/%E2%9C%93;p=1?x=1&x=2&y=%2F+%2b&z&q=a%26b"
+    head, body = await _raw(
+        _port(gw), f"GET {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert head.startswith(b"HTTP/1.1 200")
+    echo = json.loads(body)
+    assert echo["raw_path"] == target
+
+
+async def test_content_length_request_body_is_forwarded_with_its_length(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """A Content-Length body reaches the upstream as one, intact."""
+    payload = b"x" * 100_000
+    async with client.post(gw + "/echo/cl", data=payload) as resp:
+        echo = await resp.json()
+    headers = _headers(echo)
+    assert headers["Content-Length"] == str(len(payload))
+    assert "Transfer-Encoding" not in headers
+    assert echo["body_size"] == len(payload)
+    assert echo["body_sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+async def test_chunked_request_body_is_forwarded_chunked(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """A chunked body (no length known) is streamed on, chunked, intact."""
+    size = 3 * MiB + 17
+    async with client.post(gw + "/echo/chunked", data=_generated(size)) as resp:
+        echo = await resp.json()
+    headers = _headers(echo)
+    assert headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in headers
+    assert echo["body_size"] == size
+    assert echo["body_sha256"] == _generated_sha256(size)
+
+
+async def test_large_bodies_stream_both_ways_intact(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """64 MiB up (chunked) and 64 MiB down (chunked and with a length) arrive with equal hashes."""
+    size = 64 * MiB + 5
+    async with client.post(gw + "/sink", data=_generated(size)) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"sha256": _generated_sha256(size), "size": size}
+    for query, framing in (("", "chunked"), ("&length=1", "length")):
+        digest = hashlib.sha256()
+        received = 0
+        async with client.get(gw + f"/stream?size={size}{query}") as resp:
+            assert resp.status == 200
+            if framing == "length":
+                assert resp.headers["Content-Length"] == str(size)
+            else:
+                assert resp.headers["Transfer-Encoding"] == "chunked"
+                assert "Content-Length" not in resp.headers
+            async for chunk in resp.content.iter_any():
+                digest.update(chunk)
+                received += len(chunk)
+        assert received == size
+        assert digest.hexdigest() == generated_sha256(size)
+
+
+async def test_http10_client_gets_the_streamed_body(gw: str) -> None:
+    """An HTTP/1.0 client cannot take chunked encoding: it gets the body, ended by the close."""
+    size = 300_000
+    head, body = await _raw(
+        _port(gw), f"GET /stream?size={size} HTTP/1.0\r\nHost: gw\r\n\r\n".encode()
+    )
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    assert b"chunked" not in head.lower()
+    assert len(body) == size
+    assert hashlib.sha256(body).hexdigest() == generated_sha256(size)
+
+
+async def test_expect_100_continue_upload(gw: str, client: aiohttp.ClientSession) -> None:
+    """A client that waits for 100 Continue (curl does above 1 MiB) gets its body through."""
+    payload = b"e" * 2 * MiB
+    async with client.post(gw + "/sink", data=payload, expect100=True) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+async def test_head_answer_has_headers_and_no_body(gw: str, client: aiohttp.ClientSession) -> None:
+    """HEAD keeps the upstream's Content-Length and carries no body."""
+    async with client.get(gw + "/echo/h") as resp:
+        length = len(await resp.read())
+    head, body = await _raw(
+        _port(gw), b"HEAD /echo/h HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 200")
+    assert f"content-length: {length + 1}".encode() in head.lower()  # "HEAD" is one letter more
+    assert body == b""
+
+
+@pytest.mark.parametrize("status", [201, 204, 304, 404, 418, 500, 503])
+async def test_upstream_status_and_body_are_relayed(
+    gw: str, client: aiohttp.ClientSession, status: int
+) -> None:
+    """The upstream's own errors are its answer, not the gateway's problem documents."""
+    async with client.get(gw + f"/status/{status}") as resp:
+        assert resp.status == status
+        body = await resp.read()
+    if status in (204, 304):
+        assert body == b""
+    else:
+        assert resp.content_type == "application/json"
+        assert json.loads(body) == {"status": status}
+
+
+async def test_compressed_answer_passes_untouched(gw: str, client: aiohttp.ClientSession) -> None:
+    """A gzip body is relayed as the upstream sent it: same bytes, same Content-Encoding."""
+    async with client.get(gw + "/gzip", headers={"Accept-Encoding": "gzip"}) as resp:
+        body = await resp.read()
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert resp.headers["Content-Length"] == str(len(body))
+    assert body[:2] == b"\x1f\x8b"
+    assert gzip.decompress(body) == b"compressed body " * 100
+
+
+async def test_gateway_adds_no_accept_encoding_or_user_agent(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """The upstream sees the client's headers, not ones the gateway's HTTP client would add."""
+    async with client.get(
+        gw + "/echo/plain", skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept")
+    ) as resp:
+        headers = _headers(await resp.json())
+    for name in ("Accept-Encoding", "User-Agent", "Accept"):
+        assert name not in headers
+
+
+async def test_redirect_is_passed_to_the_client(
+    gw: str, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """A 302 goes back to the client; the gateway never follows it itself."""
+    async with client.get(gw + "/redirect", allow_redirects=False) as resp:
+        assert resp.status == 302
+        assert resp.headers["Location"] == "/echo/target"
+    assert "/echo/target" not in trace.paths
+
+
+async def test_every_set_cookie_survives(gw: str, client: aiohttp.ClientSession) -> None:
+    """Several Set-Cookie headers each reach the client, each once."""
+    async with client.get(gw + "/cookies?a=1&b=2&c=3") as resp:
+        cookies = resp.headers.getall("Set-Cookie")
+    assert sorted(c.split(";")[0] for c in cookies) == ["a=1", "b=2", "c=3"]
+
+
+# ------------------------------------------------------------------ header rules end to end
+
+
+async def test_hop_by_hop_request_headers_are_not_forwarded(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """Connection, the headers it names, Keep-Alive, TE, Trailer, Upgrade, Proxy-* stop here."""
+    headers = CIMultiDict(
+        [
+            ("Connection", "keep-alive, X-Hop-Named"),
+            ("X-Hop-Named", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Checksum"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic c2VjcmV0"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-End-To-End", "kept"),
+        ]
+    )
+    async with client.get(gw + "/echo/hop", headers=headers) as resp:
+        assert resp.status == 200
+        seen = _headers(await resp.json())
+    for name in (
+        "X-Hop-Named",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+    ):
+        assert name not in seen, name
+    assert "x-hop-named" not in seen.get("Connection", "").lower()
+    assert seen["X-End-To-End"] == "kept"
+
+
+@pytest.fixture
+async def hop_upstream(aiohttp_server: Any) -> str:
+    """An upstream answering with hop-by-hop and identity headers in its response."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(
+            text="ok",
+            headers=CIMultiDict(
+                [
+                    ("Connection", "X-Hop-Named"),
+                    ("X-Hop-Named", "secret"),
+                    ("Keep-Alive", "timeout=1"),
+                    ("Proxy-Authenticate", "Basic"),
+                    ("Proxy-Whatever", "1"),
+                    ("Trailer", "X-T"),
+                    ("Upgrade", "foo"),
+                    ("X_Upload_User", "mallory"),
+                    ("X-Kept", "yes"),
+                ]
+            ),
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    server: TestServer = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_hop_by_hop_response_headers_are_not_forwarded(
+    start_gateway: StartGateway, hop_upstream: str, client: aiohttp.ClientSession
+) -> None:
+    """The upstream's hop-by-hop headers (and '_' spellings of the login header) stop here."""
+    gw = await start_gateway(upstream={"url": hop_upstream})
+    async with client.get(gw + "/x") as resp:
+        assert resp.status == 200
+        assert await resp.text() == "ok"
+        names = {n.lower() for n in resp.headers}
+    assert resp.headers["X-Kept"] == "yes"
+    for name in ("x-hop-named", "keep-alive", "proxy-authenticate", "proxy-whatever", "trailer"):
+        assert name not in names, name
+    assert "upgrade" not in names
+    assert "x_upload_user" not in names
+    assert "foo" not in resp.headers.get("Upgrade", "")
+
+
+async def test_forwarded_headers_set_for_an_untrusted_peer(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """X-Forwarded-* name the real peer; a client's own values (any spelling) are dropped."""
+    async with client.get(
+        gw + "/echo/f",
+        headers={
+            "X-Forwarded-For": "6.6.6.6",
+            "X_Forwarded_For": "6.6.6.7",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example",
+            "Forwarded": "for=6.6.6.6",
+        },
+    ) as resp:
+        seen = _headers(await resp.json())
+    assert seen.getall("X-Forwarded-For") == ["127.0.0.1"]
+    assert seen.getall("X-Forwarded-Proto") == ["http"]
+    assert seen.getall("X-Forwarded-Host") == [f"127.0.0.1:{_port(gw)}"]
+    assert "Forwarded" not in seen
+    assert "X_Forwarded_For" not in seen
+
+
+async def test_forwarded_for_kept_from_a_trusted_proxy(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """Behind a trusted proxy the chain is extended and its proto and host are kept."""
+    gw = await start_gateway(trusted_proxies=["127.0.0.0/8"])
+    async with client.get(
+        gw + "/echo/f",
+        headers={
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "app.example",
+        },
+    ) as resp:
+        seen = _headers(await resp.json())
+    assert seen.getall("X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
+    assert seen.getall("X-Forwarded-Proto") == ["https"]
+    assert seen.getall("X-Forwarded-Host") == ["app.example"]
+
+
+async def test_spoofed_gateway_headers_never_reach_the_upstream(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """X-Upload-User, X-Upload-Signature, Idempotency-Key and the login/logout headers sent by a
+    client are removed in any case and with '_' for '-' (CVE-2025-64484 in oauth2-proxy)."""
+    gw = await start_gateway(identity={"login_header": "X-Remote-User"})
+    sent = CIMultiDict(
+        [
+            ("X-Upload-User", "mallory"),
+            ("x_upload_user", "mallory"),
+            ("X-UPLOAD-SIGNATURE", "t=1,v1=00"),
+            ("X_Upload_Signature", "t=1,v1=00"),
+            ("Idempotency-Key", "k"),
+            ("idempotency_key", "k"),
+            ("X-Remote-User", "mallory"),
+            ("X_REMOTE_USER", "mallory"),
+            ("X-Upload-Logout", "1"),
+            ("X-Innocent", "kept"),
+        ]
+    )
+    async with client.post(gw + "/echo/spoof", headers=sent, data=b"{}") as resp:
+        seen = _headers(await resp.json())
+    normalised = {name.lower().replace("_", "-") for name in seen}
+    for name in (
+        "x-upload-user",
+        "x-upload-signature",
+        "idempotency-key",
+        "x-remote-user",
+        "x-upload-logout",
+    ):
+        assert name not in normalised, name
+    assert seen["X-Innocent"] == "kept"
+
+
+async def test_session_cookie_is_not_forwarded_but_other_cookies_are(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """The upstream never sees the gateway's session cookie; the app's own cookies pass."""
+    async with client.get(
+        gw + "/echo/c", headers={"Cookie": "app=1; gateway_session=secret-token; other=2"}
+    ) as resp:
+        seen = _headers(await resp.json())
+    assert seen.getall("Cookie") == ["app=1; other=2"]
+
+
+async def test_upstream_cookies_are_never_replayed_for_another_user(
+    start_gateway: StartGateway, upstream_server: TestServer, trace: Trace
+) -> None:
+    """One user's upstream cookies never ride along on another user's request. The upstream is
+    reached as ``localhost``: a default cookie jar ignores IP hosts and would hide the leak."""
+    port = upstream_server.port
+    gw = await start_gateway(upstream={"url": f"http://localhost:{port}"})
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as alice:
+        async with alice.get(gw + "/cookies?app_session=alice-secret") as resp:
+            assert "app_session=alice-secret" in resp.headers["Set-Cookie"]
+        async with alice.get(gw + "/echo/alice") as resp:
+            assert _headers(await resp.json())["Cookie"] == "app_session=alice-secret"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as bob:
+        for path in ("/echo/bob", "/echo/bob-again"):
+            async with bob.get(gw + path) as resp:
+                seen = _headers(await resp.json())
+            assert "Cookie" not in seen
+            assert "alice-secret" not in json.dumps(list(seen.items()))
+
+
+async def test_request_id_kept_when_valid_and_passed_upstream(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """A sane X-Request-ID is kept: the upstream gets it and the client gets it back."""
+    async with client.get(gw + "/echo/r", headers={"X-Request-ID": "req-42.a:b_c"}) as resp:
+        seen = _headers(await resp.json())
+        assert resp.headers["X-Request-ID"] == "req-42.a:b_c"
+    assert seen.getall("X-Request-ID") == ["req-42.a:b_c"]
+
+
+@pytest.mark.parametrize("sent", [None, "has space", "x" * 129, "inject\u00e9"])
+async def test_request_id_generated_otherwise(
+    gw: str, client: aiohttp.ClientSession, sent: str | None
+) -> None:
+    """A missing or unsafe X-Request-ID is replaced by a fresh one, the same upstream and back."""
+    headers = {} if sent is None else {"X-Request-ID": sent}
+    async with client.get(gw + "/echo/r", headers=headers) as resp:
+        seen = _headers(await resp.json())
+        returned = resp.headers["X-Request-ID"]
+    assert returned != sent
+    assert len(returned) == 32 and int(returned, 16) >= 0
+    assert seen.getall("X-Request-ID") == [returned]
+
+
+# ------------------------------------------------------------------ websockets
+
+
+async def test_websocket_is_proxied_both_ways(gw: str, client: aiohttp.ClientSession) -> None:
+    """Text and binary frames go through both ways; the upstream's subprotocol is agreed."""
+    async with client.ws_connect(gw + "/ws", protocols=("echo.v1",)) as ws:
+        assert ws.protocol == "echo.v1"
+        await ws.send_str("hello")
+        assert await ws.receive_str(timeout=5) == "echo:hello"
+        await ws.send_bytes(b"\x00\x01\x02abc")
+        assert await ws.receive_bytes(timeout=5) == b"cba\x02\x01\x00"
+        big = bytes(range(256)) * 4096
+        await ws.send_bytes(big)
+        assert await ws.receive_bytes(timeout=5) == big[::-1]
+        await ws.close()
+    assert ws.closed
+
+
+async def test_idle_websocket_outlives_read_timeout(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """read_timeout bounds waiting for an HTTP answer, not a quiet websocket."""
+    gw = await start_gateway(upstream={"read_timeout": 0.3})
+    async with client.ws_connect(gw + "/ws") as ws:
+        await asyncio.sleep(0.8)  # idle time is what is under test, not a wait for a server
+        await ws.send_str("still there")
+        assert await ws.receive_str(timeout=5) == "echo:still there"
+
+
+# ------------------------------------------------------------------ pool, errors, timeouts
+
+
+async def test_one_pool_with_the_configured_connection_limit(
+    start_gateway: StartGateway, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """Never more than max_connections requests at the upstream at once; connections are reused."""
+    gw = await start_gateway(upstream={"max_connections": 2})
+
+    async def slow() -> int:
+        async with client.get(gw + "/slow?delay=0.2") as resp:
+            await resp.read()
+            return resp.status
+
+    assert await asyncio.gather(*(slow() for _ in range(6))) == [200] * 6
+    assert trace.max_active == 2
+    for _ in range(5):
+        async with client.get(gw + "/echo/seq") as resp:
+            await resp.read()
+    assert len(trace.peers) <= 2
+
+
+async def test_upstream_refused_is_502_problem_and_logged(
+    start_gateway: StartGateway,
+    client: aiohttp.ClientSession,
+    json_logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """Nothing listening upstream: a quick 502 problem+json, logged with the request id."""
+    gw = await start_gateway(upstream={"url": f"http://127.0.0.1:{_closed_port()}"})
+    started = time.monotonic()
+    async with client.get(gw + "/anything", headers={"X-Request-ID": "refused-1"}) as resp:
+        assert resp.status == 502
+        assert resp.content_type == "application/problem+json"
+        problem = await resp.json(content_type=None)
+        assert resp.headers["X-Request-ID"] == "refused-1"
+    assert time.monotonic() - started < 1.5
+    assert problem["status"] == 502
+    assert problem["reason"] == "upstream-refused"
+    assert {"type", "title", "detail"} <= problem.keys()
+    assert any(
+        line.get("request_id") == "refused-1" and line.get("reason") == "upstream-refused"
+        for line in json_logs()
+    )
+
+
+async def test_upstream_reset_is_502(
+    gw: str, client: aiohttp.ClientSession, json_logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """The upstream dropping the connection before answering is a 502 problem."""
+    async with client.get(gw + "/reset", headers={"X-Request-ID": "reset-1"}) as resp:
+        assert resp.status == 502
+        assert resp.content_type == "application/problem+json"
+        assert (await resp.json(content_type=None))["reason"] == "upstream-broken"
+    assert any(line.get("request_id") == "reset-1" for line in json_logs())
+
+
+async def test_upstream_slower_than_read_timeout_is_504(
+    start_gateway: StartGateway,
+    client: aiohttp.ClientSession,
+    json_logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """An upstream silent for read_timeout (1 s) gets a 504 after about that long, not later."""
+    gw = await start_gateway(upstream={"read_timeout": 1})
+    started = time.monotonic()
+    async with client.get(gw + "/slow?delay=3", headers={"X-Request-ID": "slow-1"}) as resp:
+        assert resp.status == 504
+        assert resp.content_type == "application/problem+json"
+        problem = await resp.json(content_type=None)
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed <= 2.5, elapsed
+    assert problem["reason"] == "upstream-timeout"
+    assert any(
+        line.get("request_id") == "slow-1" and line.get("reason") == "upstream-timeout"
+        for line in json_logs()
+    )
+
+
+async def test_slow_upload_is_not_cut_by_read_timeout(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """Sending a body longer than read_timeout is fine: the timer runs while awaiting the answer."""
+    gw = await start_gateway(upstream={"read_timeout": 0.5})
+    size = 12 * 64 * 1024
+    async with client.post(gw + "/sink", data=_generated(size, 64 * 1024, pause=0.1)) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["sha256"] == _generated_sha256(size, 64 * 1024)
+
+
+async def test_upstream_cut_mid_body_truncates_the_answer(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """Once streaming began an error cannot become a 502: the client sees a cut, not a short 200."""
+    async with client.get(gw + "/cut") as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+
+
+async def test_client_leaving_mid_download_leaves_the_gateway_healthy(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """A client hanging up during a large download frees the transfer; later requests work."""
+    async with client.get(gw + f"/stream?size={512 * MiB}") as resp:
+        await resp.content.readexactly(MiB)
+        resp.close()
+    for _ in range(3):
+        async with client.get(gw + "/stream?size=1000") as resp:
+            assert len(await resp.read()) == 1000
+
+
+# ------------------------------------------------------------------ what is never proxied
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/internal/uploads/photos",
+        "/internal/uploads/photos/",
+        "/internal/uploads/photos/x",
+        "/INTERNAL/Uploads/photos",
+        "/internal//uploads/photos",
+        "/internal/./uploads/photos",
+        "/internal/uploads/photos%2Fx",
+        "/internal%2Fuploads%2Fphotos",
+        "/internal/uploads/photos?x=1",
+    ],
+)
+async def test_forward_paths_are_never_proxied(gw: str, trace: Trace, target: str) -> None:
+    """Only the gateway calls a route's forward path; a client asking for it gets 404."""
+    head, body = await _raw(
+        _port(gw),
+        f"POST {target} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
+        f"Connection: close\r\n\r\n{{}}".encode(),
+    )
+    assert head.startswith(b"HTTP/1.1 404"), head
+    assert b"application/problem+json" in head
+    assert json.loads(body)["status"] == 404
+    assert trace.paths == []
+
+
+async def test_lookalike_of_a_forward_path_is_proxied(
+    gw: str, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """Only the forward path and below are reserved; /internal/uploads/photosx is the app's."""
+    async with client.get(gw + "/internal/uploads/photosx") as resp:
+        assert resp.status == 200
+    assert trace.paths == ["/internal/uploads/photosx"]
+
+
+async def test_healthz_is_answered_by_the_gateway(
+    gw: str, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """GET /-/healthz answers 200 itself; nothing under /-/ is ever proxied."""
+    async with client.get(gw + "/-/healthz") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}
+    async with client.head(gw + "/-/healthz") as resp:
+        assert resp.status == 200
+    async with client.get(gw + "/-/no-such-thing") as resp:
+        assert resp.status == 404
+        assert resp.content_type == "application/problem+json"
+    assert trace.paths == []
+
+
+async def test_healthz_answers_with_the_upstream_down(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """Liveness does not depend on the upstream (that is readyz's job)."""
+    gw = await start_gateway(upstream={"url": f"http://127.0.0.1:{_closed_port()}"})
+    async with client.get(gw + "/-/healthz") as resp:
+        assert resp.status == 200
+
+
+async def test_custom_ops_prefix(
+    start_gateway: StartGateway, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """With ops_prefix /_gw, /_gw/healthz is the gateway's and /-/healthz is the app's."""
+    gw = await start_gateway(ops_prefix="/_gw")
+    async with client.get(gw + "/_gw/healthz") as resp:
+        assert await resp.json() == {"status": "ok"}
+    async with client.get(gw + "/-/healthz") as resp:
+        assert (await resp.json())["raw_path"] == "/-/healthz"
+    assert trace.paths == ["/-/healthz"]
