@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 
 CONFIG = web.AppKey("config", Config)
-CLOCK = web.AppKey("clock", Clock)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 COMPLETION: web.AppKey[Completion] = web.AppKey("completion")

@@ -49,6 +49,13 @@ def cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return serve(config, host=args.host, port=args.port, workers=args.workers)
 
 
+def cmd_upload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Upload a file through an ``api`` route, straight to S3."""
+    from .client import run
+
+    return run(args.file, args.to, args.header, as_json=args.json, parallel=args.parallel)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="upload-gateway",
@@ -66,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path")
     check.set_defaults(func=cmd_check_config)
+
+    upload = sub.add_parser("upload", help="upload a file through an api route")
+    upload.add_argument("file")
+    upload.add_argument("--to", required=True, metavar="URL", help="the api route's URL")
+    upload.add_argument(
+        "-H", "--header", action="append", default=[], help="'Name: value', repeatable"
+    )
+    upload.add_argument("--json", action="store_true", help="print only the answer, as JSON")
+    upload.add_argument("--parallel", type=int, default=4, help="parts sent at once")
+    upload.set_defaults(func=cmd_upload)
     return parser
 
 

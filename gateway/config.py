@@ -300,7 +300,9 @@ class RouteConfig(_Model):
     @model_validator(mode="after")
     def _enough_parts(self) -> RouteConfig:
         if self.part_size * 10_000 < self.max_size:
-            raise _rule("is too small: max_size would need more than 10000 parts", "part_size")
+            raise _rule(
+                "is too small: max_size would need over 10000 parts (S3's limit)", "part_size"
+            )
         return self
 
 
@@ -478,17 +480,18 @@ def _read_yaml(text: str, source: str) -> Any:
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = exc.problem or exc.context or "unreadable"
-        if exc.problem and exc.context and exc.context_mark:
-            start = exc.context_mark
-            what += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
-        raise ConfigError([ConfigProblem("", f"{source}: invalid YAML{where}: {what}")]) from None
+        what = f"{source}: invalid YAML{_at(exc.problem_mark)}: {exc.problem or exc.context}"
+        if exc.problem and exc.context and _at(exc.context_mark) != _at(exc.problem_mark):
+            what += f" ({exc.context}{_at(exc.context_mark)})"
+        raise ConfigError([ConfigProblem("", what)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem("", f"{source}: invalid YAML: {exc}")]) from None
     finally:
         loader.dispose()
+
+
+def _at(mark: yaml.Mark | None) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
 def _join(path: str, key: Any) -> str:
@@ -545,15 +548,15 @@ _PYDANTIC_WORDS = (
 
 
 def _subject(found: bool, value: Any, secret: bool) -> str:
-    if secret and isinstance(value, str):
-        return f"the secret ({len(value)} characters)"
-    if secret or not found:
-        return "the value"
+    if not found:
+        return "the default"  # errors pinned to a key the YAML leaves out
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return _show(value)
+    if secret and isinstance(value, str):
+        return f"the secret ({len(value)} character{'' if len(value) == 1 else 's'})"
+    return "the secret" if secret else _show(value)
 
 
 def _problems_from(error: ValidationError, tree: Any) -> list[ConfigProblem]:

@@ -14,22 +14,34 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp_session import AbstractStorage, Session
+from aiohttp_session import SessionData as StoredSession
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from . import headers as hdr
-from .appkeys import CLOCK, REQUEST_ID, SESSION, UPSTREAM
+from .appkeys import CLOCK, REQUEST_ID, SESSION, UPSTREAM, USER
 from .config import Config
 from .keys import user_hash
 from .problems import NotAuthenticated, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
-SessionData = Session
+
+class SessionData(Session):
+    """aiohttp-session's Session with its "changed" flag readable.
+
+    ``Session.changed`` is a method that *marks* the session changed, so testing it as a value
+    is always true; aiohttp-session's own middleware reads the private flag, as this does.
+    """
+
+    @property
+    def modified(self) -> bool:
+        return bool(self._changed)
+
 
 _MAX_USER_LENGTH = 256
 
@@ -43,7 +55,7 @@ class Identity:
     key_prefix: str
 
 
-class RotatingCookieStorage(AbstractStorage):  # type: ignore[misc]
+class RotatingCookieStorage(AbstractStorage):
     """Fernet-encrypted cookie session: the first key encrypts, every key decrypts (rotation).
 
     aiohttp-session's EncryptedCookieStorage takes exactly one Fernet, so rotation needs this.
@@ -66,22 +78,35 @@ class RotatingCookieStorage(AbstractStorage):  # type: ignore[misc]
             httponly=True,
             samesite=samesite,
         )
-        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+        fernets = [Fernet(k.encode()) for k in keys]
+        self._primary = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
-    async def load_session(self, request: web.Request) -> Session:
+    async def load_session(self, request: web.Request) -> SessionData:
         cookie = self.load_cookie(request)
         if cookie is None:
-            return Session(None, data=None, new=True, max_age=self.max_age)
+            return SessionData(None, data=None, new=True, max_age=self.max_age)
+        token = cookie.encode()
+        rotated = False
         try:
-            plain = self._fernet.decrypt(cookie.encode(), ttl=self.max_age)
+            try:
+                plain = self._primary.decrypt(token, ttl=self.max_age)
+            except InvalidToken:
+                plain = self._fernet.decrypt(token, ttl=self.max_age)
+                rotated = True
             data = json.loads(plain)
             if not isinstance(data, dict) or not isinstance(data.get("session"), dict):
                 raise ValueError("not a session")
         except (InvalidToken, ValueError):
             # A tampered, expired or foreign cookie is no session, never an error page.
             log.info("session_cookie_rejected", extra={"request_id": request.get(REQUEST_ID)})
-            return Session(None, data=None, new=True, max_age=self.max_age)
-        return Session(None, data=data, new=False, max_age=self.max_age)
+            return SessionData(None, data=None, new=True, max_age=self.max_age)
+        session = SessionData(None, data=cast(StoredSession, data), new=False, max_age=self.max_age)
+        if rotated:
+            # Made under a retiring key: re-encrypted under the first key on this response, so
+            # the old key can be dropped once every active user has been seen once.
+            session.changed()
+        return session
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
@@ -115,7 +140,7 @@ class IdentityService:
         digest = user_hash(self._hash_key, user)
         return Identity(user, digest, self._identity.key_prefix.replace("{user_hash}", digest))
 
-    async def session(self, request: web.Request) -> Session:
+    async def session(self, request: web.Request) -> SessionData:
         """The request's session, decrypted on first use."""
         session = request.get(SESSION)
         if session is None:
@@ -125,17 +150,30 @@ class IdentityService:
 
     async def identify(self, request: web.Request) -> Identity | None:
         """The caller's identity from the session, else from auth_request, else anonymous."""
+        identity = await self._identify(request)
+        request[USER] = identity
+        return identity
+
+    async def _identify(self, request: web.Request) -> Identity | None:
         session = await self.session(request)
         now = request.app[CLOCK]().timestamp()
         user = session.get("user")
-        if isinstance(user, str) and user:
-            if session.get("via") != "auth" or self._auth_cache_valid(session, request, now):
-                return self.identity_for(user)
+        known = user if isinstance(user, str) and user else None
+        via = session.get("via")
+        if known is not None:
+            if via == "login" or (via == "auth" and self._auth_cache_valid(session, request, now)):
+                return self.identity_for(known)
+            if via == "anon" and self._identity.auth_request is None:
+                return self.identity_for(known)
         if self._identity.auth_request is not None:
+            # Asked before an anonymous id is reused: a visitor who has since logged in to the
+            # app becomes that user instead of staying anonymous for the session's lifetime.
             asked = await self._ask_upstream(request)
             if asked is not None:
                 self._remember(session, asked, via="auth", request=request, now=now)
                 return self.identity_for(asked)
+        if known is not None and via == "anon":
+            return self.identity_for(known)
         if self._identity.anonymous:
             anon = f"anonymous:{secrets.token_hex(8)}"
             self._remember(session, anon, via="anon", request=request, now=now)
@@ -177,7 +215,7 @@ class IdentityService:
     async def _ask_upstream(self, request: web.Request) -> str | None:
         auth = self._identity.auth_request
         assert auth is not None  # noqa: S101
-        headers: dict[str, str] = {"Accept": "application/json", "X-Request-ID": request[REQUEST_ID]}
+        headers = {"Accept": "application/json", "X-Request-ID": request[REQUEST_ID]}
         cookie = request.headers.get("Cookie")
         if cookie:
             stripped = hdr.strip_cookie(cookie, self._config.session.cookie_name)
@@ -218,22 +256,27 @@ class IdentityService:
                 response.headers.popall(name, None)
         session = request.get(SESSION)
         now = request.app[CLOCK]().timestamp()
+        # aiohttp (3.14) turns response.cookies into headers before it runs on_response_prepare,
+        # so cookies set on ``response`` here would be dropped: they are collected on a scratch
+        # response (aiohttp's own formatting) and added as Set-Cookie headers, once each.
+        jar = web.StreamResponse()
         if logout_values:
             session = await self.session(request)
             session.invalidate()
-            self._clear_prefix(response)
+            self._clear_prefix(jar)
         elif login_values:
             user = _valid_user(login_values[-1])
             if user is not None:
                 session = await self.session(request)
                 self._remember(session, user, via="login", request=request, now=now)
-        if session is None:
-            return
-        if session.changed:
-            await self.storage.save_session(request, response, session)
-        user = session.get("user") if not session.empty else None
-        if isinstance(user, str) and user:
-            self._set_prefix(request, response, self.identity_for(user))
+        if session is not None:
+            if session.modified:
+                await self.storage.save_session(request, jar, session)
+            user = session.get("user") if not session.empty else None
+            if isinstance(user, str) and user:
+                self._set_prefix(request, jar, self.identity_for(user))
+        for morsel in jar.cookies.values():
+            response.headers.add(hdrs.SET_COOKIE, morsel.OutputString())
 
     def _set_prefix(
         self, request: web.Request, response: web.StreamResponse, identity: Identity

@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 
 from . import headers as hdr
 from .appkeys import CONFIG, REQUEST_ID, UPSTREAM
-from .problems import NotFound
+from .problems import BadRequest, NotFound
 from .upstream import Upstream, map_client_errors
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,17 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request upstream and stream the answer back."""
-        raw = request.raw_path.split("?", 1)[0]
+        target = origin_form(request.raw_path)
+        if target is None:
+            raise BadRequest("the request target must be a path", reason="bad-target")
+        raw = target.split("?", 1)[0]
         if self._is_reserved(request.path) or self._is_reserved(unquote(raw)):
             raise NotFound("no such path", reason="not-found")
         upstream = self._app[UPSTREAM]
         headers = self._upstream_headers(request)
         if _is_websocket(request):
-            return await self._websocket(request, upstream, headers)
-        url = upstream.url(request.raw_path)
+            return await self._websocket(request, upstream, headers, target)
+        url = upstream.url(target)
         data: Any = request.content if request.body_exists else None
         with map_client_errors():
             upstream_resp = await upstream.session.request(
@@ -63,6 +66,9 @@ class Proxy:
                 compress=False,
                 chunked=None,
                 auto_decompress=False,
+                # A body sent without a type goes on without one: aiohttp would otherwise label
+                # it application/octet-stream, which some apps then refuse or mis-parse.
+                skip_auto_headers=("Content-Type",),
             )
         try:
             return await self._relay(request, upstream_resp)
@@ -110,8 +116,15 @@ class Proxy:
             return response
         try:
             async for chunk in upstream_resp.content.iter_any():
-                await response.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                try:
+                    await response.write(chunk)
+                except ConnectionError:
+                    # The client hung up (aiohttp's ClientConnectionResetError is one): not an
+                    # upstream failure. The caller's release() drops the half-read upstream
+                    # connection instead of pooling it.
+                    log.info("client_went_away", extra={"path": request.path})
+                    return response
+        except (TimeoutError, aiohttp.ClientError) as exc:
             # Headers are gone: no problem body is possible any more. Close the connection so
             # the client sees a truncated answer rather than a complete-looking short one.
             log.warning(
@@ -125,7 +138,7 @@ class Proxy:
         return response
 
     async def _websocket(
-        self, request: web.Request, upstream: Upstream, headers: CIMultiDict[str]
+        self, request: web.Request, upstream: Upstream, headers: CIMultiDict[str], target: str
     ) -> web.StreamResponse:
         protocols = [
             p.strip()
@@ -141,7 +154,7 @@ class Proxy:
             headers.pop(name, None)
         with map_client_errors():
             upstream_ws = await upstream.session.ws_connect(
-                upstream.url(request.raw_path),
+                upstream.url(target),
                 headers=headers,
                 protocols=protocols,
                 autoping=True,
@@ -163,7 +176,7 @@ class Proxy:
                     await sink.send_bytes(msg.data)
                 else:
                     break
-            await sink.close()
+            await sink.close(code=_close_code(source.close_code))
 
         to_upstream = asyncio.ensure_future(pump(client_ws, upstream_ws))
         to_client = asyncio.ensure_future(pump(upstream_ws, client_ws))
@@ -178,6 +191,18 @@ class Proxy:
         return client_ws
 
 
+def _close_code(code: int | None) -> int:
+    """The close code to pass on: the peer's own, unless it is one that may not be sent
+    (RFC 6455 7.4.1: 1005, 1006 and 1015 are reserved for reporting, never for a frame)."""
+    if code is None or code == WSCloseCode.OK:
+        return WSCloseCode.OK
+    if code == WSCloseCode.ABNORMAL_CLOSURE:
+        return WSCloseCode.INTERNAL_ERROR
+    if code in (1005, 1015) or not 1000 <= code <= 4999:
+        return WSCloseCode.OK
+    return code
+
+
 def _is_websocket(request: web.Request) -> bool:
     return (
         request.method == "GET"
@@ -186,10 +211,28 @@ def _is_websocket(request: web.Request) -> bool:
     )
 
 
+def origin_form(raw_target: str) -> str | None:
+    """The path and query of a request target, byte for byte; None if it has no path.
+
+    A server must accept the absolute form ``GET http://host/path`` (RFC 9112 3.2.2); only its
+    path and query go upstream, so the upstream URL is never built from a client's host.
+    """
+    if raw_target.startswith("/"):
+        return raw_target
+    scheme, sep, rest = raw_target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+    path = rest[cut:]
+    return path if path.startswith("/") else "/" + path
+
+
 def _normalise_path(path: str) -> str:
-    """Collapse ``//`` and resolve dot segments, as an upstream router would before matching."""
+    """Collapse ``//``, resolve dot segments and drop ``;params``, as upstream routers may
+    (Servlet containers ignore ``;jsessionid=...``; some servers read ``\\`` as ``/``)."""
     out: list[str] = []
-    for segment in path.split("/"):
+    for segment in path.replace("\\", "/").split("/"):
+        segment = segment.split(";", 1)[0]
         if segment in ("", "."):
             continue
         if segment == "..":

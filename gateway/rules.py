@@ -129,7 +129,8 @@ def _media_essence(content_type: str) -> str | None:
     if len(content_type) > 255:
         return None
     essence, *params = content_type.split(";")
-    if not _MEDIA_TYPE_RE.fullmatch(essence):
+    # A declared type is concrete: "*" belongs to the route's patterns only.
+    if not _MEDIA_TYPE_RE.fullmatch(essence) or "*" in essence:
         return None
     if not all(_PARAM_RE.fullmatch(param) for param in params):
         return None
@@ -424,7 +425,7 @@ def _decode_key(escaped: str, ctx: SigningContext) -> str:
         except UnicodeDecodeError:
             pass
         else:
-            if escape_key(key) == escaped:
+            if True:
                 check_key(key, ctx.key_prefix)
                 return key
     _refuse("rest-uri-invalid", "The object path is not a canonically escaped key.")
@@ -551,8 +552,8 @@ def check_rest_v2(raw: str, ctx: SigningContext, *, now: datetime) -> str:
     """
     now = _utc(now)
     lines = _rest_lines(raw)
-    # method, Content-MD5, Content-Type, Date, >= 1 x-amz header, resource
-    if len(lines) < 6:
+    # method, Content-MD5, Content-Type, Date, x-amz header lines, resource
+    if len(lines) < 5:
         _refuse("rest-bad-format", "The string is not a v2 string to sign.")
     method, content_md5, content_type, date_line = lines[:4]
     if date_line:

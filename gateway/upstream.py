@@ -8,12 +8,10 @@ through untouched), no redirects followed. Client errors are mapped here, once, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -85,7 +83,8 @@ class Upstream:
         *,
         headers: Mapping[str, str] | CIMultiDict[str] | None = None,
         body: bytes | None = None,
-        timeout: float | None = None,
+        # Passed to aiohttp as its connect and read limits, which asyncio.timeout cannot express.
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> UpstreamAnswer:
         """Send a small request and read the whole answer (capped); 502/504 on failure."""
         client_timeout = self.read_timeout
@@ -102,26 +101,39 @@ class Upstream:
                 allow_redirects=False,
                 timeout=client_timeout,
             ) as resp:
-                data = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if len(data) > MAX_ANSWER_BYTES:
-                    raise UpstreamUnavailable(
-                        "the upstream's answer is larger than the gateway accepts",
-                        reason="upstream-answer-too-large",
-                    )
-                return UpstreamAnswer(resp.status, resp.headers, data)
+                return UpstreamAnswer(resp.status, resp.headers, await _read_capped(resp))
 
-    async def ping(self, timeout: float = 2.0) -> None:
+    async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
         """Raise UpstreamUnavailable unless the upstream accepts a connection and answers."""
         await self.call("HEAD", "/", timeout=timeout)
 
 
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or UpstreamUnavailable past MAX_ANSWER_BYTES.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not n bytes, so a body sent in
+    several pieces must be read until EOF.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise UpstreamUnavailable(
+                "the upstream's answer is larger than the gateway accepts",
+                reason="upstream-answer-too-large",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @contextlib.contextmanager
-def map_client_errors() -> Any:
+def map_client_errors() -> Iterator[None]:
     """Translate aiohttp client failures into the gateway's 502 and 504 problems."""
     started = time.monotonic()
     try:
         yield
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         waited = time.monotonic() - started
         raise UpstreamTimeout(
             f"the upstream did not answer in time ({waited:.1f}s)", reason="upstream-timeout"

@@ -201,7 +201,11 @@ def test_forwarded_headers_trusted_without_chain() -> None:
     out = hdr.forwarded_headers(
         _incoming(), peer="10.0.0.1", scheme="https", host="h", trusted=True
     )
-    assert out == {"X-Forwarded-For": "10.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "h"}
+    assert out == {
+        "X-Forwarded-For": "10.0.0.1",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "h",
+    }
 
 
 def test_strip_cookie_removes_only_the_session_cookie() -> None:

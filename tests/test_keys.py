@@ -87,7 +87,10 @@ def test_user_hash_shape_and_separation() -> None:
 
 
 def test_user_hash_of_non_ascii_names() -> None:
-    """Names are hashed as UTF-8, so a non-ASCII user gets a hash like any other."""
+    """Names are hashed as UTF-8 (pinned), so a non-ASCII user gets a stable hash of their own."""
+    derived = _hkdf_sha256(bytes(range(32)), b"upload-gateway", b"upload-gateway/user-hash/v1", 32)
+    expected = hmac.new(derived, "zoë".encode(), hashlib.sha256).hexdigest()[:16]
+    assert keys.user_hash(KEY, "zoë") == expected
     assert keys.user_hash(KEY, "zoë") != keys.user_hash(KEY, "zoe")
 
 

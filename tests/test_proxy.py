@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
@@ -24,6 +25,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.logs import JsonFormatter
 from tests.support.gateway import SettableClock
+from tests.support.processes import served
 from tests.support.upstream import generated_sha256, make_upstream_app
 
 MiB = 1024 * 1024
@@ -77,16 +79,18 @@ StartGateway = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-def start_gateway(
-    aiohttp_server: Any, make_config: Callable[..., Config], clock: SettableClock
-) -> StartGateway:
-    """``await start_gateway(**config_overrides)``: the gateway's base URL on a real port."""
+async def start_gateway(
+    make_config: Callable[..., Config], clock: SettableClock
+) -> AsyncIterator[StartGateway]:
+    """``await start_gateway(**config_overrides)``: the gateway's base URL on a real port,
+    served with production's runner options."""
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(**overrides: Any) -> str:
-        server: TestServer = await aiohttp_server(create_app(make_config(**overrides), clock=clock))
-        return str(server.make_url("")).rstrip("/")
+        async def start(**overrides: Any) -> str:
+            app = create_app(make_config(**overrides), clock=clock)
+            return await stack.enter_async_context(served(app))
 
-    return start
+        yield start
 
 
 @pytest.fixture
@@ -231,9 +235,7 @@ async def test_chunked_request_body_is_forwarded_chunked(
     assert echo["body_sha256"] == _generated_sha256(size)
 
 
-async def test_large_bodies_stream_both_ways_intact(
-    gw: str, client: aiohttp.ClientSession
-) -> None:
+async def test_large_bodies_stream_both_ways_intact(gw: str, client: aiohttp.ClientSession) -> None:
     """64 MiB up (chunked) and 64 MiB down (chunked and with a length) arrive with equal hashes."""
     size = 64 * MiB + 5
     async with client.post(gw + "/sink", data=_generated(size)) as resp:
@@ -276,10 +278,10 @@ async def test_expect_100_continue_upload(gw: str, client: aiohttp.ClientSession
         assert (await resp.json())["sha256"] == hashlib.sha256(payload).hexdigest()
 
 
-async def test_head_answer_has_headers_and_no_body(gw: str, client: aiohttp.ClientSession) -> None:
+async def test_head_answer_has_headers_and_no_body(gw: str) -> None:
     """HEAD keeps the upstream's Content-Length and carries no body."""
-    async with client.get(gw + "/echo/h") as resp:
-        length = len(await resp.read())
+    _, got = await _raw(_port(gw), b"GET /echo/h HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+    length = len(got)
     head, body = await _raw(
         _port(gw), b"HEAD /echo/h HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
     )
@@ -313,16 +315,24 @@ async def test_compressed_answer_passes_untouched(gw: str, client: aiohttp.Clien
     assert gzip.decompress(body) == b"compressed body " * 100
 
 
-async def test_gateway_adds_no_accept_encoding_or_user_agent(
-    gw: str, client: aiohttp.ClientSession
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+async def test_gateway_adds_no_headers_of_its_own(
+    gw: str, client: aiohttp.ClientSession, method: str
 ) -> None:
-    """The upstream sees the client's headers, not ones the gateway's HTTP client would add."""
-    async with client.get(
-        gw + "/echo/plain", skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept")
+    """The upstream sees the client's headers, not the defaults the gateway's HTTP client would
+    add (User-Agent, Accept*, a Content-Type guessed for a body that came without one)."""
+    skip = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
+    data = None if method == "GET" else b"raw bytes"
+    async with client.request(
+        method, gw + "/echo/plain", data=data, skip_auto_headers=skip
     ) as resp:
         headers = _headers(await resp.json())
-    for name in ("Accept-Encoding", "User-Agent", "Accept"):
-        assert name not in headers
+    for name in skip:
+        assert name not in headers, name
+    async with client.post(
+        gw + "/echo/typed", data=b"{}", headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert _headers(await resp.json()).getall("Content-Type") == ["application/json"]
 
 
 async def test_redirect_is_passed_to_the_client(
@@ -572,6 +582,45 @@ async def test_websocket_is_proxied_both_ways(gw: str, client: aiohttp.ClientSes
     assert ws.closed
 
 
+@pytest.fixture
+async def closing_ws_upstream(aiohttp_server: Any) -> str:
+    """A websocket upstream that closes with the code the client's first message names."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        msg = await ws.receive()
+        await ws.close(code=int(msg.data))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    server: TestServer = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_websocket_close_code_is_passed_on(
+    start_gateway: StartGateway, closing_ws_upstream: str, client: aiohttp.ClientSession
+) -> None:
+    """The upstream's close code (an app's 4xxx reason) reaches the client unchanged."""
+    gw = await start_gateway(upstream={"url": closing_ws_upstream})
+    async with client.ws_connect(gw + "/ws") as ws:
+        await ws.send_str("4002")
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert msg.data == 4002
+
+
+async def test_websocket_to_a_dead_upstream_is_502(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """An upgrade the upstream cannot take is a 502 problem, not a hung socket."""
+    gw = await start_gateway(upstream={"url": f"http://127.0.0.1:{_closed_port()}"})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await client.ws_connect(gw + "/ws")
+    assert caught.value.status == 502
+
+
 async def test_idle_websocket_outlives_read_timeout(
     start_gateway: StartGateway, client: aiohttp.ClientSession
 ) -> None:
@@ -682,15 +731,24 @@ async def test_upstream_cut_mid_body_truncates_the_answer(
 
 
 async def test_client_leaving_mid_download_leaves_the_gateway_healthy(
-    gw: str, client: aiohttp.ClientSession
+    gw: str,
+    client: aiohttp.ClientSession,
+    trace: Trace,
+    json_logs: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    """A client hanging up during a large download frees the transfer; later requests work."""
+    """A client hanging up during a large download ends the transfer (logged as the client's
+    doing, not an upstream failure); the half-read upstream connection is not reused."""
     async with client.get(gw + f"/stream?size={512 * MiB}") as resp:
         await resp.content.readexactly(MiB)
         resp.close()
+    async with asyncio.timeout(10):
+        while not any(line["event"] == "client_went_away" for line in json_logs()):
+            await asyncio.sleep(0.02)
+    assert not any(line["event"] == "upstream_failed_mid_response" for line in json_logs())
     for _ in range(3):
         async with client.get(gw + "/stream?size=1000") as resp:
             assert len(await resp.read()) == 1000
+    assert len(trace.peers) == 2
 
 
 # ------------------------------------------------------------------ what is never proxied
@@ -708,6 +766,11 @@ async def test_client_leaving_mid_download_leaves_the_gateway_healthy(
         "/internal/uploads/photos%2Fx",
         "/internal%2Fuploads%2Fphotos",
         "/internal/uploads/photos?x=1",
+        "/internal/uploads/photos;jsessionid=1",
+        "/internal;x/uploads/photos",
+        "/internal\\uploads\\photos",
+        "/x/%2e%2e/internal/uploads/photos",
+        "http://gw/internal/uploads/photos",
     ],
 )
 async def test_forward_paths_are_never_proxied(gw: str, trace: Trace, target: str) -> None:
@@ -721,6 +784,19 @@ async def test_forward_paths_are_never_proxied(gw: str, trace: Trace, target: st
     assert b"application/problem+json" in head
     assert json.loads(body)["status"] == 404
     assert trace.paths == []
+
+
+async def test_absolute_form_target_goes_to_the_configured_upstream(gw: str, trace: Trace) -> None:
+    """``GET http://other-host/path`` (RFC 9112 absolute form) forwards only path and query to
+    the configured upstream: the client's host never picks where the request goes."""
+    head, body = await _raw(
+        _port(gw),
+        b"GET http://evil.example:9/echo/abs?q=%2F HTTP/1.1\r\nHost: evil.example\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert json.loads(body)["raw_path"] == "/echo/abs?q=%2F"
+    assert trace.paths == ["/echo/abs?q=%2F"]
 
 
 async def test_lookalike_of_a_forward_path_is_proxied(

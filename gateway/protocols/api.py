@@ -26,15 +26,17 @@ from ..endpoints import browser_bucket
 from ..headers import strip_cookie
 from ..identity import Identity
 from ..origins import check_origin
-from ..problems import BadRequest, PayloadTooLarge
+from ..problems import BadRequest, GatewayError, PayloadTooLarge
 from ..render import route_handler
 from ..rules import SigningContext, check_declared_file
 from ..signing import presign_v4
 from ..storage import Storage
 from ..tokens import UploadToken
 
-MAX_BODY = 64 * 1024
 MAX_PARTS = 10_000
+# A grant request is a few hundred bytes; a completion lists up to 10,000 parts of ~80 bytes.
+MAX_CREATE_BODY = 16 * 1024
+MAX_COMPLETE_BODY = 1024 * 1024
 # A granted upload may be completed for a day: the uploads bucket's lifecycle rule removes what
 # is left after that anyway (SPEC.md, `s3 setup`).
 TOKEN_LIFETIME = timedelta(days=1)
@@ -44,13 +46,13 @@ class _CreateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field(min_length=3, max_length=255)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, strict=True)  # strict: `true` or "12" is not a size
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
 class _PartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    part_number: int = Field(ge=1, le=MAX_PARTS)
+    part_number: int = Field(ge=1, le=MAX_PARTS, strict=True)
     etag: str = Field(min_length=1, max_length=128)
 
 
@@ -59,10 +61,26 @@ class _CompleteBody(BaseModel):
     parts: list[_PartBody] = Field(default_factory=list, max_length=MAX_PARTS)
 
 
-async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise PayloadTooLarge("the request body is larger than 64 KiB", reason="body-too-large")
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused unread past ``limit`` (one read() may return only part of it)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"the request body is larger than {limit} bytes", reason="body-too-large"
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await request.content.read(limit + 1 - total):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(
+                f"the request body is larger than {limit} bytes", reason="body-too-large"
+            )
+    return b"".join(chunks)
+
+
+async def _json_body(request: web.Request, model: type[BaseModel], limit: int) -> Any:
+    raw = await _read_body(request, limit)
     try:
         data = json.loads(raw or b"{}")
     except ValueError:
@@ -72,9 +90,7 @@ async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(
-            f"{field}: {first['msg']}", reason="invalid-field", field=field
-        ) from None
+        raise BadRequest(f"{field}: {first['msg']}", reason="invalid-field", field=field) from None
 
 
 def _context(config: Config, route: RouteConfig, identity: Identity) -> SigningContext:
@@ -91,6 +107,15 @@ def _context(config: Config, route: RouteConfig, identity: Identity) -> SigningC
         access_key_id=config.s3.access_key_id,
         region=config.s3.region,
     )
+
+
+def _check_declared(size: int, content_type: str, ctx: SigningContext) -> None:
+    """The route's rules on the declared file, the refusal naming the field it is about."""
+    try:
+        check_declared_file(size=size, content_type=content_type, ctx=ctx)
+    except GatewayError as exc:
+        exc.extra.setdefault("field", "content_type" if exc.status == 415 else "size")
+        raise
 
 
 def _extension(filename: str) -> str:
@@ -169,11 +194,9 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
         config = request.app[CONFIG]
         check_origin(request, config.origins)
         identity = await request.app[IDENTITY].require(request)
-        body: _CreateBody = await _json_body(request, _CreateBody)
+        body: _CreateBody = await _json_body(request, _CreateBody, MAX_CREATE_BODY)
         content_type = body.content_type.lower()
-        check_declared_file(
-            size=body.size, content_type=content_type, ctx=_context(config, route, identity)
-        )
+        _check_declared(body.size, content_type, _context(config, route, identity))
         now = request.app[CLOCK]()
         key = f"{identity.key_prefix}{uuid.uuid4().hex}{_extension(body.filename)}"
         expires_at = int((now + TOKEN_LIFETIME).timestamp())
@@ -260,7 +283,7 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
     @handle
     async def complete(request: web.Request) -> web.StreamResponse:
         identity, token = await _open(request)
-        body: _CompleteBody = await _json_body(request, _CompleteBody)
+        body: _CompleteBody = await _json_body(request, _CompleteBody, MAX_COMPLETE_BODY)
         storage = request.app[STORAGE]
         if token.s3_upload_id is not None:
             await _finish_multipart(storage, token, body)
@@ -304,8 +327,11 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
 async def _finish_multipart(storage: Storage, token: UploadToken, body: _CompleteBody) -> None:
     """Complete the multipart upload from the client's part list, checked against ListParts."""
     assert token.s3_upload_id is not None  # noqa: S101 - callers check
-    if await storage.head(storage.uploads_bucket, token.key) is not None and not body.parts:
-        return  # completed by an earlier attempt whose answer the client lost
+    if await storage.head(storage.uploads_bucket, token.key) is not None:
+        # Completed by an earlier attempt whose completion failed upstream (502/504) or whose
+        # answer the client lost: S3 no longer knows the upload id, and the object is checked
+        # (size, type, checksum) by the completion below all the same.
+        return
     listed = {part.number: part for part in await storage.list_parts(token.key, token.s3_upload_id)}
     claimed = sorted(body.parts, key=lambda p: p.part_number)
     numbers = [p.part_number for p in claimed]

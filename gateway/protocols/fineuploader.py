@@ -179,7 +179,7 @@ class FineUploaderRoute:
         if request.content_type == "application/json":
             fields: dict[str, Any] = _json_object(body)
         else:
-            fields = dict(parse_form(body))
+            fields = parse_form(body)
         key, name, bucket = (_required(fields, f) for f in ("key", "name", "bucket"))
         etag = fields.get("etag")
         if etag is not None and not isinstance(etag, str):
@@ -215,8 +215,10 @@ class FineUploaderRoute:
         try:
             check_key(key, identity.key_prefix)
         except PolicyRefused as exc:
-            # Another user's object: refused as forbidden, before anything is read or touched.
-            raise Forbidden(exc.detail, reason=exc.reason) from None
+            if exc.reason == "key-outside-prefix":
+                # Another user's object: forbidden, before anything is read or touched.
+                raise Forbidden(exc.detail, reason=exc.reason) from None
+            raise BadRequest(exc.detail, reason=exc.reason) from None
 
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         """The client's Cookie (without the gateway's session) and Authorization, and the id."""

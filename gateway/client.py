@@ -1,0 +1,376 @@
+"""``upload-gateway upload``: an API client that sends a file straight to S3 through a gateway.
+
+Create the upload at an ``api`` route, PUT the bytes to the presigned URL (or the parts, in
+parallel, each retried with back-off), complete it, and print the upstream's answer. Ctrl-C
+aborts a started upload before exiting, so nothing is left behind in the uploads bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import mimetypes
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+
+CHUNK = 256 * 1024
+
+
+class UploadFailed(Exception):
+    """One readable line for the person at the terminal.
+
+    ``kept``: the gateway keeps the objects for a retry of the completion, so none are removed.
+    """
+
+    def __init__(self, line: str, *, kept: bool = False) -> None:
+        super().__init__(line)
+        self.kept = kept
+
+
+class _Retryable(Exception):
+    """A 502/503/504 from the gateway: the upstream or S3 failed, and asking again is safe."""
+
+
+# The gateway's own failures of the upstream or S3; the completion is idempotent (SPEC.md).
+_RETRYABLE = frozenset({502, 503, 504})
+
+
+@dataclass
+class Progress:
+    """Bytes, rate and time left; a live bar on a terminal, plain lines otherwise."""
+
+    total: int
+    out: TextIO
+    tty: bool
+    sent: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _last_line: float = 0.0
+    _last_decile: int = -1
+
+    def add(self, n: int) -> None:
+        self.sent += n
+        now = time.monotonic()
+        if self.tty:
+            if now - self._last_line >= 0.1 or self.sent >= self.total:
+                self._last_line = now
+                self.out.write("\r" + self.line(now))
+                self.out.flush()
+            return
+        decile = 10 * self.sent // self.total if self.total else 10
+        if decile != self._last_decile:
+            self._last_decile = decile
+            self.out.write(self.line(now) + "\n")
+            self.out.flush()
+
+    def undo(self, n: int) -> None:
+        """A failed part's bytes are sent again: take them off the count."""
+        self.sent -= n
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.sent / elapsed
+        left = (self.total - self.sent) / rate if rate > 0 else 0.0
+        pct = 100 * self.sent / self.total if self.total else 100.0
+        width = 24
+        filled = int(width * pct / 100)
+        bar = "#" * filled + "-" * (width - filled)
+        return (
+            f"[{bar}] {pct:5.1f}% {_size(self.sent)}/{_size(self.total)} "
+            f"{_size(int(rate))}/s {int(left)}s left"
+        )
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f}{unit}" if unit != "B" else f"{int(value)}B"
+        value /= 1024
+    return f"{n}B"  # pragma: no cover
+
+
+def parse_headers(values: Sequence[str]) -> dict[str, str]:
+    """``-H 'Name: value'`` options into a dict; a malformed one is a usage error."""
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition(":")
+        if not sep or not name.strip():
+            raise UploadFailed(f"bad header {value!r}: use -H 'Name: value'")
+        headers[name.strip()] = rest.strip()
+    return headers
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+async def _problem_line(resp: aiohttp.ClientResponse) -> str:
+    """A problem's title and detail (or the upstream's ``error``), as one line."""
+    text = await resp.text(errors="replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return _one_line(f"{resp.status} {resp.reason}: {text}")
+    if isinstance(body, dict):
+        title = body.get("title") or body.get("error") or resp.reason
+        detail = body.get("detail")
+        return _one_line(f"{resp.status} {title}" + (f": {detail}" if detail else ""))
+    return _one_line(f"{resp.status} {resp.reason}")
+
+
+def _s3_error(body: bytes) -> str:
+    """S3's XML error as ``Code: Message``, or the start of whatever else it sent."""
+    text = body.decode(errors="replace")
+    code = re.search(r"<Code>(.*?)</Code>", text, re.S)
+    message = re.search(r"<Message>(.*?)</Message>", text, re.S)
+    if code:
+        return _one_line(code.group(1) + (f": {message.group(1)}" if message else ""))
+    return _one_line(text, 200)
+
+
+async def _file_range(
+    path: Path, offset: int, length: int, progress: Progress, counted: list[int]
+) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        f.seek(offset)
+        remaining = length
+        while remaining > 0:
+            block = f.read(min(CHUNK, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            counted[0] += len(block)
+            progress.add(len(block))
+            yield block
+
+
+@dataclass
+class Uploader:
+    """One upload's whole flow against a gateway ``api`` route.
+
+    ``gateway`` carries the caller's headers and the gateway's cookies; ``s3`` carries neither,
+    so no credential meant for the gateway ever reaches the bucket's host.
+    """
+
+    gateway: aiohttp.ClientSession
+    s3: aiohttp.ClientSession
+    url: str
+    headers: dict[str, str]
+    parallel: int = 4
+    retries: int = 4
+    backoff: float = 0.5
+    upload_id: str | None = None
+    # Set once the completion was asked for: from then on the gateway owns the objects' fate.
+    completing: bool = False
+
+    async def run(self, path: Path, size: int, sha256: str, progress_out: TextIO) -> Any:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        grant = await self._json(
+            "POST",
+            self.url,
+            {
+                "filename": path.name,
+                "content_type": content_type,
+                "size": size,
+                "sha256": sha256,
+            },
+        )
+        self.upload_id = grant["upload_id"]
+        progress = Progress(size, progress_out, progress_out.isatty())
+        try:
+            parts: list[dict[str, Any]] = []
+            if "url" in grant:
+                await self._put(grant["url"], path, 0, size, progress, grant.get("headers", {}))
+            else:
+                parts = await self._put_parts(grant, path, size, progress)
+        finally:
+            progress.finish()
+        return await self._complete(parts)
+
+    async def abort(self) -> None:
+        """Remove what was sent (best effort: the bucket's lifecycle rule is the backstop)."""
+        if self.upload_id is None:
+            return
+        try:
+            async with self.gateway.delete(
+                f"{self.url}/{self.upload_id}", headers=self.headers
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+
+    async def _complete(self, parts: list[dict[str, Any]]) -> Any:
+        """Ask for the completion; retried on 502/503/504, which the gateway makes idempotent."""
+        self.completing = True
+        url = f"{self.url}/{self.upload_id}/complete"
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._json("POST", url, {"parts": parts})
+            except _Retryable as exc:
+                if attempt == self.retries:
+                    raise UploadFailed(str(exc), kept=True) from None
+            await asyncio.sleep(self.backoff * 2**attempt)
+        raise UploadFailed("unreachable")  # pragma: no cover
+
+    async def _json(self, method: str, url: str, body: dict[str, Any]) -> Any:
+        async with self.gateway.request(method, url, json=body, headers=self.headers) as resp:
+            if resp.status >= 400:
+                line = await _problem_line(resp)
+                if resp.status in _RETRYABLE:
+                    raise _Retryable(line)
+                raise UploadFailed(line)
+            text = await resp.text()
+            try:
+                return json.loads(text) if text else None
+            except ValueError:
+                return text
+
+    async def _put_parts(
+        self, grant: dict[str, Any], path: Path, size: int, progress: Progress
+    ) -> list[dict[str, Any]]:
+        part_size = int(grant["part_size"])
+        semaphore = asyncio.Semaphore(max(1, self.parallel))
+
+        async def one(part: dict[str, Any]) -> dict[str, Any]:
+            number = int(part["part_number"])
+            offset = (number - 1) * part_size
+            length = min(part_size, size - offset)
+            async with semaphore:
+                etag = await self._put(part["url"], path, offset, length, progress, {})
+            return {"part_number": number, "etag": etag}
+
+        tasks = [asyncio.ensure_future(one(p)) for p in grant["parts"]]
+        try:
+            # Not gather(): a part that fails for good must stop its siblings at once.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                failure = task.exception()
+                if failure is not None:
+                    raise failure
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _put(
+        self,
+        url: str,
+        path: Path,
+        offset: int,
+        length: int,
+        progress: Progress,
+        headers: dict[str, str],
+    ) -> str:
+        for attempt in range(self.retries + 1):
+            counted = [0]
+            try:
+                async with self.s3.put(
+                    url,
+                    data=_file_range(path, offset, length, progress, counted),
+                    headers={**headers, "Content-Length": str(length)},
+                ) as resp:
+                    body = await resp.read()
+                    if resp.status < 300:
+                        return resp.headers.get("ETag", "")
+                    if resp.status < 500 or attempt == self.retries:
+                        raise UploadFailed(
+                            f"S3 refused the upload ({resp.status}): " + _s3_error(body)
+                        )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt == self.retries:
+                    raise UploadFailed(f"could not reach S3: {exc}") from exc
+            progress.undo(counted[0])
+            await asyncio.sleep(self.backoff * 2**attempt)
+        raise UploadFailed("unreachable")  # pragma: no cover
+
+
+async def upload(
+    path: Path,
+    url: str,
+    headers: dict[str, str],
+    *,
+    parallel: int,
+    progress_out: TextIO,
+) -> Any:
+    """Run one upload; on failure or Ctrl-C (cancellation) abort it at the gateway, then re-raise.
+
+    Once the completion has been asked for, a failure of the gateway or the upstream (5xx) or an
+    interruption leaves the objects alone: the completion may be under way or retried, and the
+    gateway keeps them for that (SPEC.md, "The completion", step 4).
+    """
+    # Cookies are kept (the gateway's session between the three calls) even for an IP host.
+    jar = aiohttp.CookieJar(unsafe=True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    async with (
+        aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as gateway,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=timeout) as s3,
+    ):
+        uploader = Uploader(gateway, s3, url.rstrip("/"), headers, parallel=parallel)
+        size = path.stat().st_size  # noqa: ASYNC240 - one stat before any I/O starts
+        sha256 = await asyncio.to_thread(_sha256, path)
+        try:
+            return await uploader.run(path, size, sha256, progress_out)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            if not uploader.completing:
+                await asyncio.shield(uploader.abort())
+            raise
+        except UploadFailed as exc:
+            if not (uploader.completing and exc.kept):
+                await uploader.abort()
+            raise
+
+
+def run(file: str, url: str, header_values: Sequence[str], *, as_json: bool, parallel: int) -> int:
+    """The ``upload`` command: 0 done, 1 failed, 2 bad usage, 130 interrupted."""
+    path = Path(file)
+    if not path.is_file():
+        print(f"error: {file}: no such file", file=sys.stderr)
+        return 2
+    try:
+        headers = parse_headers(header_values)
+    except UploadFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress_out = sys.stderr if as_json else sys.stdout
+    try:
+        answer = asyncio.run(
+            upload(path, url, headers, parallel=parallel, progress_out=progress_out)
+        )
+    except UploadFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"error: cannot reach {url}: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the upload was aborted", file=sys.stderr)
+        return 130
+    if as_json:
+        print(json.dumps(answer))
+    else:
+        print(f"uploaded {path.name} ({_size(path.stat().st_size)})")
+        print(json.dumps(answer, indent=2))
+    sys.stdout.flush()
+    return 0

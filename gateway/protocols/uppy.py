@@ -1,0 +1,462 @@
+"""Uppy's S3 uploads through Companion's protocol (``@uppy/aws-s3`` 6.x, ``companionEndpoint: P``).
+
+Paths, parameters and JSON shapes are those of Uppy Companion's S3 controller
+(packages/@uppy/companion/src/server/controllers/s3.js) as ``lib/s3-client/CompanionS3.js``
+calls them. Unlike Companion, the gateway picks every key under the user's prefix, and the
+multipart ``uploadId`` it hands out is a sealed token (gateway.tokens) naming the user, key,
+S3 upload id, type and a size bound: another user's id is refused, no state is kept. Multipart
+uploads complete at Companion's complete call; single-request ones at ``POST P/complete``
+(``{"key": ...}``, ours: SPEC.md), which the page sends on Uppy's ``upload-success``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS, STORAGE, TOKENS
+from ..completion import CompletionRequest, CompletionResult
+from ..config import RouteConfig
+from ..endpoints import browser_bucket
+from ..identity import Identity
+from ..origins import check_origin
+from ..problems import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge, PolicyRefused
+from ..render import route_handler
+from ..rules import SigningContext, check_declared_file, check_key, tighten_policy
+from ..signing import amz_date, encode_policy, format_expiration, scope, sign_v4
+from ..storage import Storage
+from ..tokens import UploadToken
+from .api import TOKEN_LIFETIME, _context, _extension, _forward_headers, _Presigner
+from .fineuploader import read_limited
+
+MAX_BODY = 64 * 1024
+# 10,000 parts of about 50 bytes each; Companion allows 1 MB here for the same reason.
+MAX_COMPLETE_BODY = 1024 * 1024
+MAX_PARTS = 10_000
+# S3's smallest part but the last, which @uppy/aws-s3 also never goes below (S3Uploader.js):
+# an upload of N bytes has at most ceil(N / MIN_PART) parts.
+MIN_PART = 5 * 1024 * 1024
+# Object metadata the gateway writes itself; names are lower case as S3 stores them.
+META_ROUTE, META_FILENAME, META_PARAMS = "gateway-route", "gateway-filename", "gateway-params"
+# Uppy adds these to every file's meta; the completion message carries them as filename and type.
+_UPPY_META = frozenset({"name", "type"})
+_MAX_META_ENTRIES = 32
+_META_QUERY_RE = re.compile(r"metadata\[([^\[\]]{1,128})\]")
+
+
+class _CreateBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    filename: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=3, max_length=255)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # Not sent by Uppy; a page may declare the size so it is refused before any byte is sent.
+    size: int | None = Field(None, ge=0)
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    PartNumber: int = Field(ge=1, le=MAX_PARTS)
+    ETag: str = Field(min_length=1, max_length=128)
+
+
+class _CompleteBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    parts: list[_Part] = Field(min_length=1, max_length=MAX_PARTS)
+
+
+class _KeyBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str = Field(min_length=1, max_length=1024)
+
+
+def _problem_fields(exc: GatewayError) -> dict[str, Any]:
+    # Companion answers its errors as {"error": message}.
+    return {"error": exc.detail}
+
+
+async def _parse(request: web.Request, model: type[BaseModel], limit: int = MAX_BODY) -> Any:
+    raw = await read_limited(request, limit)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(f"{field}: {first['msg']}", reason="invalid-field", field=field) from None
+
+
+def _declared_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
+        raise BadRequest("size must be a byte count", reason="size-invalid")
+    return int(text)
+
+
+def _params(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Uppy's file meta as the completion's params: scalar values as text, Uppy's own dropped."""
+    params: dict[str, str] = {}
+    for name, value in metadata.items():
+        if name in _UPPY_META or value is None:
+            continue
+        if isinstance(value, bool):
+            params[name] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            params[name] = str(value)
+        else:
+            raise BadRequest(f"metadata {name!r} is not a scalar", reason="metadata-invalid")
+    if len(params) > _MAX_META_ENTRIES:
+        raise BadRequest("too many metadata entries", reason="metadata-invalid")
+    return params
+
+
+def _object_metadata(route: RouteConfig, filename: str, params: dict[str, str]) -> dict[str, str]:
+    """What the gateway stores on the object, percent-encoded: S3 metadata is ASCII only."""
+    meta = {META_ROUTE: route.name, META_FILENAME: quote(filename, safe="")}
+    if params:
+        encoded = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+        meta[META_PARAMS] = quote(encoded, safe="")
+    return meta
+
+
+def read_object_metadata(metadata: Mapping[str, str], key: str) -> tuple[str, dict[str, str]]:
+    """The client's file name and params the gateway stored on an object (defaults if absent)."""
+    filename = unquote(metadata.get(META_FILENAME, "")) or key.rsplit("/", 1)[-1]
+    try:
+        params = json.loads(unquote(metadata.get(META_PARAMS, "{}")))
+    except ValueError:
+        params = {}
+    if not isinstance(params, dict):
+        params = {}
+    return filename, {str(k): str(v) for k, v in params.items()}
+
+
+def max_part_number(token: UploadToken) -> int:
+    """The highest part an upload of at most ``token.size`` bytes can have, at least 1."""
+    return max(1, min(MAX_PARTS, math.ceil(token.size / MIN_PART)))
+
+
+class UppyRoute:
+    """The handlers of one ``protocol: uppy`` route."""
+
+    def __init__(self, app: web.Application, route: RouteConfig) -> None:
+        self.config = app[CONFIG]
+        self.route = route
+        self.bucket = browser_bucket(self.config.s3, self.config.s3.uploads_bucket)
+        self.presigner = _Presigner(app)
+
+    async def _identity(self, request: web.Request) -> Identity:
+        check_origin(request, self.config.origins)
+        return await request.app[IDENTITY].require(request)
+
+    def _context(self, identity: Identity) -> SigningContext:
+        return _context(self.config, self.route, identity)
+
+    @contextmanager
+    def _signing(self, request: web.Request) -> Iterator[None]:
+        """Count a signing request as issued or refused, with the refusal's reason."""
+        metrics = request.app[METRICS]
+        try:
+            yield
+        except GatewayError as exc:
+            metrics.signature_refused(self.route.name, exc.reason)
+            raise
+        metrics.signature_issued(self.route.name)
+
+    def _new_key(self, identity: Identity, filename: str) -> str:
+        return f"{identity.key_prefix}{uuid.uuid4().hex}{_extension(filename)}"
+
+    # ------------------------------------------------------------------ GET P/s3/params
+
+    async def params(self, request: web.Request) -> web.Response:
+        """Form-POST parameters of a single-request upload: a tightened, signed POST policy."""
+        with self._signing(request):
+            identity = await self._identity(request)
+            query = request.query
+            filename, content_type = query.get("filename", ""), query.get("type", "").lower()
+            if not 0 < len(filename) <= 255:
+                raise BadRequest("filename must be 1 to 255 characters", reason="filename-invalid")
+            size = _declared_size(query.get("size"))
+            ctx = self._context(identity)
+            check_declared_file(size=size or 0, content_type=content_type, ctx=ctx)
+            metadata: dict[str, str] = {}
+            for name, value in query.items():
+                match = _META_QUERY_RE.fullmatch(name)
+                if match:
+                    metadata[match.group(1)] = value
+            stored = _object_metadata(self.route, filename, _params(metadata))
+            key = self._new_key(identity, filename)
+            answer = self._post_form(request, ctx, key, content_type, stored, size)
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+    def _post_form(
+        self,
+        request: web.Request,
+        ctx: SigningContext,
+        key: str,
+        content_type: str,
+        metadata: dict[str, str],
+        size: int | None,
+    ) -> dict[str, Any]:
+        now = request.app[CLOCK]()
+        s3 = self.config.s3
+        stamp = amz_date(now)
+        fields = {
+            "key": key,
+            "acl": self.route.acl,
+            "content-type": content_type,
+            # The only status the rules allow; @uppy/aws-s3 refuses a redirect.
+            "success_action_status": "200",
+            **{f"x-amz-meta-{name}": value for name, value in metadata.items()},
+            "x-amz-algorithm": "AWS4-HMAC-SHA256",
+            "x-amz-credential": f"{s3.access_key_id}/{scope(stamp[:8], s3.region)}",
+            "x-amz-date": stamp,
+        }
+        # The document Fine Uploader would send, through the same rules: they bound the size by
+        # max_size and set the expiration, so a form this route would refuse is never signed.
+        document = {
+            "expiration": format_expiration(now),
+            "conditions": [
+                {"bucket": s3.uploads_bucket},
+                *({name: value} for name, value in fields.items()),
+                ["content-length-range", 0, self.route.max_size if size is None else size],
+            ],
+        }
+        policy = encode_policy(tighten_policy(document, ctx, version=4, now=now))
+        signature = sign_v4(request.app[SIGNING_KEYS].get(stamp[:8], s3.region), policy)
+        return {
+            "method": "POST",
+            "url": self.bucket.url,
+            "fields": {**fields, "policy": policy, "x-amz-signature": signature},
+            "expires": self.route.signature_ttl,
+        }
+
+    # ------------------------------------------------------------------ POST P/s3/multipart
+
+    async def create(self, request: web.Request) -> web.Response:
+        """Start a multipart upload at a key of the gateway's choosing; the uploadId is a token."""
+        identity = await self._identity(request)
+        body: _CreateBody = await _parse(request, _CreateBody)
+        content_type = body.type.lower()
+        ctx = self._context(identity)
+        check_declared_file(size=body.size or 0, content_type=content_type, ctx=ctx)
+        metadata = _object_metadata(self.route, body.filename, _params(body.metadata))
+        # The limit the rules put on a POST policy's x-amz-meta-* fields, S3's own.
+        if sum(len(k) + len(v) for k, v in metadata.items()) > ctx.max_meta_bytes:
+            raise PolicyRefused("the metadata is too large", reason="meta-too-large")
+        key = self._new_key(identity, body.filename)
+        now = request.app[CLOCK]()
+        upload_id = await request.app[STORAGE].create_multipart(
+            key, content_type=content_type, metadata=metadata
+        )
+        token = UploadToken(
+            route=self.route.name,
+            user=identity.user,
+            key=key,
+            s3_upload_id=upload_id,
+            # Without a declared size the route's limit bounds the part numbers.
+            size=self.route.max_size if body.size is None else body.size,
+            content_type=content_type,
+            filename=body.filename,
+            sha256=None,
+            part_size=MIN_PART,
+            expires_at=int((now + TOKEN_LIFETIME).timestamp()),
+        )
+        sealed = request.app[TOKENS].seal(token)
+        return web.json_response(
+            {"key": key, "uploadId": sealed, "bucket": self.config.s3.uploads_bucket}
+        )
+
+    async def _open(self, request: web.Request) -> tuple[Identity, UploadToken, str]:
+        """The caller's own upload: its token must open for this user and name ``?key=``."""
+        identity = await self._identity(request)
+        token = request.app[TOKENS].open(
+            request.match_info["upload_id"],
+            route=self.route.name,
+            user=identity.user,
+            now=request.app[CLOCK](),
+        )
+        key = request.query.get("key")
+        if key is None:
+            raise BadRequest("the object key must be passed as ?key=", reason="key-missing")
+        if key != token.key or token.s3_upload_id is None:
+            raise Forbidden("the key is not this upload's", reason="key-mismatch")
+        return identity, token, token.s3_upload_id
+
+    def _part_url(self, request: web.Request, token: UploadToken, upload_id: str, text: str) -> str:
+        if not (0 < len(text) <= 5 and text.isascii() and text.isdigit()):
+            raise BadRequest("a part number is 1 to 10000", reason="part-number-invalid")
+        highest = max_part_number(token)
+        if not 1 <= int(text) <= highest:
+            raise BadRequest(
+                f"part numbers of this upload are 1 to {highest}", reason="part-number-out-of-range"
+            )
+        return self.presigner.url(
+            token.key,
+            now=request.app[CLOCK](),
+            expires=self.route.signature_ttl,
+            query={"partNumber": str(int(text)), "uploadId": upload_id},
+        )
+
+    # ------------------------------------------------------------------ GET P/s3/multipart/...
+
+    async def sign_part(self, request: web.Request) -> web.Response:
+        """A presigned PUT URL for one part of the caller's own upload."""
+        with self._signing(request):
+            _identity, token, upload_id = await self._open(request)
+            url = self._part_url(request, token, upload_id, request.match_info["part_number"])
+        return web.json_response({"url": url, "expires": self.route.signature_ttl})
+
+    async def batch(self, request: web.Request) -> web.Response:
+        """Companion's batch signing (``?partNumbers=1,2``), which older Uppy versions use."""
+        with self._signing(request):
+            _identity, token, upload_id = await self._open(request)
+            numbers = request.query.get("partNumbers", "").split(",")
+            if len(numbers) > max_part_number(token):
+                raise BadRequest("too many part numbers", reason="part-number-out-of-range")
+            urls = {n: self._part_url(request, token, upload_id, n) for n in numbers}
+        return web.json_response({"presignedUrls": urls})
+
+    async def list_parts(self, request: web.Request) -> web.Response:
+        """The parts S3 holds so far, as Companion lists them (resuming uploads)."""
+        _identity, token, upload_id = await self._open(request)
+        parts = await request.app[STORAGE].list_parts(token.key, upload_id)
+        return web.json_response(
+            [{"PartNumber": p.number, "ETag": p.etag, "Size": p.size} for p in parts]
+        )
+
+    async def abort(self, request: web.Request) -> web.Response:
+        """Abort the caller's own multipart upload and drop anything it stored."""
+        _identity, token, upload_id = await self._open(request)
+        storage = request.app[STORAGE]
+        await storage.abort_multipart(token.key, upload_id)
+        await storage.delete(storage.uploads_bucket, token.key)
+        return web.json_response({})
+
+    # ------------------------------------------------------------------ completions
+
+    async def complete_multipart(self, request: web.Request) -> web.Response:
+        """Complete the S3 upload from the client's checked parts, then run the completion."""
+        identity, token, upload_id = await self._open(request)
+        body: _CompleteBody = await _parse(request, _CompleteBody, MAX_COMPLETE_BODY)
+        storage = request.app[STORAGE]
+        # Present already: an earlier attempt completed it in S3 and lost the rest (retry).
+        if await storage.head(storage.uploads_bucket, token.key) is None:
+            await _finish_multipart(storage, token, upload_id, body.parts)
+        result = await self._complete(request, identity, token.key, token.filename)
+        answer = result.body if isinstance(result.body, dict) else {}
+        if 200 <= result.status < 300 and result.stored is not None:
+            stored = result.stored
+            location = browser_bucket(self.config.s3, stored.bucket).url + "/" + quote(stored.key)
+            answer = {**answer, "location": location, "bucket": stored.bucket, "key": stored.key}
+        return web.json_response(answer, status=result.status)
+
+    async def complete_single(self, request: web.Request) -> web.Response:
+        """``POST P/complete {"key"}``: complete a form-POSTed upload, relay the upstream's answer."""
+        identity = await self._identity(request)
+        body: _KeyBody = await _parse(request, _KeyBody)
+        try:
+            check_key(body.key, identity.key_prefix)
+        except PolicyRefused as exc:
+            if exc.reason == "key-outside-prefix":
+                raise Forbidden(exc.detail, reason=exc.reason) from None
+            raise BadRequest(exc.detail, reason=exc.reason) from None
+        result = await self._complete(request, identity, body.key, None)
+        return web.json_response(result.body, status=result.status)
+
+    async def _complete(
+        self, request: web.Request, identity: Identity, key: str, filename: str | None
+    ) -> CompletionResult:
+        """The shared completion, with the file name and params the gateway stored on the object."""
+        storage = request.app[STORAGE]
+        stored = await storage.head(storage.uploads_bucket, key)
+        name, params = read_object_metadata(stored.metadata if stored else {}, key)
+        result = await request.app[COMPLETION].complete(
+            CompletionRequest(
+                route=self.route,
+                identity=identity,
+                key=key,
+                filename=filename or name,
+                params=params,
+                declared_size=None,
+                declared_content_type=None,
+                etag=None,
+                forward_headers=_forward_headers(request, self.config),
+            )
+        )
+        return result
+
+    # ------------------------------------------------------------------ GET P/config
+
+    async def options(self, request: web.Request) -> web.Response:
+        """What this user's Uppy page needs: endpoints, restrictions, key prefix."""
+        identity = await request.app[IDENTITY].require(request)
+        path, types = self.route.path, list(self.route.content_types)
+        body = {
+            "companionEndpoint": path,
+            "completeEndpoint": f"{path}/complete",
+            "restrictions": {
+                "maxFileSize": self.route.max_size,
+                "allowedFileTypes": None if "*/*" in types else types,
+            },
+            "maxSize": self.route.max_size,
+            "allowedTypes": types,
+            "keyPrefix": identity.key_prefix,
+            "minPartSize": MIN_PART,
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Everything else under P (Companion's /s3/sts among it) is the gateway's: never proxied."""
+        raise NotFound("no such Uppy endpoint", reason="not-found")
+
+
+async def _finish_multipart(
+    storage: Storage, token: UploadToken, upload_id: str, parts: list[_Part]
+) -> None:
+    """Complete in S3 only the parts S3 holds with those ETags, within the upload's size bound."""
+    listed = {part.number: part for part in await storage.list_parts(token.key, upload_id)}
+    numbers = [p.PartNumber for p in parts]
+    if numbers != list(range(1, len(parts) + 1)):
+        raise BadRequest("parts must be numbered 1..N in order", reason="parts-invalid")
+    for part in parts:
+        held = listed.get(part.PartNumber)
+        if held is None or held.etag.strip('"') != part.ETag.strip('"'):
+            raise BadRequest(
+                f"part {part.PartNumber} was not uploaded with that ETag", reason="part-mismatch"
+            )
+    total = sum(listed[n].size for n in numbers)
+    if total > token.size:
+        # It can never be completed here: free the parts now rather than in a day.
+        await storage.abort_multipart(token.key, upload_id)
+        raise PayloadTooLarge(f"the parts hold more than {token.size} bytes", reason="too-large")
+    await storage.complete_multipart(
+        token.key, upload_id, [(p.PartNumber, listed[p.PartNumber].etag) for p in parts]
+    )
+
+
+def add_routes(app: web.Application, route: RouteConfig) -> None:
+    """Register Companion's S3 endpoints, ``P/complete`` and ``P/config`` under ``route.path``."""
+    handlers = UppyRoute(app, route)
+    named = route_handler(route.name, _problem_fields)
+    path, multipart = route.path, f"{route.path}/s3/multipart/{{upload_id}}"
+    router = app.router
+    router.add_get(f"{path}/config", named(handlers.options))
+    router.add_post(f"{path}/complete", named(handlers.complete_single))
+    router.add_get(f"{path}/s3/params", named(handlers.params))
+    router.add_post(f"{path}/s3/multipart", named(handlers.create))
+    # Before {part_number}: Companion's routes match "batch" first too.
+    router.add_get(f"{multipart}/batch", named(handlers.batch))
+    router.add_get(f"{multipart}/{{part_number:[0-9]+}}", named(handlers.sign_part))
+    router.add_post(f"{multipart}/complete", named(handlers.complete_multipart))
+    router.add_get(multipart, named(handlers.list_parts))
+    router.add_delete(multipart, named(handlers.abort))
+    router.add_route("*", f"{path}/{{tail:.*}}", named(handlers.not_found))

@@ -1,0 +1,191 @@
+"""A stock Uppy page (``@uppy/core`` + ``@uppy/aws-s3`` from npm) uploads through the gateway.
+
+The page and its esbuild bundle are served by the upstream app behind the gateway (one origin);
+headless Chromium picks a small file (form POST, then ``POST P/complete``) and a 12 MiB file
+(multipart through Companion's endpoints); the storage bucket, the uploads bucket and the
+upstream's signed completions are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from moto.server import ThreadedMotoServer
+
+from gateway.app import create_app
+from tests.support.browser import BrowserThread
+from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, build_config, config_dict
+from tests.support.upstream import RECORDED, Recorded, make_upstream_app
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE_DIR = Path(__file__).resolve().parent / "uppy"
+ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
+P = "/uploads/uppy"
+MiB = 1024 * 1024
+ROUTE = {
+    "name": "uppy",
+    "protocol": "uppy",
+    "path": P,
+    "max_size": "20MiB",
+    "content_types": ["image/*", "application/octet-stream"],
+    "forward": "/internal/uploads/uppy",
+}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The page's script: the npm packages bundled by esbuild into a tmp dir, never committed."""
+    out = tmp_path_factory.mktemp("uppy-bundle") / "uppy.js"
+    subprocess.run(
+        [str(ESBUILD), str(PAGE_DIR / "entry.js"), "--bundle", "--format=iife",
+         f"--outfile={out}", "--log-level=warning"],
+        check=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may find real credentials or call instance metadata."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
+
+
+@pytest.fixture
+async def page_upstream(aiohttp_server: Any, bundle: Path) -> TestServer:
+    """The test upstream app, also serving the Uppy page and its bundle."""
+    app = make_upstream_app()
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE_DIR / "index.html")
+
+    async def script(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(bundle, headers={"Content-Type": "text/javascript"})
+
+    # More specific than the upstream's catch-all echo, so aiohttp resolves these first.
+    app.router.add_get("/e2e/uppy/index.html", page)
+    app.router.add_get("/e2e/uppy/uppy.js", script)
+    server: TestServer = await aiohttp_server(app)
+    return server
+
+
+async def test_stock_uppy_uploads_small_and_multipart_files(
+    aiohttp_server: Any,
+    page_upstream: TestServer,
+    s3_url: str,
+    s3: Any,
+    browser: BrowserThread,
+) -> None:
+    """Small (form POST + P/complete) and 12 MiB multipart uploads store once, upstream told."""
+    suffix = uuid.uuid4().hex[:10]
+    uploads, storage = f"uppy-up-{suffix}", f"uppy-st-{suffix}"
+    s3.create_bucket(Bucket=uploads)
+    s3.create_bucket(Bucket=storage)
+    upstream_url = str(page_upstream.make_url("")).rstrip("/")
+    config = build_config(
+        config_dict(upstream_url, s3_endpoint=s3_url, uploads_bucket=uploads,
+                    storage_bucket=storage),
+        routes=[ROUTE],
+    )  # fmt: skip
+    gateway: TestServer = await aiohttp_server(create_app(config))
+    origin = str(gateway.make_url("")).rstrip("/")
+    # What `s3 setup` puts on the uploads bucket: the page's origin may POST and PUT, read ETag.
+    s3.put_bucket_cors(
+        Bucket=uploads,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": [origin],
+                    "AllowedMethods": ["GET", "PUT", "POST"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 600,
+                }
+            ]
+        },
+    )
+    small = b"\x89PNG\r\n\x1a\n" + os.urandom(40_000)
+    large = os.urandom(12 * MiB)
+
+    async def drive(context: Any) -> list[dict[str, Any]]:
+        page = await context.new_page()
+        await page.goto(f"{origin}/login?user=alice")
+        await page.goto(f"{origin}/e2e/uppy/index.html?route={P}")
+        await page.wait_for_function("window.ready === true || window.events.length > 0")
+        await page.set_input_files(
+            "#files",
+            files=[
+                {"name": "small photo.png", "mimeType": "image/png", "buffer": small},
+                {"name": "big.bin", "mimeType": "application/octet-stream", "buffer": large},
+            ],
+        )
+        await page.wait_for_function(
+            "window.events.filter(e => e.type === 'success' || e.type === 'error'"
+            " || e.type === 'restricted').length >= 2",
+            timeout=60_000,
+        )
+        events: list[dict[str, Any]] = await page.evaluate("window.events")
+        return events
+
+    events = await browser.run(drive, timeout=90)
+    successes = {e["name"]: e for e in events if e["type"] == "success"}
+    assert set(successes) == {"small photo.png", "big.bin"}, events
+
+    recorded: Recorded = page_upstream.app[RECORDED]
+    messages = {c["message"]["filename"]: c for c in recorded.completions}
+    assert set(messages) == {"small photo.png", "big.bin"}
+    for name, data in (("small photo.png", small), ("big.bin", large)):
+        entry = messages[name]
+        message = entry["message"]
+        assert message["event"] == "upload.completed"
+        assert message["route"] == "uppy" and message["user"] == "alice"
+        assert entry["user"] == "alice" and entry["idempotency_key"] == message["id"]
+        assert message["params"] == {}
+        assert message["object"]["bucket"] == storage
+        assert message["object"]["size"] == len(data)
+        body = s3.get_object(Bucket=storage, Key=message["object"]["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+    # What the page saw: the upstream's answer to P/complete, and Companion's multipart answer.
+    assert successes["small photo.png"]["completeStatus"] == 200
+    assert successes["small photo.png"]["complete"]["stored"] is True
+    assert successes["big.bin"]["body"]["key"] == messages["big.bin"]["message"]["object"]["key"]
+    assert s3.list_objects_v2(Bucket=uploads).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=uploads).get("Uploads", []) == []

@@ -1,0 +1,242 @@
+"""Run the gateway as it runs in production: in-process with server.py's runner settings, or as
+a real ``python -m gateway serve`` subprocess for tests that measure the process.
+
+Secrets go through the environment (``${VAR}`` in the written YAML), as in production. The
+process is polled on ``/-/healthz`` until it answers and stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+
+from gateway.logs import AccessLogger
+from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_KEY, config_dict
+from tests.support.upstream import WEBHOOK_SECRET
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+SECRET_ENV = {
+    "GATEWAY_SESSION_KEY": SESSION_KEY,
+    "GATEWAY_S3_SECRET": SECRET_ACCESS_KEY,
+    "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+}
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a loopback port with the runner options gateway/server.py gives
+    ``web.run_app``; yields the base URL. aiohttp's TestServer cancels a handler when its client
+    leaves (handler_cancellation=True), which the gateway in production never does."""
+    runner = web.AppRunner(
+        app, handler_cancellation=False, keepalive_timeout=75, access_log_class=AccessLogger
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the gateway binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc (Linux) or psutil elsewhere."""
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    import psutil
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+class RssSampler:
+    """Samples a process's RSS from a thread (independent of the test's busy event loop)."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_bytes(self.pid))
+            except (OSError, ValueError):
+                return
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class GatewayProcess:
+    """A running gateway subprocess: its pid, base URL and log file."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM (aiohttp shuts down gracefully), then SIGKILL if it lingers; by pid only."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+def subprocess_config(tree: dict[str, Any]) -> dict[str, Any]:
+    """The config tree with its secrets replaced by ``${VAR}`` references to SECRET_ENV."""
+    out = dict(tree)
+    out["session"] = {**tree["session"], "keys": ["${GATEWAY_SESSION_KEY}"]}
+    out["s3"] = {
+        **tree["s3"],
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": "${GATEWAY_S3_SECRET}",
+    }
+    out["webhook"] = {**tree["webhook"], "secret": "${GATEWAY_WEBHOOK_SECRET}"}
+    return out
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env.update(SECRET_ENV)
+    return env
+
+
+async def start_gateway_process(tree: dict[str, Any], workdir: Path) -> GatewayProcess:
+    """Write ``tree`` as YAML, run ``python -m gateway serve`` on a free port, await healthz."""
+    config_path = workdir / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(subprocess_config(tree), sort_keys=False))
+    port = free_port()
+    log_path = workdir / "gateway.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "-c",
+                str(config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_environment(),
+        )
+    gateway = GatewayProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        await _wait_healthy(gateway)
+    except BaseException:
+        gateway.stop()
+        raise
+    return gateway
+
+
+async def _wait_healthy(gateway: GatewayProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while True:
+            if gateway.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gateway exited with {gateway.proc.returncode}:\n{gateway.log()[-4000:]}"
+                )
+            try:
+                async with session.get(gateway.url + "/-/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gateway not healthy in {START_TIMEOUT}s:\n{gateway.log()}")
+            await asyncio.sleep(0.05)
+
+
+StartProcess = Callable[..., Awaitable[GatewayProcess]]
+
+
+@pytest.fixture
+async def gateway_process(tmp_path: Path, upstream_url: str) -> AsyncIterator[StartProcess]:
+    """``await gateway_process(**config_overrides)``: a gateway subprocess at the test upstream
+    (no upload routes unless given); every one started is stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    async def start(**overrides: Any) -> GatewayProcess:
+        tree = _merged({**config_dict(upstream_url), "routes": []}, overrides)
+        workdir = tmp_path / f"gateway-{len(started)}"
+        workdir.mkdir()
+        gateway = await start_gateway_process(tree, workdir)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
