@@ -5,8 +5,8 @@ Pure functions over plain values; the clock comes in as ``now``. Each refusal ra
 shared/reference/fineuploader-protocol.md §2.1, written against the payloads of §1.1-§1.3.
 Decisions the issue left open:
 
-- Active content types (HTML, XHTML, SVG, any XML, JavaScript, XSL, Flash) are allowed only when
-  the route lists them literally: ``*/*`` and ``image/*`` never reach them.
+- Active content types (HTML, MHTML, XHTML, SVG, any XML, JavaScript, XSL, Flash) are allowed
+  only when the route lists them literally: ``*/*``, ``text/*`` and ``image/*`` never reach them.
 - A policy may carry ``success_action_status`` (``"200"``) or ``success_action_redirect``
   (the route's blank page) or neither (S3 answers 204), but never both.
 - A missing ``Content-Type`` (the browser knew no type) is allowed: S3 stores an inert
@@ -41,8 +41,10 @@ ACTIVE_TYPES = frozenset({
     "text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml",
     "text/javascript", "application/javascript", "application/x-javascript",
     "application/ecmascript", "text/ecmascript", "text/xsl", "application/xslt+xml",
-    "application/x-shockwave-flash", "multipart/x-mixed-replace",
+    "application/x-shockwave-flash", "multipart/x-mixed-replace", "message/rfc822",
+    "multipart/related", "application/x-mimearchive",
 })  # fmt: skip
+_ACTIVE_WORDS = ("html", "javascript", "ecmascript", "jscript")
 
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE_RE = re.compile(rf"{_TCHARS}/{_TCHARS}")
@@ -115,6 +117,11 @@ def _refuse(reason: str, detail: str) -> NoReturn:
     raise PolicyRefused(detail, reason=reason)
 
 
+def _show(text: str) -> str:
+    # Client text goes back in the error body: quoted and cut short.
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
+
+
 def _utc(now: datetime) -> datetime:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -138,9 +145,12 @@ def _media_essence(content_type: str) -> str | None:
 
 
 def _is_active(essence: str) -> bool:
-    # Anything a browser renders as a document with script, including every XML flavour.
+    # Anything a browser may render as a document or run as script: HTML and MHTML, every XML
+    # flavour (XHTML, SVG, XSLT), every JavaScript spelling, Flash.
     subtype = essence.partition("/")[2]
-    return essence in ACTIVE_TYPES or subtype == "xml" or subtype.endswith("+xml")
+    if essence in ACTIVE_TYPES or subtype == "xml" or subtype.endswith("+xml"):
+        return True
+    return any(word in subtype for word in _ACTIVE_WORDS)
 
 
 def content_type_allowed(content_type: str, patterns: Sequence[str]) -> bool:
@@ -282,7 +292,7 @@ def _eq_condition(condition: object) -> tuple[str, str]:
     if not isinstance(name, str):
         _refuse("condition-malformed", "A condition name must be a string.")
     if not isinstance(value, str):
-        _refuse("condition-value-not-string", f"The value of {name!r} must be a string.")
+        _refuse("condition-value-not-string", f"The value of {_show(name)} must be a string.")
     return name, value
 
 
@@ -293,8 +303,8 @@ def _check_free_header(value: str) -> None:
         _refuse("header-value-too-long", "A header value is too long.")
 
 
-def _check_credential(value: str, ctx: SigningContext, now: datetime) -> str:
-    """Check ``<key id>/<YYYYMMDD>/<region>/s3/aws4_request``; return its date."""
+def _check_credential(value: str, ctx: SigningContext, now: datetime) -> None:
+    """Check ``<key id>/<YYYYMMDD>/<region>/s3/aws4_request`` against ours and today."""
     parts = value.split("/")
     if (
         len(parts) != 5
@@ -308,7 +318,6 @@ def _check_credential(value: str, ctx: SigningContext, now: datetime) -> str:
         _refuse("credential-mismatch", "The credential date is not a date.")
     if abs(day - now.date()) > timedelta(days=1):
         _refuse("credential-date-skewed", "The credential date is more than a day from today.")
-    return parts[1]
 
 
 def _check_policy_field(name: str, value: str, ctx: SigningContext, now: datetime) -> int:
@@ -325,7 +334,7 @@ def _check_policy_field(name: str, value: str, ctx: SigningContext, now: datetim
         if value != "200":
             _refuse("success-status-not-allowed", 'success_action_status must be "200".')
     elif name == "success_action_redirect":
-        if value != ctx.blank_page_url:
+        if not ctx.blank_page_url or value != ctx.blank_page_url:
             _refuse("redirect-not-allowed", "The redirect is not this route's blank page.")
     elif name in _FREE_HEADER_FIELDS:
         _check_free_header(value)
@@ -372,11 +381,11 @@ def tighten_policy(
                 # As {name: value} it would be an equality test, and no size limit at all.
                 _refuse("length-range-invalid", "content-length-range must be an array.")
         if name in seen:
-            _refuse("duplicate-condition", f"The condition {name!r} appears twice.")
+            _refuse("duplicate-condition", f"The condition {_show(name)} appears twice.")
         if name not in allowed and name != _LENGTH_RANGE and not name.startswith("x-amz-meta-"):
             if name in _V4_POLICY_FIELDS:
-                _refuse("v4-condition-in-v2", f"{name!r} belongs to signature version 4.")
-            _refuse("unknown-condition", f"The condition {name!r} is not allowed.")
+                _refuse("v4-condition-in-v2", f"{_show(name)} belongs to signature version 4.")
+            _refuse("unknown-condition", f"The condition {_show(name)} is not allowed.")
         if isinstance(entry, dict):
             meta_bytes += _check_policy_field(name, value, ctx, now)
         seen[name] = value
@@ -425,7 +434,7 @@ def _decode_key(escaped: str, ctx: SigningContext) -> str:
         except UnicodeDecodeError:
             pass
         else:
-            if True:
+            if escape_key(key) == escaped:
                 check_key(key, ctx.key_prefix)
                 return key
     _refuse("rest-uri-invalid", "The object path is not a canonically escaped key.")
@@ -441,7 +450,7 @@ def _part_number(text: str, ctx: SigningContext) -> None:
 def _operation(method: str, query: str, uploads_form: str, ctx: SigningContext) -> Operation:
     """Which of the four multipart calls this is; any other method or query is refused."""
     if method not in _METHODS:
-        _refuse("rest-method-not-allowed", f"{method!r} requests are never signed.")
+        _refuse("rest-method-not-allowed", f"{_show(method)} requests are never signed.")
     pairs = query.split("&")
     part: str | None = None
     if query == uploads_form:
@@ -458,7 +467,7 @@ def _operation(method: str, query: str, uploads_form: str, ctx: SigningContext) 
         _refuse("rest-query-not-allowed", "The uploadId is malformed.")
     operation = _OPERATIONS.get((method, form))
     if operation is None:
-        _refuse("rest-method-not-allowed", f"{method!r} does not fit this query.")
+        _refuse("rest-method-not-allowed", f"{_show(method)} does not fit this query.")
     if part is not None:
         _part_number(part, ctx)
     return operation
@@ -486,13 +495,13 @@ def _rest_headers(
         if not colon or not _HEADER_NAME_RE.fullmatch(name):
             _refuse("rest-header-malformed", "A header line is not lower-case name:value.")
         if name in headers:
-            _refuse("rest-header-duplicate", f"The header {name!r} appears twice.")
+            _refuse("rest-header-duplicate", f"The header {_show(name)} appears twice.")
         if headers and name < next(reversed(headers)):
             _refuse("rest-header-order", "Header lines must be sorted by name.")
         headers[name] = value
         object_header = name in _OBJECT_HEADERS or name.startswith("x-amz-meta-")
         if not (name in allowed or (object_header and operation == "initiate")):
-            _refuse("rest-header-not-allowed", f"The header {name!r} is not allowed here.")
+            _refuse("rest-header-not-allowed", f"The header {_show(name)} is not allowed here.")
         meta_bytes += _check_object_field(name, value, ctx)
     _check_meta_total(meta_bytes, ctx)
     if "x-amz-date" not in headers:
@@ -585,5 +594,5 @@ def check_declared_file(*, size: int, content_type: str, ctx: SigningContext) ->
         raise PayloadTooLarge(f"The file is larger than {ctx.max_size} bytes.", reason="too-large")
     if not content_type_allowed(content_type, ctx.content_types):
         raise UnsupportedMediaType(
-            f"{content_type!r} is not allowed here.", reason="content-type-not-allowed"
+            f"{_show(content_type)} is not allowed here.", reason="content-type-not-allowed"
         )

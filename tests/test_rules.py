@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -314,6 +314,26 @@ def test_literal_active_type_is_allowed_when_listed() -> None:
     assert reason_of(lambda: tighten_policy(doc, star, version=2, now=NOW)) == (
         "content-type-not-allowed"
     )
+
+
+def test_no_redirect_without_a_blank_page() -> None:
+    """A context without a blank page (API routes) allows no redirect at all, not even ""."""
+    doc = conditions_with(
+        without(V2_POLICY, "success_action_status"), "success_action_redirect", ""
+    )
+    no_blank = replace(CTX, blank_page_url="")
+    assert reason_of(lambda: tighten_policy(doc, no_blank, version=2, now=NOW)) == (
+        "redirect-not-allowed"
+    )
+
+
+def test_refusal_detail_quotes_client_text_briefly() -> None:
+    """Error details echo client names quoted and cut to 40 characters, never whole bodies."""
+    doc = appended(V2_POLICY, {"x" * 5000: "1"})
+    with pytest.raises(PolicyRefused) as info:
+        tighten_policy(doc, CTX, version=2, now=NOW)
+    assert info.value.reason == "unknown-condition"
+    assert len(info.value.detail) < 120
 
 
 def test_naive_now_is_a_programming_error() -> None:
@@ -1030,6 +1050,11 @@ def test_part_number_cap_follows_max_size() -> None:
         ("application/rss+xml", ["application/*"], False),
         ("text/xml", ["text/*"], False),
         ("application/javascript", ["*/*"], False),
+        ("text/x-javascript", ["text/*"], False),
+        ("application/x-httpd-html", ["application/*"], False),
+        ("message/rfc822", ["*/*"], False),
+        ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", ["*/*"], True),
+        ("application/json", ["application/*"], True),
         ("image/*", ["image/*"], False),
         ("*/*", ["*/*"], False),
         ("image/png,text/html", ["image/*"], False),
@@ -1092,7 +1117,8 @@ def oracle_content_type(value: str) -> bool:
     if not match or len(value) > 255:
         return False
     subtype = match.group(1).lower()
-    return not (subtype == "xml" or subtype.endswith("+xml"))
+    active = re.search("html|javascript|ecmascript|jscript", subtype)
+    return not (active or subtype == "xml" or subtype.endswith("+xml"))
 
 
 def _near(stamp: str, fmt: str, limit: timedelta) -> bool:
@@ -1277,31 +1303,36 @@ def value_for(name: str) -> st.SearchStrategy[Any]:
 def mutate_policy(doc: dict[str, Any], data: st.DataObject) -> Any:
     """Apply 1-3 random edits (change, add, remove, duplicate, rename conditions) to a copy."""
     doc = copy.deepcopy(doc)
-    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+
+    def draw(strategy: st.SearchStrategy[Any], label: str) -> Any:
+        # sampled_from hands out the same list/dict objects every time: edit copies only.
+        return copy.deepcopy(data.draw(strategy, label=label))
+
+    for _ in range(draw(st.integers(1, 3), "edits")):
         conds = doc.get("conditions")
         if not isinstance(conds, list) or not conds:
             break
-        i = data.draw(st.integers(0, len(conds) - 1), label="index")
+        i = draw(st.integers(0, len(conds) - 1), "index")
         cond = conds[i]
         name = next(iter(cond)) if isinstance(cond, dict) and len(cond) == 1 else None
         kind = data.draw(st.sampled_from(["set", "set", "add", "remove", "dup", "array", "top"]))
         if kind == "set" and isinstance(name, str):
-            conds[i] = {name: data.draw(value_for(name), label="value")}
+            conds[i] = {name: draw(value_for(name), "value")}
         elif kind == "add":
-            new = data.draw(st.sampled_from(NAMES), label="name")
-            conds.insert(i, {new: data.draw(value_for(new), label="value")})
+            new = draw(st.sampled_from(NAMES), "name")
+            conds.insert(i, {new: draw(value_for(new), "value")})
         elif kind == "remove":
             del conds[i]
         elif kind == "dup":
             twin = copy.deepcopy(cond)
-            if name is not None and data.draw(st.booleans(), label="swapcase"):
+            if name is not None and draw(st.booleans(), "swapcase"):
                 twin = {name.swapcase(): cond[name]}
             conds.append(twin)
         elif kind == "array":
-            conds.insert(i, data.draw(array_st, label="array"))
+            conds.insert(i, draw(array_st, "array"))
         elif kind == "top":
-            field = data.draw(st.sampled_from(["expiration", "conditions", "extra"]), label="top")
-            doc = {**doc, field: data.draw(any_value_st, label="top value")}
+            field = draw(st.sampled_from(["expiration", "conditions", "extra"]), "top")
+            doc = {**doc, field: draw(any_value_st, "top value")}
     return doc
 
 
@@ -1376,7 +1407,7 @@ def _oracle_headers(lines: list[str], operation: str, allowed: set[str]) -> dict
             if not _meta_ok(name, value):
                 return None
             meta += len(name) - 11 + len(value)
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "x-amz-acl": lambda v: v == "private",
         "x-amz-storage-class": ORACLE_FIELD_RULES["x-amz-storage-class"],
         "x-amz-server-side-encryption": ORACLE_FIELD_RULES["x-amz-server-side-encryption"],

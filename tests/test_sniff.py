@@ -110,7 +110,7 @@ HTML = [
 
 @pytest.mark.parametrize("data", HTML)
 def test_html_is_recognised_however_it_starts(data: bytes) -> None:
-    """A page a browser would render as HTML is named text/html, so no route stores it as an image."""
+    """A page a browser would render as HTML is named text/html: no route stores it as an image."""
     assert sniff(data) == "text/html"
 
 

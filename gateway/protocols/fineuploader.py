@@ -60,9 +60,7 @@ def _success_fields(exc: GatewayError) -> dict[str, Any]:
 
 async def read_limited(request: web.Request, limit: int = MAX_BODY) -> bytes:
     """The whole body, or 413 ``body-too-large`` as soon as it passes ``limit`` bytes."""
-    too_large = PayloadTooLarge(
-        f"the body is larger than {limit} bytes", reason="body-too-large"
-    )
+    too_large = PayloadTooLarge(f"the body is larger than {limit} bytes", reason="body-too-large")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     body = bytearray()
