@@ -228,6 +228,45 @@ def _object_json(stored: StoredObject) -> dict[str, Any]:
     }
 
 
+def check_upload(req: CompletionRequest, upload: StoredObject, sniffed: str | None) -> str:
+    """The content type to store the upload with, once it passes the route's rules (else raise).
+
+    ``sniffed`` is what its first bytes show. When the browser declared no type (S3 then says
+    ``binary/octet-stream``), a sniffed type stands in for it, so the copy is served as what it is.
+    """
+    route = req.route
+    if upload.size > route.max_size:
+        raise PayloadTooLarge(
+            f"the file is {upload.size} bytes; this route accepts at most {route.max_size}",
+            reason="too-large",
+        )
+    if req.declared_size is not None and req.declared_size != upload.size:
+        raise BadRequest(
+            f"the object is {upload.size} bytes, not the {req.declared_size} declared",
+            reason="size-mismatch",
+        )
+    stored_type = upload.content_type or "binary/octet-stream"
+    if _essence(stored_type) in _GENERIC_TYPES:
+        # S3's binary/octet-stream means "no type given"; IANA's name for unknown bytes is
+        # application/octet-stream, which is what a route lists to accept them.
+        stored_type = sniffed or "application/octet-stream"
+    if sniffed is not None and not any(
+        content_type_allowed(name, route.content_types)
+        for name in sniff.acceptable_names(sniffed, stored_type)
+    ):
+        raise UnsupportedMediaType(
+            f"the file's content is {sniffed}, which this route does not accept",
+            reason="sniffed-type-not-allowed",
+        )
+    for declared in (stored_type, req.declared_content_type):
+        if declared is not None and not content_type_allowed(declared, route.content_types):
+            raise UnsupportedMediaType(
+                "this route does not accept the file's content type",
+                reason="content-type-not-allowed",
+            )
+    return stored_type
+
+
 class Completion:
     """Runs completions and deletions for every route; one per app (``Completion.from_app``)."""
 
@@ -311,47 +350,20 @@ class Completion:
             raise BadRequest(exc.detail, reason=exc.reason) from None
 
     async def _verify(self, req: CompletionRequest, upload: StoredObject) -> str:
-        """Check the upload against the route (removing it if it breaks a rule); its stored type."""
-        route = req.route
-        if upload.size > route.max_size:
-            await self._refuse(req, PayloadTooLarge(
-                f"the file is {upload.size} bytes; this route accepts at most {route.max_size}",
-                reason="too-large",
-            ))  # fmt: skip
-        if req.declared_size is not None and req.declared_size != upload.size:
-            await self._refuse(req, BadRequest(
-                f"the object is {upload.size} bytes, not the {req.declared_size} declared",
-                reason="size-mismatch",
-            ))  # fmt: skip
+        """Check the upload against the route, removing it if it breaks a rule; its stored type."""
         if req.etag and upload.etag and not _same_etag(req.etag, upload.etag):
             # Not removed: the object was replaced since the client sent it (the same user wrote
             # the same key again), and a completion naming the new ETag may still come.
             raise BadRequest("the object changed since it was uploaded", reason="etag-mismatch")
         head = b""
-        if upload.size:
+        if 0 < upload.size <= req.route.max_size:
             head = await self._storage.read_prefix(
                 self._storage.uploads_bucket, upload.key, self._sniff_bytes
             )
-        sniffed = sniff.sniff(head)
-        stored_type = upload.content_type or "binary/octet-stream"
-        if _essence(stored_type) in _GENERIC_TYPES and sniffed is not None:
-            # The browser knew no type; the bytes do, and the copy is served with it.
-            stored_type = sniffed
-        if sniffed is not None and not any(
-            content_type_allowed(name, route.content_types)
-            for name in sniff.acceptable_names(sniffed, stored_type)
-        ):
-            await self._refuse(req, UnsupportedMediaType(
-                f"the file's content is {sniffed}, which this route does not accept",
-                reason="sniffed-type-not-allowed",
-            ))  # fmt: skip
-        for declared in (stored_type, req.declared_content_type):
-            if declared is not None and not content_type_allowed(declared, route.content_types):
-                await self._refuse(req, UnsupportedMediaType(
-                    "this route does not accept the file's content type",
-                    reason="content-type-not-allowed",
-                ))  # fmt: skip
-        return stored_type
+        try:
+            return check_upload(req, upload, sniff.sniff(head))
+        except GatewayError as error:
+            await self._refuse(req, error)
 
     async def _refuse(self, req: CompletionRequest, error: GatewayError) -> NoReturn:
         """Remove an upload that can never complete, then raise why (lifecycle is a backstop)."""
@@ -372,14 +384,17 @@ class Completion:
     ) -> StoredObject:
         """Copy to the storage bucket (over an earlier attempt's copy), check, drop the original."""
         route, identity = req.route, req.identity
-        dest = existing.key if existing is not None else render_storage_key(
-            route.storage_key,
-            route=route.name,
-            user_hash=identity.user_hash,
-            uuid_text=storage_uuid(self._id_key, upload_id),
-            filename=req.filename,
-            now=self._clock(),
-        )  # fmt: skip
+        if existing is not None:
+            dest = existing.key
+        else:
+            dest = render_storage_key(
+                route.storage_key,
+                route=route.name,
+                user_hash=identity.user_hash,
+                uuid_text=storage_uuid(self._id_key, upload_id),
+                filename=req.filename,
+                now=self._clock(),
+            )
         metadata = {META_ID: upload_id, META_FILENAME: quote(safe_filename(req.filename))}
         source = quote(req.key, safe="/")
         if len(source) <= 1024:  # S3 allows 2 KB of metadata in all; the id names it anyway
@@ -447,12 +462,10 @@ class Completion:
         headers["X-Request-ID"] = valid_request_id(
             headers.get("X-Request-ID") or request_id_var.get()
         )
-        headers.update({
-            "Content-Type": "application/json",
-            "X-Upload-User": identity.user,
-            "Idempotency-Key": idempotency,
-            webhook.HEADER: webhook.sign(self._secret, body),
-        })  # fmt: skip
+        headers["Content-Type"] = "application/json"
+        headers["X-Upload-User"] = identity.user
+        headers["Idempotency-Key"] = idempotency
+        headers[webhook.HEADER] = webhook.sign(self._secret, body)
         try:
             return await self._upstream.call(
                 "POST", route.forward, headers=headers, body=body, timeout=self._timeout

@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.support.gateway",
+    "tests.support.s3",
 ]

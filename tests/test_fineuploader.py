@@ -587,7 +587,18 @@ async def upload_via_policy(
     endpoint = user.options["request"]["endpoint"]
     async with aiohttp.ClientSession() as session, session.post(endpoint, data=form) as s3_answer:
         assert s3_answer.status in (200, 204), await s3_answer.text()
-        etag: str = s3_answer.headers["ETag"]
+        # S3 answers the form with its ETag; moto does not, so the test asks for it.
+        etag = s3_answer.headers.get("ETag")
+    if etag is None:
+        async with aiohttp.ClientSession() as session:
+            s3_client = boto3.client(
+                "s3",
+                endpoint_url=endpoint.rsplit("/", 1)[0],
+                region_name="us-east-1",
+                aws_access_key_id=ACCESS_KEY_ID,
+                aws_secret_access_key=SECRET_ACCESS_KEY,
+            )
+            etag = s3_client.head_object(Bucket=buckets.uploads, Key=key)["ETag"]
     return etag
 
 
@@ -774,7 +785,7 @@ async def test_delete_of_another_users_upload_is_forbidden(
     await upload_via_policy(bob, server, buckets, key, JPEG)
     query = urlencode({"key": key, "bucket": buckets.uploads})
     answer = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
-    assert (await json_of(answer, 403))["reason"] == "key-outside-prefix"
+    assert (await json_of(answer, 403))["reason"] == "key-not-yours"
     assert keys_in(s3, buckets.uploads) == [key]
 
 

@@ -285,12 +285,17 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
         identity, token = await _open(request)
         body: _CompleteBody = await _json_body(request, _CompleteBody, MAX_COMPLETE_BODY)
         storage = request.app[STORAGE]
+        completion = request.app[COMPLETION]
         if token.s3_upload_id is not None:
-            await _finish_multipart(storage, token, body)
+            done_before = (
+                await storage.head(storage.uploads_bucket, token.key) is not None
+                or await completion.find_stored(route, identity, token.key) is not None
+            )
+            await _finish_multipart(storage, done_before, token, body)
         if token.sha256 is not None:
             await _check_checksum(storage, token)
         config = request.app[CONFIG]
-        result = await request.app[COMPLETION].complete(
+        result = await completion.complete(
             CompletionRequest(
                 route=route,
                 identity=identity,
@@ -324,31 +329,45 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
     app.router.add_route("*", route.path + "/{tail:.*}", unknown)
 
 
-async def _finish_multipart(storage: Storage, token: UploadToken, body: _CompleteBody) -> None:
-    """Complete the multipart upload from the client's part list, checked against ListParts."""
+async def _finish_multipart(
+    storage: Storage, done_before: bool, token: UploadToken, body: _CompleteBody
+) -> None:
+    """Complete the multipart upload from the client's part list, checked against ListParts.
+
+    ``done_before``: an earlier attempt completed it (its object is in the uploads bucket, or
+    already stored), and that attempt failed upstream or its answer was lost; S3 no longer
+    knows the upload id, and the completion checks the object all the same.
+    """
     assert token.s3_upload_id is not None  # noqa: S101 - callers check
-    if await storage.head(storage.uploads_bucket, token.key) is not None:
-        # Completed by an earlier attempt whose completion failed upstream (502/504) or whose
-        # answer the client lost: S3 no longer knows the upload id, and the object is checked
-        # (size, type, checksum) by the completion below all the same.
+    if done_before:
         return
-    listed = {part.number: part for part in await storage.list_parts(token.key, token.s3_upload_id)}
     claimed = sorted(body.parts, key=lambda p: p.part_number)
     numbers = [p.part_number for p in claimed]
     if not claimed or numbers != list(range(1, len(claimed) + 1)):
-        raise BadRequest("parts must be numbered 1..N without gaps", reason="parts-invalid")
+        raise BadRequest(
+            "parts must be numbered 1..N without gaps", reason="parts-invalid", field="parts"
+        )
+    listed = {part.number: part for part in await storage.list_parts(token.key, token.s3_upload_id)}
     for part in claimed:
-        stored = listed.get(part.part_number)
-        if stored is None or stored.etag.strip('"') != part.etag.strip('"'):
+        held = listed.get(part.part_number)
+        if held is None or held.etag.strip('"') != part.etag.strip('"'):
             raise BadRequest(
                 f"part {part.part_number} was not uploaded with that ETag",
                 reason="part-mismatch",
+                field="parts",
             )
     total = sum(listed[n].size for n in numbers)
     if total != token.size:
         raise BadRequest(
             f"the parts hold {total} bytes, the upload declared {token.size}",
             reason="size-mismatch",
+        )
+    if token.part_size is not None and any(listed[n].size != token.part_size for n in numbers[:-1]):
+        # S3 would refuse a short middle part only at CompleteMultipartUpload, less readably.
+        raise BadRequest(
+            f"every part but the last must hold {token.part_size} bytes",
+            reason="part-size-mismatch",
+            field="parts",
         )
     await storage.complete_multipart(
         token.key, token.s3_upload_id, [(p.part_number, p.etag) for p in claimed]

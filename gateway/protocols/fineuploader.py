@@ -25,14 +25,13 @@ from ..identity import Identity
 from ..origins import check_origin, own_origin
 from ..problems import (
     BadRequest,
-    Forbidden,
     GatewayError,
     NotFound,
     PayloadTooLarge,
     PolicyRefused,
 )
 from ..render import route_handler
-from ..rules import SigningContext, check_key, check_rest_v2, check_rest_v4, tighten_policy
+from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..signing import encode_policy, sign_v2, sign_v4
 
 log = logging.getLogger(__name__)
@@ -182,7 +181,7 @@ class FineUploaderRoute:
         etag = fields.get("etag")
         if etag is not None and not isinstance(etag, str):
             raise BadRequest("etag must be a string", reason="form-invalid")
-        self._check_object(bucket, key, identity)
+        self._check_bucket(bucket)
         params = {k: v for k, v in fields.items() if k not in _PROTOCOL_FIELDS}
         result = await request.app[COMPLETION].complete(
             CompletionRequest(
@@ -206,17 +205,11 @@ class FineUploaderRoute:
             {**upstream, "success": False, "error": message}, status=result.status
         )
 
-    def _check_object(self, bucket: str, key: str, identity: Identity) -> None:
-        """The client names the object: it must be in the uploads bucket, under its own prefix."""
+    def _check_bucket(self, bucket: str) -> None:
+        """The client names the bucket: it must be the uploads bucket (the key is the
+        completion's to check against the user's prefix, before it touches anything)."""
         if bucket != self.config.s3.uploads_bucket:
             raise BadRequest("bucket is not this route's uploads bucket", reason="bucket-mismatch")
-        try:
-            check_key(key, identity.key_prefix)
-        except PolicyRefused as exc:
-            if exc.reason == "key-outside-prefix":
-                # Another user's object: forbidden, before anything is read or touched.
-                raise Forbidden(exc.detail, reason=exc.reason) from None
-            raise BadRequest(exc.detail, reason=exc.reason) from None
 
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         """The client's Cookie (without the gateway's session) and Authorization, and the id."""
@@ -249,7 +242,7 @@ class FineUploaderRoute:
         self, request: web.Request, identity: Identity, fields: dict[str, Any]
     ) -> web.Response:
         key, bucket = _required(fields, "key"), _required(fields, "bucket")
-        self._check_object(bucket, key, identity)
+        self._check_bucket(bucket)
         deleted = await request.app[COMPLETION].delete_upload(
             self.route, identity, key, self._forward_headers(request)
         )

@@ -1,0 +1,787 @@
+"""gateway.completion against moto's S3 server and the real reflecting upstream app, no mocks."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+import zlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from gateway.storage import Storage
+
+from gateway import keys
+from gateway.completion import (
+    ID_PURPOSE,
+    Completion,
+    CompletionRequest,
+    idempotency_key,
+    render_storage_key,
+    safe_filename,
+    stable_prefix,
+    storage_uuid,
+)
+from gateway.config import Config, RouteConfig, UpstreamConfig
+from gateway.identity import Identity
+from gateway.metrics import Metrics
+from gateway.problems import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.upstream import Upstream
+from tests.support import s3 as s3_fixtures
+from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.s3 import BucketNames
+from tests.support.upstream import WEBHOOK_SECRET, Recorded
+
+# The S3 fixtures, until tests/conftest.py registers tests.support.s3 as a plugin.
+s3_endpoint = s3_fixtures.s3_endpoint
+s3_client = s3_fixtures.s3_client
+buckets = s3_fixtures.buckets
+storage = s3_fixtures.storage
+isolated_env = s3_fixtures.isolated_env
+
+ID_KEY = keys.derive(SESSION_KEY, ID_PURPOSE)
+COOKIE = "app_session=s3cr3t-cookie-value; theme=dark"
+AUTHORIZATION = "Bearer alice-token-123"
+
+
+def _png(extra: int = 0) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+    return (
+        b"\x89PNG\r\n\x1a\n" + body + chunk(b"tEXt", b"c\x00" + b"x" * extra) + chunk(b"IEND", b"")
+    )
+
+
+PNG = _png(extra=5000)
+HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
+
+
+def identity_for(user: str) -> Identity:
+    digest = keys.user_hash(SESSION_KEY, user)
+    return Identity(user, digest, f"{digest}/")
+
+
+ALICE = identity_for("alice")
+BOB = identity_for("bob")
+
+
+@pytest.fixture
+def config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
+    tree = config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    return build_config(tree)
+
+
+@pytest.fixture
+def route(config: Config) -> RouteConfig:
+    return config.routes[0]
+
+
+@pytest.fixture
+async def upstream(config: Config) -> AsyncIterator[Upstream]:
+    async with Upstream.open(config.upstream) as opened:
+        yield opened
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def make_completion(
+    storage: Storage, upstream: Upstream, metrics: Metrics
+) -> Callable[..., Completion]:
+    """``make_completion(upstream=..., secret=...)``: a Completion over the test's servers."""
+
+    def make(*, via: Upstream | None = None, secret: str = WEBHOOK_SECRET) -> Completion:
+        return Completion(
+            storage,
+            via or upstream,
+            webhook_secret=secret,
+            id_key=ID_KEY,
+            webhook_timeout=0.5,
+            metrics=metrics,
+            clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
+        )
+
+    return make
+
+
+@pytest.fixture
+def completion(make_completion: Callable[..., Completion]) -> Completion:
+    return make_completion()
+
+
+@pytest.fixture
+async def unreachable() -> AsyncIterator[Upstream]:
+    """An Upstream whose address refuses connections (nothing listens on port 1)."""
+    dead = UpstreamConfig(url="http://127.0.0.1:1", connect_timeout=1, read_timeout=1)
+    async with Upstream.open(dead) as opened:
+        yield opened
+
+
+async def put(
+    s3_client: Any, bucket: str, key: str, body: bytes, content_type: str | None = "image/png"
+) -> None:
+    extra = {"ContentType": content_type} if content_type else {}
+    await s3_client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+
+
+async def contents(s3_client: Any, bucket: str) -> dict[str, bytes]:
+    """Every object of a bucket, key to bytes."""
+    listed = await s3_client.list_objects_v2(Bucket=bucket)
+    out: dict[str, bytes] = {}
+    for item in listed.get("Contents", []):
+        got = await s3_client.get_object(Bucket=bucket, Key=item["Key"])
+        async with got["Body"] as stream:
+            out[item["Key"]] = await stream.read()
+    return out
+
+
+def request(route: RouteConfig, key: str, **overrides: Any) -> CompletionRequest:
+    fields: dict[str, Any] = {
+        "route": route,
+        "identity": ALICE,
+        "key": key,
+        "filename": "cat.png",
+        "params": {"album": "7"},
+        "forward_headers": {"Cookie": COOKIE, "Authorization": AUTHORIZATION},
+    }
+    fields.update(overrides)
+    return CompletionRequest(**fields)
+
+
+def count(metrics: Metrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "gateway_completions_total", {"route": "photos", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+# ----------------------------------------------------------------------------- the happy path
+
+
+async def test_completion_stores_once_and_forwards_a_signed_message(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    metrics: Metrics,
+) -> None:
+    """The file ends in storage once, the upload is gone, the upstream got the exact message."""
+    key = f"{ALICE.key_prefix}4f1c.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    result = await completion.complete(request(route, key))
+
+    assert result.stored is not None
+    stored = await contents(s3_client, buckets.storage)
+    assert list(stored) == [result.stored.key]
+    assert hashlib.sha256(stored[result.stored.key]).digest() == hashlib.sha256(PNG).digest()
+    assert await contents(s3_client, buckets.uploads) == {}
+    assert result.stored.key.startswith(f"photos/{ALICE.user_hash}/")
+    assert result.stored.key.endswith("/cat.png")
+    assert result.status == 200
+    assert result.body == {"stored": True, "key": result.stored.key}
+    [entry] = recorded.completions  # the upstream verified X-Upload-Signature to record it
+    assert entry["message"] == {
+        "event": "upload.completed",
+        "id": result.idempotency_key,
+        "route": "photos",
+        "user": "alice",
+        "filename": "cat.png",
+        "params": {"album": "7"},
+        "object": {
+            "bucket": buckets.storage,
+            "key": result.stored.key,
+            "size": len(PNG),
+            "etag": result.stored.etag,
+            "content_type": "image/png",
+        },
+    }
+    assert entry["path"] == "/internal/uploads/photos"
+    assert entry["user"] == "alice"
+    assert entry["idempotency_key"] == result.idempotency_key
+    assert entry["cookie"] == COOKIE
+    assert entry["authorization"] == AUTHORIZATION
+    assert count(metrics, "stored") == 1
+
+
+async def test_spoofed_gateway_headers_from_the_adapter_never_reach_the_upstream(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Only Cookie, Authorization and X-Request-ID pass: the user and key are the gateway's."""
+    key = f"{ALICE.key_prefix}spoof.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    headers = {"Cookie": COOKIE, "x-upload-user": "mallory", "Idempotency-Key": "chosen"}
+
+    result = await completion.complete(request(route, key, forward_headers=headers))
+
+    [entry] = recorded.completions
+    assert entry["user"] == "alice"
+    assert entry["idempotency_key"] == result.idempotency_key != "chosen"
+    assert entry["authorization"] is None
+
+
+async def test_a_wrong_webhook_secret_is_refused_by_the_upstream(
+    make_completion: Callable[..., Completion],
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """The upstream checks the signature: signed with another secret, nothing is recorded."""
+    key = f"{ALICE.key_prefix}badsig.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    result = await make_completion(secret="another-secret-0123456789").complete(request(route, key))
+
+    assert result.status == 401
+    assert recorded.completions == []
+    assert await contents(s3_client, buckets.storage) == {}
+
+
+async def test_an_upload_without_a_declared_type_is_stored_as_its_sniffed_type(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> None:
+    """A browser that knew no type makes S3 say binary/octet-stream; the copy is served as PNG."""
+    key = f"{ALICE.key_prefix}untyped"
+    await put(s3_client, buckets.uploads, key, PNG, content_type=None)
+
+    result = await completion.complete(request(route, key))
+
+    assert result.stored is not None and result.stored.content_type == "image/png"
+
+
+async def test_unknown_bytes_without_a_type_count_as_application_octet_stream(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> None:
+    """S3 says binary/octet-stream for "no type"; a route listing application/octet-stream
+    accepts it under that name, and an image-only route refuses it."""
+    key = f"{ALICE.key_prefix}blob"
+    await put(s3_client, buckets.uploads, key, b"\x00\x01 opaque bytes", content_type=None)
+    images_only = route.model_copy(update={"content_types": ["image/*"]})
+
+    with pytest.raises(UnsupportedMediaType):
+        await completion.complete(request(images_only, key))
+    await put(s3_client, buckets.uploads, key, b"\x00\x01 opaque bytes", content_type=None)
+    result = await completion.complete(request(route, key))
+
+    assert result.stored is not None
+    assert result.stored.content_type == "application/octet-stream"
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+async def test_someone_elses_key_is_forbidden_and_nothing_is_touched(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    metrics: Metrics,
+) -> None:
+    """Alice cannot complete (and so move or delete) Bob's upload."""
+    key = f"{BOB.key_prefix}bobs.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    with pytest.raises(Forbidden) as raised:
+        await completion.complete(request(route, key))
+
+    assert raised.value.reason == "key-not-yours"
+    assert list(await contents(s3_client, buckets.uploads)) == [key]
+    assert await contents(s3_client, buckets.storage) == {}
+    assert recorded.completions == []
+    assert count(metrics, "refused") == 1
+
+
+async def test_a_missing_upload_is_not_found(
+    completion: Completion, route: RouteConfig, recorded: Recorded
+) -> None:
+    """Nothing in the uploads bucket and no stored copy: 404, and the upstream hears nothing."""
+    with pytest.raises(NotFound) as raised:
+        await completion.complete(request(route, f"{ALICE.key_prefix}never-sent.png"))
+
+    assert raised.value.reason == "no-such-upload"
+    assert recorded.completions == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "overrides", "error", "reason"),
+    [
+        pytest.param(PNG, "image/png", {"max_size": 1024}, PayloadTooLarge, "too-large",
+                     id="too-large"),
+        pytest.param(b"hello", "text/plain", {}, UnsupportedMediaType, "content-type-not-allowed",
+                     id="declared-type"),
+        pytest.param(HTML, "image/png", {}, UnsupportedMediaType, "sniffed-type-not-allowed",
+                     id="html-disguised-as-png"),
+        pytest.param(HTML, "application/octet-stream", {}, UnsupportedMediaType,
+                     "sniffed-type-not-allowed", id="html-as-octet-stream"),
+        pytest.param(b"<svg onload=alert(1)>", "image/png", {}, UnsupportedMediaType,
+                     "sniffed-type-not-allowed", id="svg-disguised-as-png"),
+        pytest.param(b"%PDF-1.7\n", "image/png", {"content_types": ["image/*"]},
+                     UnsupportedMediaType, "sniffed-type-not-allowed", id="pdf-on-image-route"),
+    ],
+)  # fmt: skip
+async def test_an_upload_breaking_a_rule_is_refused_and_removed(
+    make_completion: Callable[..., Completion],
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    body: bytes,
+    content_type: str,
+    overrides: dict[str, Any],
+    error: type[GatewayError],
+    reason: str,
+) -> None:
+    """Too large, a type the route refuses, or bytes that are not what they claim: refused, and
+    the upload removed at once, since it can never complete."""
+    key = f"{ALICE.key_prefix}bad-file"
+    await put(s3_client, buckets.uploads, key, body, content_type)
+    strict = route.model_copy(update=overrides)
+
+    with pytest.raises(error) as raised:
+        await make_completion().complete(request(strict, key))
+
+    assert raised.value.reason == reason
+    assert await contents(s3_client, buckets.uploads) == {}
+    assert await contents(s3_client, buckets.storage) == {}
+    assert recorded.completions == []
+
+
+async def test_a_declared_size_that_differs_is_refused_and_removed(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> None:
+    """An API client's declared size is part of what was granted: another size never completes."""
+    key = f"{ALICE.key_prefix}sized.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    with pytest.raises(BadRequest) as raised:
+        await completion.complete(request(route, key, declared_size=len(PNG) - 1))
+
+    assert raised.value.reason == "size-mismatch"
+    assert await contents(s3_client, buckets.uploads) == {}
+
+
+async def test_a_declared_type_the_route_refuses_is_refused(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> None:
+    """The type declared when the upload was granted is checked too, not only S3's."""
+    key = f"{ALICE.key_prefix}typed.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    with pytest.raises(UnsupportedMediaType) as raised:
+        await completion.complete(request(route, key, declared_content_type="text/html"))
+
+    assert raised.value.reason == "content-type-not-allowed"
+
+
+async def test_an_etag_that_differs_is_refused_but_the_object_is_kept(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> None:
+    """The object was replaced since this client sent it; the newer upload may still complete."""
+    key = f"{ALICE.key_prefix}etag.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    with pytest.raises(BadRequest) as raised:
+        await completion.complete(request(route, key, etag='"0123456789abcdef0123456789abcdef"'))
+
+    assert raised.value.reason == "etag-mismatch"
+    assert list(await contents(s3_client, buckets.uploads)) == [key]
+
+
+# ------------------------------------------------------------------------ the upstream's answers
+
+
+async def test_an_upstream_refusal_is_relayed_and_the_stored_copy_removed(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    metrics: Metrics,
+) -> None:
+    """A 4xx from the app means it does not want the file: nothing is kept anywhere."""
+    key = f"{ALICE.key_prefix}refused.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    recorded.completion_status = 422
+
+    result = await completion.complete(request(route, key))
+
+    assert (result.status, result.body, result.stored) == (422, {"error": "upstream refused"}, None)
+    assert await contents(s3_client, buckets.storage) == {}
+    assert await contents(s3_client, buckets.uploads) == {}
+    assert count(metrics, "upstream-rejected") == 1
+
+
+async def test_an_upstream_failure_keeps_the_copy_and_a_retry_stores_once(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    metrics: Metrics,
+) -> None:
+    """A 5xx is a 502 that keeps the stored copy; the retry forwards it with the same key."""
+    key = f"{ALICE.key_prefix}flaky.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    recorded.completion_status = 500
+
+    with pytest.raises(UpstreamUnavailable):
+        await completion.complete(request(route, key))
+    kept = await contents(s3_client, buckets.storage)
+    assert len(kept) == 1
+    assert await contents(s3_client, buckets.uploads) == {}
+
+    recorded.completion_status = 200
+    result = await completion.complete(request(route, key))
+
+    assert result.status == 200
+    assert await contents(s3_client, buckets.storage) == kept
+    first, second = recorded.completions
+    assert first["idempotency_key"] == second["idempotency_key"] == result.idempotency_key
+    assert first["message"] == second["message"]
+    assert count(metrics, "upstream-failed") == 1 and count(metrics, "stored") == 1
+
+
+async def test_an_upstream_timeout_is_504_and_a_retry_stores_once(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """An app slower than webhook.timeout gets a 504; the retry sends the same Idempotency-Key."""
+    key = f"{ALICE.key_prefix}slow.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    recorded.completion_delay = 1.0
+
+    with pytest.raises(UpstreamTimeout):
+        await completion.complete(request(route, key))
+
+    recorded.completion_delay = 0.0
+    result = await completion.complete(request(route, key))
+
+    assert result.status == 200
+    assert len(await contents(s3_client, buckets.storage)) == 1
+    # The slow attempt is cut off before the app records it (aiohttp cancels its handler once
+    # the gateway hangs up); whatever was recorded carries the one key.
+    assert recorded.completions[-1]["idempotency_key"] == result.idempotency_key
+    assert {e["idempotency_key"] for e in recorded.completions} == {result.idempotency_key}
+
+
+async def test_an_unreachable_upstream_is_502_and_a_retry_stores_once(
+    make_completion: Callable[..., Completion],
+    unreachable: Upstream,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Nothing listening upstream: 502, the copy kept; the retry against the app stores it once."""
+    key = f"{ALICE.key_prefix}offline.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key))
+    result = await make_completion().complete(request(route, key))
+
+    assert result.status == 200
+    assert len(await contents(s3_client, buckets.storage)) == 1
+    assert len(recorded.completions) == 1
+
+
+async def test_a_crash_between_copy_and_delete_still_stores_once(
+    make_completion: Callable[..., Completion],
+    unreachable: Upstream,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Copied but the original not removed (the process died): the retry copies over the same
+    stored key, removes the original, and forwards; one stored object in the end."""
+    key = f"{ALICE.key_prefix}crash.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key, filename="a.png"))
+    await put(s3_client, buckets.uploads, key, PNG)  # as if the delete had never happened
+
+    # Even under another name the retry writes over the first copy, not beside it.
+    result = await make_completion().complete(request(route, key, filename="b.png"))
+
+    assert result.status == 200
+    assert list(await contents(s3_client, buckets.storage)) == [result.stored.key]
+    assert await contents(s3_client, buckets.uploads) == {}
+
+
+async def test_a_retry_naming_the_file_differently_finds_the_first_copy(
+    make_completion: Callable[..., Completion],
+    unreachable: Upstream,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """The stored key is fixed by the first attempt: a retry with another name cannot fork it."""
+    key = f"{ALICE.key_prefix}renamed.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key, filename="a.png"))
+
+    result = await make_completion().complete(request(route, key, filename="b.png"))
+
+    assert result.stored is not None and result.stored.key.endswith("/a.png")
+    assert list(await contents(s3_client, buckets.storage)) == [result.stored.key]
+    assert recorded.completions[0]["message"]["filename"] == "a.png"
+
+
+async def test_an_object_without_the_gateways_id_is_not_taken_for_the_copy(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Only the copy's metadata proves it is this upload's: anything else at its place is not."""
+    key = f"{ALICE.key_prefix}gone.png"
+    upload_id = completion.idempotency_key(route, ALICE, key)
+    prefix = stable_prefix(
+        route.storage_key,
+        route=route.name,
+        user_hash=ALICE.user_hash,
+        uuid_text=storage_uuid(ID_KEY, upload_id),
+    )
+    await put(s3_client, buckets.storage, f"{prefix}/stranger.png", PNG)
+
+    with pytest.raises(NotFound):
+        await completion.complete(request(route, key))
+
+    assert recorded.completions == []
+
+
+# ----------------------------------------------------------------------------- deletion
+
+
+async def test_deleting_an_uncompleted_upload_removes_it_quietly(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Deleting an upload never completed: the object goes, and the app hears nothing."""
+    key = f"{ALICE.key_prefix}draft.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    assert await completion.delete_upload(route, ALICE, key, {}) is True
+
+    assert await contents(s3_client, buckets.uploads) == {}
+    assert recorded.completions == []
+
+
+async def test_deleting_a_completed_upload_removes_the_copy_and_tells_the_upstream(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """The stored copy is found from the upload key alone and removed; the app is told first."""
+    key = f"{ALICE.key_prefix}done.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    done = await completion.complete(request(route, key))
+    assert done.stored is not None
+    assert await completion.find_stored(route, ALICE, key) == done.stored
+
+    deleted = await completion.delete_upload(route, ALICE, key, {"Cookie": COOKIE})
+
+    assert deleted is True
+    assert await contents(s3_client, buckets.storage) == {}
+    assert await completion.find_stored(route, ALICE, key) is None
+    _, told = recorded.completions
+    assert told["message"]["event"] == "upload.deleted"
+    assert told["message"]["id"] == done.idempotency_key
+    assert told["message"]["object"]["key"] == done.stored.key
+    assert told["cookie"] == COOKIE
+    # Its own key: an app deduplicating completions must not drop the deletion as a repeat.
+    assert told["idempotency_key"] != done.idempotency_key
+
+
+async def test_a_deletion_the_upstream_refuses_keeps_the_copy(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """The app still refers to the file (it answers 403): the copy stays and the client is told."""
+    key = f"{ALICE.key_prefix}keep.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    await completion.complete(request(route, key))
+    recorded.completion_status = 403
+
+    with pytest.raises(Forbidden):
+        await completion.delete_upload(route, ALICE, key, {})
+
+    assert len(await contents(s3_client, buckets.storage)) == 1
+
+
+async def test_deleting_nothing_or_someone_elses_upload(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> None:
+    """Nothing there: False. Bob's key: 403, and his object stays."""
+    assert await completion.delete_upload(route, ALICE, f"{ALICE.key_prefix}none.png", {}) is False
+    key = f"{BOB.key_prefix}bobs.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+
+    with pytest.raises(Forbidden):
+        await completion.delete_upload(route, ALICE, key, {})
+
+    assert list(await contents(s3_client, buckets.uploads)) == [key]
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+async def test_logs_name_events_and_never_carry_credentials(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """completion_forwarded and completion_refused are logged; cookies and tokens never are."""
+    caplog.set_level(logging.INFO, logger="gateway.completion")
+    await put(s3_client, buckets.uploads, f"{ALICE.key_prefix}ok.png", PNG)
+    await put(s3_client, buckets.uploads, f"{ALICE.key_prefix}bad.png", HTML)
+
+    await completion.complete(request(route, f"{ALICE.key_prefix}ok.png"))
+    with pytest.raises(UnsupportedMediaType):
+        await completion.complete(request(route, f"{ALICE.key_prefix}bad.png"))
+
+    events = [(r.getMessage(), getattr(r, "reason", None)) for r in caplog.records]
+    assert ("completion_forwarded", None) in events
+    assert ("completion_refused", "sniffed-type-not-allowed") in events
+    dumped = " ".join(str(r.__dict__) for r in caplog.records)
+    assert "s3cr3t" not in dumped and "alice-token" not in dumped and WEBHOOK_SECRET not in dumped
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_the_idempotency_key_is_stable_and_specific() -> None:
+    """Same route, user and key: the same id every time; any difference: another id."""
+    base = idempotency_key(ID_KEY, "photos", "alice", "k/1.png")
+    assert base == idempotency_key(ID_KEY, "photos", "alice", "k/1.png")
+    assert len(base) == 32 and int(base, 16) >= 0
+    others = {
+        idempotency_key(ID_KEY, "docs", "alice", "k/1.png"),
+        idempotency_key(ID_KEY, "photos", "bob", "k/1.png"),
+        idempotency_key(ID_KEY, "photos", "alice", "k/2.png"),
+        idempotency_key(keys.derive(SESSION_KEY, "other"), "photos", "alice", "k/1.png"),
+        idempotency_key(ID_KEY, "photos", "alice", "k/1.png", "deleted"),
+    }
+    assert base not in others and len(others) == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cat.png", "cat.png"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\photo.jpg", "photo.jpg"),
+        ("..", "file"),
+        ("", "file"),
+        ("\x00\x1b[31mred\n.txt", "_31mred.txt"),
+        ('a"b<c>#d.txt', "a_b_c__d.txt"),
+        ("my photo (1).jpg", "my photo (1).jpg"),
+        ("x" * 300 + ".jpeg", "x" * 195 + ".jpeg"),
+        ("é" * 150 + ".png", "é" * 98 + ".png"),
+    ],
+)
+def test_file_names_are_made_safe_for_object_keys(name: str, expected: str) -> None:
+    """No path, control or key-unsafe characters, at most 200 bytes, the extension kept."""
+    assert safe_filename(name) == expected
+    assert len(safe_filename(name).encode()) <= 200
+
+
+def test_storage_keys_render_placeholders_literally() -> None:
+    """Each placeholder is replaced; braces in a file name are not re-expanded."""
+    key = render_storage_key(
+        "{route}/{user_hash}/{uuid}/{date}/{filename}{ext}",
+        route="photos",
+        user_hash="abcd",
+        uuid_text="u-1",
+        filename="{route}.JPG",
+        now=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    assert key == "photos/abcd/u-1/2026-01-02/_route_.JPG.jpg"
+
+
+@pytest.mark.parametrize(
+    "template", ["{route}/{date}/{user_hash}/{uuid}/{filename}", "{route}/{filename}-{uuid}"]
+)
+def test_a_storage_key_that_varies_before_its_uuid_is_refused(template: str) -> None:
+    """A retry could not find a copy whose key varies before {uuid}: such templates are refused."""
+    with pytest.raises(ValueError, match=r"\{uuid\} before"):
+        stable_prefix(template, route="r", user_hash="h", uuid_text="u")
+
+
+async def test_an_app_with_such_a_template_does_not_start(
+    config: Config, aiohttp_client: Any
+) -> None:
+    """The mistake shows at start-up, naming the route, not on the first failed retry."""
+    from gateway.app import create_app
+
+    bad = config.model_copy(
+        update={"routes": [config.routes[0].model_copy(update={"storage_key": "{date}/{uuid}"})]}
+    )
+    with pytest.raises(ValueError, match=r"routes\[0\]\.storage_key"):
+        await aiohttp_client(create_app(bad))
