@@ -115,10 +115,10 @@ async def _encrypted(client: Any, bucket: str) -> bool:
             return False
         raise
     rules = answer.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
-    return any(
-        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") in ("AES256", "aws:kms")
-        for r in rules
-    )
+    algorithms = [
+        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules
+    ]
+    return "AES256" in algorithms or "aws:kms" in algorithms
 
 
 def _cors_matches(actual: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> bool:
@@ -140,8 +140,8 @@ def _cors_matches(actual: list[dict[str, Any]], wanted: list[dict[str, Any]]) ->
 def _lifecycle_matches(rule: dict[str, Any] | None) -> bool:
     if rule is None or rule.get("Status") != "Enabled":
         return False
-    expiration = rule.get("Expiration", {}).get("Days")
-    abort = rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
+    expiration: object = rule.get("Expiration", {}).get("Days")
+    abort: object = rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
     return expiration == LIFECYCLE_DAYS and abort == LIFECYCLE_DAYS
 
 

@@ -231,11 +231,10 @@ class Storage:
                     MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                 )
         except BaseException:
-            with contextlib.suppress(StorageUnavailable, NotFound):
-                with _mapped("abort a multipart copy"):
-                    await self.client.abort_multipart_upload(
-                        Bucket=self.storage_bucket, Key=dst_key, UploadId=upload_id
-                    )
+            with contextlib.suppress(StorageUnavailable, NotFound), _mapped("abort a copy"):
+                await self.client.abort_multipart_upload(
+                    Bucket=self.storage_bucket, Key=dst_key, UploadId=upload_id
+                )
             raise
 
     async def delete(self, bucket: str, key: str) -> None:

@@ -559,7 +559,7 @@ async def test_signature_body_not_json_refused(
 
 
 async def upload_via_policy(
-    user: User, server: TestServer, buckets: Buckets, key: str, data: bytes
+    s3: Any, user: User, server: TestServer, buckets: Buckets, key: str, data: bytes
 ) -> str:
     """Upload as Fine Uploader's non-chunked v4 path does: a gateway-signed form POST to S3."""
     policy = v4_policy(buckets.uploads, key)
@@ -590,15 +590,8 @@ async def upload_via_policy(
         # S3 answers the form with its ETag; moto does not, so the test asks for it.
         etag = s3_answer.headers.get("ETag")
     if etag is None:
-        async with aiohttp.ClientSession() as session:
-            s3_client = boto3.client(
-                "s3",
-                endpoint_url=endpoint.rsplit("/", 1)[0],
-                region_name="us-east-1",
-                aws_access_key_id=ACCESS_KEY_ID,
-                aws_secret_access_key=SECRET_ACCESS_KEY,
-            )
-            etag = s3_client.head_object(Bucket=buckets.uploads, Key=key)["ETag"]
+        etag = s3.head_object(Bucket=buckets.uploads, Key=key)["ETag"]
+    assert isinstance(etag, str)
     return etag
 
 
@@ -630,7 +623,7 @@ async def test_success_completes_and_relays_the_upstream(
     """The object is stored, the upstream gets nested params once, the page gets its JSON."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
     data = JPEG * 100
-    etag = await upload_via_policy(alice, server, buckets, key, data)
+    etag = await upload_via_policy(s3, alice, server, buckets, key, data)
     answer = await alice.client.post(
         f"{P}/success",
         data=success_form(key, buckets.uploads, etag),
@@ -657,11 +650,11 @@ async def test_success_completes_and_relays_the_upstream(
 
 
 async def test_success_accepts_json(
-    alice: User, server: TestServer, buckets: Buckets, recorded: Recorded
+    alice: User, server: TestServer, buckets: Buckets, recorded: Recorded, s3: Any
 ) -> None:
     """A JSON success body works as the form does (custom pages send it)."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
     body = {"key": key, "uuid": "u", "name": "cat.jpg", "bucket": buckets.uploads, "album": "7"}
     answer = await alice.client.post(f"{P}/success", json=body, headers=origin(server))
     assert (await json_of(answer, 200))["success"] is True
@@ -673,7 +666,7 @@ async def test_success_for_another_users_key_is_forbidden(
 ) -> None:
     """Alice cannot complete (and so move) Bob's upload: 403, his object untouched."""
     key = f"{bob.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(bob, server, buckets, key, JPEG)
+    await upload_via_policy(s3, bob, server, buckets, key, JPEG)
     answer = await alice.client.post(
         f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
     )
@@ -729,7 +722,7 @@ async def test_upstream_refusal_is_relayed_as_failure(
     """The upstream says 422: the page gets 422 success false with the upstream's error."""
     recorded.completion_status = 422
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
     answer = await alice.client.post(
         f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
     )
@@ -758,7 +751,7 @@ async def test_delete_removes_the_users_own_upload(
 ) -> None:
     """DELETE P/files/{uuid}?key=&bucket= removes her own object; a second time is 404."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
     query = urlencode({"key": key, "bucket": buckets.uploads})
     answer = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
     assert answer.status in (200, 204)
@@ -770,7 +763,7 @@ async def test_delete_removes_the_users_own_upload(
 async def test_delete_post_mode(alice: User, server: TestServer, buckets: Buckets, s3: Any) -> None:
     """Old browsers delete with POST P/files and _method=DELETE."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
     body = urlencode({"key": key, "bucket": buckets.uploads, "qquuid": "u", "_method": "DELETE"})
     answer = await alice.client.post(f"{P}/files", data=body, headers=form_headers(server))
     assert answer.status in (200, 204)
@@ -782,7 +775,7 @@ async def test_delete_of_another_users_upload_is_forbidden(
 ) -> None:
     """Alice cannot delete Bob's object: 403 and it stays."""
     key = f"{bob.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(bob, server, buckets, key, JPEG)
+    await upload_via_policy(s3, bob, server, buckets, key, JPEG)
     query = urlencode({"key": key, "bucket": buckets.uploads})
     answer = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
     assert (await json_of(answer, 403))["reason"] == "key-not-yours"
