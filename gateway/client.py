@@ -250,7 +250,7 @@ class Uploader:
         self, grant: dict[str, Any], path: Path, size: int, progress: Progress
     ) -> list[dict[str, Any]]:
         part_size = int(grant["part_size"])
-        semaphore = asyncio.Semaphore(max(1, self.parallel))
+        semaphore = asyncio.Semaphore(1)
 
         async def one(part: dict[str, Any]) -> dict[str, Any]:
             number = int(part["part_number"])

@@ -66,6 +66,7 @@ META_FILENAME = "gateway-filename"
 # key up to {uuid} is known on every retry and a listing under it finds the stored copy.
 _UNSTABLE = ("{filename}", "{ext}", "{date}")
 _MAX_FILENAME_BYTES = 200
+_MAX_METADATA_BYTES = 2048  # S3's limit on user metadata, names and values in UTF-8
 # Characters AWS's object key guidelines list as ones to avoid, plus both path separators.
 _KEY_UNSAFE = frozenset('\\/{}^%`[]"<>~#|')
 _EXT_RE = re.compile(r"[a-z0-9]{1,10}")
@@ -84,12 +85,18 @@ class CompletionStorage(Protocol):
 
     async def head(self, bucket: str, key: str) -> StoredObject | None: ...
 
-    async def read_prefix(self, bucket: str, key: str, length: int) -> bytes: ...
+    async def read_prefix(self, bucket: str, key: str, n: int) -> bytes: ...
 
-    async def list_keys(self, bucket: str, prefix: str, *, limit: int) -> list[str]: ...
+    async def list_keys(self, bucket: str, prefix: str, limit: int = ...) -> list[str]: ...
 
     async def copy_to_storage(
-        self, source_key: str, dest_key: str, *, content_type: str, metadata: Mapping[str, str]
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        source_etag: str | None = ...,
+        content_type: str | None = ...,
+        metadata: Mapping[str, str] | None = ...,
     ) -> StoredObject: ...
 
     async def delete(self, bucket: str, key: str) -> None: ...
@@ -326,7 +333,14 @@ class Completion:
             stored = await self._find(route, req.identity, upload_id)
             if upload is not None:
                 content_type = await self._verify(req, upload)
-                stored = await self._store(req, upload, upload_id, content_type, stored)
+                try:
+                    stored = await self._store(req, upload, upload_id, content_type, stored)
+                except NotFound:
+                    # A concurrent completion of the same upload moved it first: go on from its
+                    # copy, which the upstream then hears about twice under one Idempotency-Key.
+                    stored = await self._find(route, req.identity, upload_id)
+                    if stored is None:
+                        raise
             elif stored is None:
                 raise NotFound(
                     "no such upload: it was never sent, or is gone", reason="no-such-upload"
@@ -395,15 +409,17 @@ class Completion:
                 filename=req.filename,
                 now=self._clock(),
             )
-        metadata = {META_ID: upload_id, META_FILENAME: quote(safe_filename(req.filename))}
+        ours = {META_ID: upload_id, META_FILENAME: quote(safe_filename(req.filename))}
         source = quote(req.key, safe="/")
-        if len(source) <= 1024:  # S3 allows 2 KB of metadata in all; the id names it anyway
-            metadata[META_SOURCE] = source
-        await self._storage.copy_to_storage(
-            req.key, dest, content_type=content_type, metadata=metadata
+        if len(source) <= 1024:  # the id names the source anyway
+            ours[META_SOURCE] = source
+        metadata = _copy_metadata(upload.metadata, ours)
+        # If-Match on the checked ETag: bytes written over the upload since it was checked (by
+        # the same user, racing the completion) are never what gets stored.
+        copy = await self._storage.copy_to_storage(
+            req.key, dest, source_etag=upload.etag, content_type=content_type, metadata=metadata
         )
-        copy = await self._storage.head(self._storage.storage_bucket, dest)
-        if copy is None or copy.size != upload.size or copy.metadata.get(META_ID) != upload_id:
+        if copy.size != upload.size or copy.metadata.get(META_ID) != upload_id:
             raise StorageUnavailable(
                 "the stored copy does not match the upload", reason="copy-check-failed"
             )
@@ -558,6 +574,15 @@ def _outcome(exc: GatewayError) -> str:
     if exc.status >= 500:
         return "upstream-failed"
     return "refused"
+
+
+def _copy_metadata(uploaded: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The upload's own metadata (an adapter may keep the file's name there) plus ours, which
+    wins; the upload's is dropped when both would pass S3's 2 KB limit (names and values)."""
+    merged = {k: v for k, v in uploaded.items() if not k.lower().startswith("gateway-")}
+    merged.update(ours)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in merged.items())
+    return merged if size <= _MAX_METADATA_BYTES else dict(ours)
 
 
 def _essence(content_type: str) -> str:

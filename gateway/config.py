@@ -281,6 +281,12 @@ class RouteConfig(_Model):
                 raise ValueError(f"uses {{{name}}}; known: {known}")
         if "{uuid}" not in value:
             raise ValueError("must contain {uuid} so uploads never collide")
+        before_uuid = value.split("{uuid}", 1)[0]
+        for late in ("{filename}", "{ext}", "{date}"):
+            if late in before_uuid:
+                # A retried completion finds its stored copy by listing the prefix up to {uuid};
+                # what may differ between attempts must come after it.
+                raise ValueError(f"must put {late} after {{uuid}}")
         return value
 
     @field_validator("multipart_threshold")

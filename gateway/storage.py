@@ -1,17 +1,19 @@
 """The only module that talks to S3 for requests: a small class over an aiobotocore client.
 
 It returns frozen dataclasses, never botocore dicts, and translates botocore's errors in one
-place: a missing object is ``None`` (or NotFound where the client named it), an unreachable or
-failing S3 is StorageUnavailable (503).
+place (``s3_errors``): a missing thing the client named is NotFound, a request S3 refuses as
+malformed is BadRequest, and an unreachable, refusing or failing S3 is StorageUnavailable (503).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -25,25 +27,36 @@ from botocore.exceptions import (
 )
 
 from .config import S3Config
-from .problems import BadRequest, Forbidden, NotFound, StorageUnavailable
+from .problems import BadRequest, GatewayError, NotFound, StorageUnavailable
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-else:
-    S3Client = Any
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
-MULTIPART_COPY_THRESHOLD = 5 * 1024**3  # S3's largest single CopyObject
+MULTIPART_COPY_THRESHOLD = 5 * 1024**3  # CopyObject's limit: larger objects need UploadPartCopy
 COPY_PART_SIZE = 512 * 1024**2
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+_LIST_PARTS_PAGE = 1000  # S3's largest ListParts page
 
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
-_CLIENT_FAULTS = {
-    "NoSuchUpload": (NotFound, "no-such-upload", "no such multipart upload"),
-    "InvalidPart": (BadRequest, "part-invalid", "a part was not uploaded with that ETag"),
-    "InvalidPartOrder": (BadRequest, "part-order-invalid", "parts must be in ascending order"),
-    "EntityTooSmall": (BadRequest, "part-too-small", "every part but the last needs 5 MiB"),
-    "PreconditionFailed": (Forbidden, "etag-mismatch", "the object changed since it was checked"),
-    "412": (Forbidden, "etag-mismatch", "the object changed since it was checked"),
-}
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_DENIED = frozenset({"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
+# Errors that are the client's fault: what it named does not exist or its parts are wrong.
+# PreconditionFailed is 400, not 412 or 403: the client's claim about its own upload (the
+# ETag it was given) is wrong, the same answer completion.py gives when it notices first.
+_CLIENT_FAULTS: Mapping[str, tuple[type[GatewayError], str, str]] = MappingProxyType(
+    {
+        "NoSuchUpload": (NotFound, "no-such-upload", "no such multipart upload"),
+        "InvalidPart": (BadRequest, "part-invalid", "a part was not uploaded with that ETag"),
+        "InvalidPartOrder": (BadRequest, "part-order-invalid", "parts must be in ascending order"),
+        "EntityTooSmall": (BadRequest, "part-too-small", "every part but the last needs 5 MiB"),
+        "PreconditionFailed": (
+            BadRequest,
+            "etag-mismatch",
+            "the upload changed since it was checked",
+        ),
+        "412": (BadRequest, "etag-mismatch", "the upload changed since it was checked"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,8 @@ class StoredObject:
 
 @dataclass(frozen=True)
 class Part:
+    """One uploaded part of a multipart upload, as ListParts reports it."""
+
     number: int
     etag: str
     size: int
@@ -67,14 +82,22 @@ class Part:
 
 def _code(exc: ClientError) -> str:
     error = exc.response.get("Error", {})
-    return str(error.get("Code", "")) or str(
-        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
-    )
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    return str(error.get("Code", "")) or str(status)
+
+
+def _same_etag(a: str, b: str) -> bool:
+    # S3 quotes ETags; clients pass them on with or without the quotes.
+    return a.strip().strip('"') == b.strip().strip('"')
 
 
 @contextlib.contextmanager
-def _mapped(action: str) -> Iterator[None]:
-    """Translate botocore and transport errors into the gateway's problems."""
+def s3_errors(action: str) -> Iterator[None]:
+    """Translate botocore and transport errors into the gateway's problems (``action`` names it).
+
+    For every gateway module that calls S3 (this one and ``buckets``), so no botocore error or
+    response dict escapes them.
+    """
     try:
         yield
     except ClientError as exc:
@@ -84,6 +107,15 @@ def _mapped(action: str) -> Iterator[None]:
             raise cls(detail, reason=reason) from exc
         if code in _MISSING:
             raise NotFound(f"S3 has no such object ({action})", reason="no-such-object") from exc
+        if code == "NoSuchBucket":
+            # The config names a bucket that is not there: the gateway's fault, not the client's.
+            raise StorageUnavailable(
+                f"S3 has no such bucket ({action})", reason="no-such-bucket"
+            ) from exc
+        if code in _DENIED:
+            raise StorageUnavailable(
+                f"S3 refused to {action} ({code})", reason="storage-denied"
+            ) from exc
         raise StorageUnavailable(
             f"S3 failed to {action} ({code})", reason="storage-failed"
         ) from exc
@@ -96,7 +128,7 @@ def _mapped(action: str) -> Iterator[None]:
 
 
 class Storage:
-    """Domain verbs over the uploads and storage buckets."""
+    """Domain verbs over the uploads bucket (browsers write it) and the storage bucket."""
 
     def __init__(
         self,
@@ -116,7 +148,7 @@ class Storage:
     async def head(self, bucket: str, key: str) -> StoredObject | None:
         """The object's size, ETag, type and metadata, or None when it does not exist."""
         try:
-            with _mapped("read an object's headers"):
+            with s3_errors("read an object's headers"):
                 answer = await self.client.head_object(Bucket=bucket, Key=key)
         except NotFound:
             return None
@@ -130,16 +162,19 @@ class Storage:
         )
 
     async def read_prefix(self, bucket: str, key: str, n: int) -> bytes:
-        """The first ``n`` bytes (a ranged GET), for sniffing the type; b"" for an empty object."""
+        """The first ``n`` bytes (one ranged GET), to sniff the type; b"" for an empty object."""
         if n <= 0:
             return b""
-        head = await self.head(bucket, key)
-        if head is None:
-            raise NotFound("no such object", reason="no-such-upload")
-        if head.size == 0:
-            return b""
-        with _mapped("read an object"):
-            answer = await self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{n - 1}")
+        with s3_errors("read an object"):
+            try:
+                answer = await self.client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes=0-{n - 1}"
+                )
+            except ClientError as exc:
+                # S3 answers 416 InvalidRange to any range of an empty object.
+                if _code(exc) == "InvalidRange":
+                    return b""
+                raise
             async with answer["Body"] as body:
                 data: bytes = await body.read()
         return data[:n]
@@ -148,7 +183,7 @@ class Storage:
         """Hex SHA-256 of the object's bytes, streamed (never held whole); None when missing."""
         digest = hashlib.sha256()
         try:
-            with _mapped("read an object"):
+            with s3_errors("read an object"):
                 answer = await self.client.get_object(Bucket=bucket, Key=key)
                 async with answer["Body"] as body:
                     async for chunk in body.iter_chunks(1024 * 1024):
@@ -166,88 +201,100 @@ class Storage:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> StoredObject:
-        """Copy an upload into the storage bucket and check the copy's size against the source."""
+        """Copy an upload into the storage bucket; the copy's HEAD, checked against the source.
+
+        ``source_etag`` is the version the caller checked: any other is refused (etag-mismatch),
+        also when it changes between this HEAD and the copy (If-Match). ``metadata`` None keeps
+        the upload's own. Above ``multipart_copy_threshold`` the copy goes part by part.
+        """
         source = await self.head(self.uploads_bucket, src_key)
         if source is None:
-            raise NotFound("no such upload", reason="no-such-upload")
-        if source_etag is not None and source.etag != source_etag:
-            raise Forbidden("the object changed since it was checked", reason="etag-mismatch")
-        extra: dict[str, Any] = {"MetadataDirective": "REPLACE", "Metadata": dict(metadata or {})}
-        extra["ContentType"] = content_type or source.content_type or "application/octet-stream"
-        copy_source = {"Bucket": self.uploads_bucket, "Key": src_key}
+            raise NotFound("no such upload: it was never sent, or is gone", reason="no-such-upload")
+        if source_etag is not None and not _same_etag(source.etag, source_etag):
+            raise BadRequest("the upload changed since it was checked", reason="etag-mismatch")
+        kept = dict(source.metadata if metadata is None else metadata)
+        media = content_type or source.content_type or "application/octet-stream"
         if source.size > self.multipart_copy_threshold:
-            await self._multipart_copy(copy_source, source, dst_key, extra)
+            await self._multipart_copy(source, dst_key, media, kept)
         else:
-            with _mapped("copy an object"):
+            with s3_errors("copy an object"):
                 await self.client.copy_object(
                     Bucket=self.storage_bucket,
                     Key=dst_key,
-                    CopySource=copy_source,  # type: ignore[arg-type]
+                    CopySource=self._source(src_key),
                     CopySourceIfMatch=source.etag,
-                    **extra,
+                    MetadataDirective="REPLACE",
+                    ContentType=media,
+                    Metadata=kept,
                 )
         copied = await self.head(self.storage_bucket, dst_key)
         if copied is None or copied.size != source.size:
+            # Only a store that ignores If-Match lets this happen; never leave a wrong copy.
+            with contextlib.suppress(GatewayError):
+                await self.delete(self.storage_bucket, dst_key)
             raise StorageUnavailable(
                 "the copy in the storage bucket does not match the upload", reason="copy-mismatch"
             )
         return copied
 
+    def _source(self, key: str) -> CopySourceTypeDef:
+        return {"Bucket": self.uploads_bucket, "Key": key}
+
     async def _multipart_copy(
-        self,
-        copy_source: dict[str, str],
-        source: StoredObject,
-        dst_key: str,
-        extra: dict[str, Any],
+        self, source: StoredObject, dst_key: str, content_type: str, metadata: dict[str, str]
     ) -> None:
-        with _mapped("start a multipart copy"):
+        # Parts grow past copy_part_size when the object would otherwise need over 10,000.
+        part_size = max(self.copy_part_size, math.ceil(source.size / MAX_PARTS))
+        with s3_errors("start a multipart copy"):
             created = await self.client.create_multipart_upload(
                 Bucket=self.storage_bucket,
                 Key=dst_key,
-                ContentType=extra["ContentType"],
-                Metadata=extra["Metadata"],
+                ContentType=content_type,
+                Metadata=metadata,
             )
         upload_id = created["UploadId"]
-        parts = []
+        parts: list[CompletedPartTypeDef] = []
         try:
-            for number, start in enumerate(range(0, source.size, self.copy_part_size), start=1):
-                end = min(start + self.copy_part_size, source.size) - 1
-                with _mapped("copy a part"):
+            for number, start in enumerate(range(0, source.size, part_size), start=1):
+                end = min(start + part_size, source.size) - 1
+                with s3_errors("copy a part"):
                     answer = await self.client.upload_part_copy(
                         Bucket=self.storage_bucket,
                         Key=dst_key,
                         UploadId=upload_id,
                         PartNumber=number,
-                        CopySource=copy_source,  # type: ignore[arg-type]
+                        CopySource=self._source(source.key),
                         CopySourceIfMatch=source.etag,
                         CopySourceRange=f"bytes={start}-{end}",
                     )
                 parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-            with _mapped("finish a multipart copy"):
+            with s3_errors("finish a multipart copy"):
                 await self.client.complete_multipart_upload(
                     Bucket=self.storage_bucket,
                     Key=dst_key,
                     UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                    MultipartUpload={"Parts": parts},
                 )
         except BaseException:
-            with contextlib.suppress(StorageUnavailable, NotFound), _mapped("abort a copy"):
+            # An unfinished multipart upload is billed until aborted; the storage bucket has
+            # no lifecycle rule to clean it up.
+            with contextlib.suppress(GatewayError), s3_errors("abort a multipart copy"):
                 await self.client.abort_multipart_upload(
                     Bucket=self.storage_bucket, Key=dst_key, UploadId=upload_id
                 )
             raise
 
     async def delete(self, bucket: str, key: str) -> None:
-        """Remove an object; a missing one is already gone."""
+        """Remove an object; one already gone is fine."""
         try:
-            with _mapped("delete an object"):
+            with s3_errors("delete an object"):
                 await self.client.delete_object(Bucket=bucket, Key=key)
         except NotFound:
             return
 
     async def list_keys(self, bucket: str, prefix: str, limit: int = 100) -> list[str]:
-        """Keys under a prefix (at most ``limit``)."""
-        with _mapped("list objects"):
+        """Keys under a prefix, at most ``limit`` (one page: callers look for a few)."""
+        with s3_errors("list objects"):
             answer = await self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=limit)
         return [str(item["Key"]) for item in answer.get("Contents", [])]
 
@@ -255,7 +302,7 @@ class Storage:
         self, key: str, *, content_type: str, metadata: Mapping[str, str] | None = None
     ) -> str:
         """Start a multipart upload in the uploads bucket; its S3 upload id."""
-        with _mapped("start a multipart upload"):
+        with s3_errors("start a multipart upload"):
             answer = await self.client.create_multipart_upload(
                 Bucket=self.uploads_bucket,
                 Key=key,
@@ -265,43 +312,53 @@ class Storage:
         return str(answer["UploadId"])
 
     async def list_parts(self, key: str, upload_id: str) -> list[Part]:
-        """Every uploaded part of a multipart upload (all pages)."""
+        """Every uploaded part of a multipart upload, all pages; NotFound when there is no such."""
         parts: list[Part] = []
         marker = 0
         while True:
-            with _mapped("list parts"):
+            with s3_errors("list parts"):
                 answer = await self.client.list_parts(
                     Bucket=self.uploads_bucket,
                     Key=key,
                     UploadId=upload_id,
                     PartNumberMarker=marker,
-                    MaxParts=1000,
+                    MaxParts=_LIST_PARTS_PAGE,
                 )
-            for item in answer.get("Parts", []):
-                parts.append(
-                    Part(int(item["PartNumber"]), str(item["ETag"]), int(item.get("Size", 0)))
-                )
-            if not answer.get("IsTruncated"):
+            page = [
+                Part(int(item["PartNumber"]), str(item["ETag"]), int(item.get("Size", 0)))
+                for item in answer.get("Parts", [])
+            ]
+            parts += page
+            if not answer.get("IsTruncated") or not page:
                 return parts
-            marker = int(answer.get("NextPartNumberMarker", parts[-1].number if parts else 0))
+            marker = int(answer.get("NextPartNumberMarker") or page[-1].number)
 
     async def complete_multipart(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
-        with _mapped("complete a multipart upload"):
+        """Assemble the upload from ``(part number, ETag)`` pairs, in ascending order."""
+        numbers = [number for number, _ in parts]
+        if not numbers:
+            raise BadRequest("a multipart upload needs at least one part", reason="no-parts")
+        # S3 refuses these (InvalidPartOrder, InvalidArgument); some S3 servers (moto) instead
+        # assemble the parts in the order given. Checked here so every store answers alike.
+        if numbers != sorted(set(numbers)) or not 1 <= numbers[0] <= numbers[-1] <= MAX_PARTS:
+            raise BadRequest(
+                "part numbers must be unique, ascending, from 1 to 10000",
+                reason="part-order-invalid",
+            )
+        with s3_errors("complete a multipart upload"):
             await self.client.complete_multipart_upload(
                 Bucket=self.uploads_bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]
-                },
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
             )
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        """Abort a multipart upload; one already gone is fine."""
+        """Abort a multipart upload and drop its parts; one already gone is fine."""
         try:
-            with _mapped("abort a multipart upload"):
+            with s3_errors("abort a multipart upload"):
                 await self.client.abort_multipart_upload(
                     Bucket=self.uploads_bucket, Key=key, UploadId=upload_id
                 )
@@ -309,20 +366,30 @@ class Storage:
             return
 
     async def ping(self) -> None:
-        """Both buckets answer (for /-/readyz)."""
+        """Both buckets answer (for /-/readyz); StorageUnavailable otherwise."""
         for bucket in (self.uploads_bucket, self.storage_bucket):
-            with _mapped("reach the bucket"):
-                await self.client.head_bucket(Bucket=bucket)
+            try:
+                with s3_errors("reach a bucket"):
+                    await self.client.head_bucket(Bucket=bucket)
+            except NotFound:
+                # HeadBucket has no body, so a missing bucket is a bare 404.
+                raise StorageUnavailable(
+                    "a configured bucket does not exist", reason="no-such-bucket"
+                ) from None
 
 
 @contextlib.asynccontextmanager
 async def open_s3_client(
     s3: S3Config, *, connect_timeout: float = 5, read_timeout: float = 30
 ) -> AsyncIterator[S3Client]:
-    """An aiobotocore S3 client for the gateway's own calls, built from the config."""
+    """An aiobotocore S3 client for the gateway's own calls, built from the config alone.
+
+    Credentials come from the config only, so the process environment and instance metadata
+    never choose who the gateway is.
+    """
     style = s3.addressing_style
     if style == "auto" and s3.endpoint_url is not None:
-        # A custom endpoint (MinIO, moto, an IP) rarely resolves <bucket>.<host>: use paths.
+        # A custom endpoint (MinIO, moto, an IP address) rarely resolves <bucket>.<host>.
         style = "path"
     config = AioConfig(
         connect_timeout=connect_timeout,
@@ -330,9 +397,12 @@ async def open_s3_client(
         retries={"max_attempts": 2, "mode": "standard"},
         s3={"addressing_style": style},
         signature_version="s3v4",
+        # botocore >= 1.36 adds CRC checksums to every upload by default, which older
+        # S3-compatible servers refuse; S3 itself does not need them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
-    session = get_session()
-    async with session.create_client(
+    async with get_session().create_client(
         "s3",
         region_name=s3.region,
         endpoint_url=str(s3.endpoint_url).rstrip("/") if s3.endpoint_url else None,

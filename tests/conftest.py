@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.gateway",
     "tests.support.s3",
+    "tests.support.browser",
 ]

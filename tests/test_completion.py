@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from gateway.storage import Storage
 
 from gateway import keys
+from gateway.buckets import BucketNames
 from gateway.completion import (
     ID_PURPOSE,
     Completion,
@@ -37,18 +37,10 @@ from gateway.problems import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.storage import Storage
 from gateway.upstream import Upstream
-from tests.support import s3 as s3_fixtures
 from tests.support.gateway import SESSION_KEY, build_config, config_dict
-from tests.support.s3 import BucketNames
 from tests.support.upstream import WEBHOOK_SECRET, Recorded
-
-# The S3 fixtures, until tests/conftest.py registers tests.support.s3 as a plugin.
-s3_endpoint = s3_fixtures.s3_endpoint
-s3_client = s3_fixtures.s3_client
-buckets = s3_fixtures.buckets
-storage = s3_fixtures.storage
-isolated_env = s3_fixtures.isolated_env
 
 ID_KEY = keys.derive(SESSION_KEY, ID_PURPOSE)
 COOKIE = "app_session=s3cr3t-cookie-value; theme=dark"
@@ -192,11 +184,20 @@ async def test_completion_stores_once_and_forwards_a_signed_message(
 ) -> None:
     """The file ends in storage once, the upload is gone, the upstream got the exact message."""
     key = f"{ALICE.key_prefix}4f1c.png"
-    await put(s3_client, buckets.uploads, key, PNG)
+    await s3_client.put_object(
+        Bucket=buckets.uploads,
+        Key=key,
+        Body=PNG,
+        ContentType="image/png",
+        Metadata={"qqfilename": "cat.png", "gateway-id": "forged"},
+    )
 
     result = await completion.complete(request(route, key))
 
     assert result.stored is not None
+    # The upload's own metadata travels with the copy; the gateway's own names are its own.
+    assert result.stored.metadata["qqfilename"] == "cat.png"
+    assert result.stored.metadata["gateway-id"] == result.idempotency_key
     stored = await contents(s3_client, buckets.storage)
     assert list(stored) == [result.stored.key]
     assert hashlib.sha256(stored[result.stored.key]).digest() == hashlib.sha256(PNG).digest()

@@ -328,6 +328,16 @@ RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
         'routes[0].storage_key: "{route}/{filename}" must contain {uuid} so uploads never collide',
     ),
     (
+        "storage_key with {filename} before {uuid}",
+        (("routes.0.storage_key", "{route}/{filename}/{uuid}"),),
+        'routes[0].storage_key: "{route}/{filename}/{uuid}" must put {filename} after {uuid}',
+    ),
+    (
+        "storage_key with {date} before {uuid}",
+        (("routes.0.storage_key", "{route}/{date}/{uuid}/{filename}"),),
+        'routes[0].storage_key: "{route}/{date}/{uuid}/{filename}" must put {date} after {uuid}',
+    ),
+    (
         "duplicate route path",
         (("routes.1.path", "/uploads/photos"),),
         'routes[1].path: "/uploads/photos" is also the path of routes[0] (photos): '

@@ -13,20 +13,17 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 import aiohttp
-import boto3
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from moto.server import ThreadedMotoServer
 
 from gateway.app import create_app
+from gateway.buckets import BucketNames
 from gateway.config import Config
 from gateway.protocols.fineuploader import MAX_BODY, PART_SIZE
 from tests.support.gateway import (
@@ -50,71 +47,26 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(range(256))
 
 
-# --------------------------------------------------------------------------- S3 (moto server)
+async def keys_in(s3: Any, bucket: str) -> list[str]:
+    listing = await s3.list_objects_v2(Bucket=bucket)
+    return [o["Key"] for o in listing.get("Contents", [])]
 
 
-@pytest.fixture(autouse=True)
-def _no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No test may find real credentials or call instance metadata."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """moto's S3 in server mode on loopback, one per module (buckets are per test)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(moto_url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    )
-
-
-@dataclass(frozen=True)
-class Buckets:
-    uploads: str
-    storage: str
-
-
-@pytest.fixture
-def buckets(s3: Any) -> Buckets:
-    """Fresh uploads and storage buckets for one test."""
-    suffix = uuid.uuid4().hex[:10]
-    names = Buckets(uploads=f"fu-up-{suffix}", storage=f"fu-st-{suffix}")
-    s3.create_bucket(Bucket=names.uploads)
-    s3.create_bucket(Bucket=names.storage)
-    return names
-
-
-def keys_in(s3: Any, bucket: str) -> list[str]:
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+async def read_object(s3: Any, bucket: str, key: str) -> bytes:
+    answer = await s3.get_object(Bucket=bucket, Key=key)
+    async with answer["Body"] as body:
+        data: bytes = await body.read()
+    return data
 
 
 # --------------------------------------------------------------------------- the gateway
 
 
 @pytest.fixture
-def config(upstream_url: str, moto_url: str, buckets: Buckets) -> Config:
+def config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
     tree = config_dict(
         upstream_url,
-        s3_endpoint=moto_url,
+        s3_endpoint=s3_endpoint,
         uploads_bucket=buckets.uploads,
         storage_bucket=buckets.storage,
     )
@@ -289,7 +241,7 @@ def decoded(policy_b64: str) -> dict[str, Any]:
 
 
 async def test_v2_policy_is_tightened_and_signed(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """A captured v2 policy comes back with our expiration, as signed: HMAC-SHA1 of the base64."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
@@ -303,7 +255,7 @@ async def test_v2_policy_is_tightened_and_signed(
 
 
 async def test_v4_policy_is_signed_with_the_credentials_date_and_region(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """A captured v4 policy is signed: hex HMAC-SHA256 under the key of the credential's day."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
@@ -314,7 +266,7 @@ async def test_v4_policy_is_signed_with_the_credentials_date_and_region(
 
 
 async def test_policy_without_size_limit_gets_the_routes_max_size(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """Fine Uploader omits content-length-range without a page limit: the gateway adds max_size."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
@@ -338,7 +290,7 @@ async def test_v4_rest_requests_are_signed(alice: User, server: TestServer, oper
 
 @pytest.mark.parametrize("operation", ["initiate", "part", "complete", "abort"])
 async def test_v2_rest_requests_are_signed(
-    alice: User, server: TestServer, buckets: Buckets, operation: str
+    alice: User, server: TestServer, buckets: BucketNames, operation: str
 ) -> None:
     """Each chunked call's v2 string gets base64 HMAC-SHA1 of the string itself."""
     raw = v2_rest(operation, buckets.uploads, f"{alice.prefix}{uuid.uuid4()}.jpg")
@@ -390,7 +342,7 @@ async def assert_refused(
 async def test_policy_outside_the_rules_is_refused(
     alice: User,
     server: TestServer,
-    buckets: Buckets,
+    buckets: BucketNames,
     caplog: pytest.LogCaptureFixture,
     index: int,
     condition: Any,
@@ -403,7 +355,11 @@ async def test_policy_outside_the_rules_is_refused(
 
 
 async def test_policy_for_another_users_key_is_refused(
-    alice: User, bob: User, server: TestServer, buckets: Buckets, caplog: pytest.LogCaptureFixture
+    alice: User,
+    bob: User,
+    server: TestServer,
+    buckets: BucketNames,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Alice cannot get a signature to write under Bob's prefix."""
     policy = v4_policy(buckets.uploads, f"{bob.prefix}{uuid.uuid4()}.jpg")
@@ -444,7 +400,7 @@ async def test_malformed_signing_requests_are_refused(
 
 
 async def test_v2_rest_presign_date_line_refused(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """A v2 string with an Expires on the Date line would be a presigned URL: refused."""
     raw = v2_rest("part", buckets.uploads, f"{alice.prefix}a.jpg").replace(
@@ -455,7 +411,7 @@ async def test_v2_rest_presign_date_line_refused(
 
 
 async def test_v4_policy_sent_without_v4_query_refused(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """A v4 policy at the v2 URL is refused rather than signed with the wrong algorithm."""
     answer = await sign(
@@ -465,7 +421,7 @@ async def test_v4_policy_sent_without_v4_query_refused(
 
 
 async def test_signing_counts_issued_signatures(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """Every signature issued is counted for the route."""
     await sign(alice, server, v4_policy(buckets.uploads, f"{alice.prefix}a.jpg"))
@@ -474,7 +430,7 @@ async def test_signing_counts_issued_signatures(
 
 
 async def test_signature_needs_an_identity(
-    aiohttp_client: Any, server: TestServer, buckets: Buckets
+    aiohttp_client: Any, server: TestServer, buckets: BucketNames
 ) -> None:
     """No session: 401 with Fine Uploader's invalid/error fields, nothing signed."""
     client = await aiohttp_client(server)
@@ -514,7 +470,7 @@ async def test_foreign_referer_refused_without_origin(alice: User, server: TestS
 
 
 async def test_signature_body_over_64k_refused(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """A signature body over 64 KiB is refused unread (413), with Content-Length or chunked."""
     big = json.dumps({"headers": "x" * MAX_BODY}).encode()
@@ -537,7 +493,7 @@ async def test_signature_body_over_64k_refused(
 
 
 async def test_text_plain_signature_body_is_parsed(
-    alice: User, server: TestServer, buckets: Buckets
+    alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
     """IE's XDomainRequest sends text/plain: the JSON body is read whatever the Content-Type."""
     body = json.dumps(v4_policy(buckets.uploads, f"{alice.prefix}a.jpg"))
@@ -559,7 +515,7 @@ async def test_signature_body_not_json_refused(
 
 
 async def upload_via_policy(
-    s3: Any, user: User, server: TestServer, buckets: Buckets, key: str, data: bytes
+    s3_client: Any, user: User, server: TestServer, buckets: BucketNames, key: str, data: bytes
 ) -> str:
     """Upload as Fine Uploader's non-chunked v4 path does: a gateway-signed form POST to S3."""
     policy = v4_policy(buckets.uploads, key)
@@ -590,7 +546,7 @@ async def upload_via_policy(
         # S3 answers the form with its ETag; moto does not, so the test asks for it.
         etag = s3_answer.headers.get("ETag")
     if etag is None:
-        etag = s3.head_object(Bucket=buckets.uploads, Key=key)["ETag"]
+        etag = (await s3_client.head_object(Bucket=buckets.uploads, Key=key))["ETag"]
     assert isinstance(etag, str)
     return etag
 
@@ -618,12 +574,12 @@ def form_headers(server: TestServer) -> dict[str, str]:
 
 
 async def test_success_completes_and_relays_the_upstream(
-    alice: User, server: TestServer, buckets: Buckets, recorded: Recorded, s3: Any
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded, s3_client: Any
 ) -> None:
     """The object is stored, the upstream gets nested params once, the page gets its JSON."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
     data = JPEG * 100
-    etag = await upload_via_policy(s3, alice, server, buckets, key, data)
+    etag = await upload_via_policy(s3_client, alice, server, buckets, key, data)
     answer = await alice.client.post(
         f"{P}/success",
         data=success_form(key, buckets.uploads, etag),
@@ -640,9 +596,9 @@ async def test_success_completes_and_relays_the_upstream(
     assert message["params"]["top"] == "t" and message["params"]["dataset"] == "ds-1"
     assert not {"key", "bucket", "uuid", "etag", "name"} & message["params"].keys()
     assert body["key"] == message["object"]["key"]
-    stored = s3.get_object(Bucket=buckets.storage, Key=message["object"]["key"])["Body"].read()
+    stored = await read_object(s3_client, buckets.storage, message["object"]["key"])
     assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
-    assert keys_in(s3, buckets.uploads) == []
+    assert await keys_in(s3_client, buckets.uploads) == []
     # The client's Cookie and Authorization go upstream, the gateway's session cookie never.
     assert "theme=dark" in completion["cookie"] and "app_user=alice" in completion["cookie"]
     assert "gateway_session" not in completion["cookie"]
@@ -650,11 +606,11 @@ async def test_success_completes_and_relays_the_upstream(
 
 
 async def test_success_accepts_json(
-    alice: User, server: TestServer, buckets: Buckets, recorded: Recorded, s3: Any
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded, s3_client: Any
 ) -> None:
     """A JSON success body works as the form does (custom pages send it)."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
     body = {"key": key, "uuid": "u", "name": "cat.jpg", "bucket": buckets.uploads, "album": "7"}
     answer = await alice.client.post(f"{P}/success", json=body, headers=origin(server))
     assert (await json_of(answer, 200))["success"] is True
@@ -662,18 +618,23 @@ async def test_success_accepts_json(
 
 
 async def test_success_for_another_users_key_is_forbidden(
-    alice: User, bob: User, server: TestServer, buckets: Buckets, recorded: Recorded, s3: Any
+    alice: User,
+    bob: User,
+    server: TestServer,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_client: Any,
 ) -> None:
     """Alice cannot complete (and so move) Bob's upload: 403, his object untouched."""
     key = f"{bob.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(s3, bob, server, buckets, key, JPEG)
+    await upload_via_policy(s3_client, bob, server, buckets, key, JPEG)
     answer = await alice.client.post(
         f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
     )
     body = await json_of(answer, 403)
     assert body["success"] is False and body["error"]
-    assert keys_in(s3, buckets.uploads) == [key]
-    assert keys_in(s3, buckets.storage) == [] and recorded.completions == []
+    assert await keys_in(s3_client, buckets.uploads) == [key]
+    assert await keys_in(s3_client, buckets.storage) == [] and recorded.completions == []
 
 
 async def test_success_for_another_bucket_refused(
@@ -690,7 +651,7 @@ async def test_success_for_another_bucket_refused(
 
 
 async def test_success_needs_an_identity(
-    aiohttp_client: Any, server: TestServer, buckets: Buckets, recorded: Recorded
+    aiohttp_client: Any, server: TestServer, buckets: BucketNames, recorded: Recorded
 ) -> None:
     """No session: 401 with success false, nothing completed."""
     client = await aiohttp_client(server)
@@ -703,7 +664,7 @@ async def test_success_needs_an_identity(
 
 
 async def test_success_of_a_missing_object_fails(
-    alice: User, server: TestServer, buckets: Buckets, recorded: Recorded
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded
 ) -> None:
     """Nothing was uploaded: a 4xx success false, and the upstream hears nothing."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
@@ -717,18 +678,18 @@ async def test_success_of_a_missing_object_fails(
 
 
 async def test_upstream_refusal_is_relayed_as_failure(
-    alice: User, server: TestServer, buckets: Buckets, recorded: Recorded, s3: Any
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded, s3_client: Any
 ) -> None:
     """The upstream says 422: the page gets 422 success false with the upstream's error."""
     recorded.completion_status = 422
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
     answer = await alice.client.post(
         f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
     )
     body = await json_of(answer, 422)
     assert body["success"] is False and body["error"] == "upstream refused"
-    assert keys_in(s3, buckets.storage) == []
+    assert await keys_in(s3_client, buckets.storage) == []
 
 
 async def test_success_form_limits_apply(
@@ -747,39 +708,62 @@ async def test_success_form_limits_apply(
 
 
 async def test_delete_removes_the_users_own_upload(
-    alice: User, server: TestServer, buckets: Buckets, s3: Any
+    alice: User, server: TestServer, buckets: BucketNames, s3_client: Any
 ) -> None:
     """DELETE P/files/{uuid}?key=&bucket= removes her own object; a second time is 404."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
     query = urlencode({"key": key, "bucket": buckets.uploads})
     answer = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
     assert answer.status in (200, 204)
-    assert keys_in(s3, buckets.uploads) == []
+    assert await keys_in(s3_client, buckets.uploads) == []
     again = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
     assert again.status == 404
 
 
-async def test_delete_post_mode(alice: User, server: TestServer, buckets: Buckets, s3: Any) -> None:
+async def test_delete_after_completion_removes_the_stored_copy(
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded, s3_client: Any
+) -> None:
+    """Deleting a completed upload removes its stored copy and tells the upstream."""
+    key = f"{alice.prefix}{uuid.uuid4()}.jpg"
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
+    answer = await alice.client.post(
+        f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
+    )
+    await json_of(answer, 200)
+    assert len(await keys_in(s3_client, buckets.storage)) == 1
+    query = urlencode({"key": key, "bucket": buckets.uploads})
+    answer = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
+    assert answer.status == 204
+    assert await keys_in(s3_client, buckets.storage) == []
+    assert [c["message"]["event"] for c in recorded.completions] == [
+        "upload.completed",
+        "upload.deleted",
+    ]
+
+
+async def test_delete_post_mode(
+    alice: User, server: TestServer, buckets: BucketNames, s3_client: Any
+) -> None:
     """Old browsers delete with POST P/files and _method=DELETE."""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(s3, alice, server, buckets, key, JPEG)
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
     body = urlencode({"key": key, "bucket": buckets.uploads, "qquuid": "u", "_method": "DELETE"})
     answer = await alice.client.post(f"{P}/files", data=body, headers=form_headers(server))
     assert answer.status in (200, 204)
-    assert keys_in(s3, buckets.uploads) == []
+    assert await keys_in(s3_client, buckets.uploads) == []
 
 
 async def test_delete_of_another_users_upload_is_forbidden(
-    alice: User, bob: User, server: TestServer, buckets: Buckets, s3: Any
+    alice: User, bob: User, server: TestServer, buckets: BucketNames, s3_client: Any
 ) -> None:
     """Alice cannot delete Bob's object: 403 and it stays."""
     key = f"{bob.prefix}{uuid.uuid4()}.jpg"
-    await upload_via_policy(s3, bob, server, buckets, key, JPEG)
+    await upload_via_policy(s3_client, bob, server, buckets, key, JPEG)
     query = urlencode({"key": key, "bucket": buckets.uploads})
     answer = await alice.client.delete(f"{P}/files/u?{query}", headers=origin(server))
     assert (await json_of(answer, 403))["reason"] == "key-not-yours"
-    assert keys_in(s3, buckets.uploads) == [key]
+    assert await keys_in(s3_client, buckets.uploads) == [key]
 
 
 # --------------------------------------------------------------------------- blank, config, 404
@@ -796,7 +780,7 @@ async def test_blank_page(aiohttp_client: Any, server: TestServer) -> None:
 
 
 async def test_config_describes_this_users_uploader(
-    alice: User, config: Config, buckets: Buckets, clock: SettableClock
+    alice: User, config: Config, buckets: BucketNames, clock: SettableClock
 ) -> None:
     """GET P/config hands the page every Fine Uploader option it needs, for this user."""
     options = alice.options

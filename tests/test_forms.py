@@ -114,8 +114,13 @@ def test_invalid_utf8_refused() -> None:
 
 @given(
     st.dictionaries(
-        st.text(alphabet=st.characters(blacklist_characters="[]", min_codepoint=33), min_size=1),
-        st.text(),
+        st.text(
+            alphabet=st.characters(
+                blacklist_categories=("Cs",), blacklist_characters="[]", min_codepoint=33
+            ),
+            min_size=1,
+        ),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
         max_size=20,
     )
 )

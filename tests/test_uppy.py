@@ -10,24 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-import boto3
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from moto.server import ThreadedMotoServer
 from yarl import URL
 
 from gateway.app import create_app
+from gateway.buckets import BucketNames
 from gateway.protocols.uppy import MIN_PART
 from tests.support.gateway import (
-    ACCESS_KEY_ID,
-    SECRET_ACCESS_KEY,
     SettableClock,
     build_config,
     config_dict,
@@ -50,64 +45,23 @@ ROUTE = {
 # --------------------------------------------------------------------------- S3 (moto server)
 
 
-@pytest.fixture(autouse=True)
-def _no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No test may find real credentials or call instance metadata."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+async def keys_in(s3: Any, bucket: str) -> list[str]:
+    answer = await s3.list_objects_v2(Bucket=bucket)
+    return [str(o["Key"]) for o in answer.get("Contents", [])]
 
 
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
-    """moto's S3 in server mode on loopback, for this module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+async def sha256_of(s3: Any, bucket: str, key: str) -> str:
+    answer = await s3.get_object(Bucket=bucket, Key=key)
+    async with answer["Body"] as stream:
+        return hashlib.sha256(await stream.read()).hexdigest()
 
 
-@pytest.fixture
-def s3(s3_url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
+async def in_progress(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """The multipart uploads S3 holds open in ``bucket``."""
+    uploads: list[dict[str, Any]] = (await s3.list_multipart_uploads(Bucket=bucket)).get(
+        "Uploads", []
     )
-
-
-@dataclass(frozen=True)
-class Buckets:
-    uploads: str
-    storage: str
-
-
-@pytest.fixture
-def buckets(s3: Any) -> Buckets:
-    """Fresh uploads and storage buckets for one test."""
-    suffix = uuid.uuid4().hex[:10]
-    names = Buckets(uploads=f"uppy-up-{suffix}", storage=f"uppy-st-{suffix}")
-    s3.create_bucket(Bucket=names.uploads)
-    s3.create_bucket(Bucket=names.storage)
-    return names
-
-
-def keys_in(s3: Any, bucket: str) -> list[str]:
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-
-
-def sha256_of(s3: Any, bucket: str, key: str) -> str:
-    return hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+    return uploads
 
 
 # --------------------------------------------------------------------------- the gateway
@@ -117,13 +71,13 @@ def sha256_of(s3: Any, bucket: str, key: str) -> str:
 async def server(
     aiohttp_server: Any,
     upstream_url: str,
-    s3_url: str,
-    buckets: Buckets,
+    s3_endpoint: str,
+    buckets: BucketNames,
     clock: SettableClock,
 ) -> TestServer:
     tree = config_dict(
         upstream_url,
-        s3_endpoint=s3_url,
+        s3_endpoint=s3_endpoint,
         uploads_bucket=buckets.uploads,
         storage_bucket=buckets.storage,
     )
@@ -171,9 +125,10 @@ async def prefix_of(client: TestClient[Any, Any]) -> str:
 
 async def put(url: str, data: bytes) -> aiohttp.ClientResponse:
     # encoded=True: the signed query must reach S3 byte for byte.
-    async with aiohttp.ClientSession() as session, session.put(
-        URL(url, encoded=True), data=data
-    ) as answer:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(URL(url, encoded=True), data=data) as answer,
+    ):
         await answer.read()
         return answer
 
@@ -273,8 +228,8 @@ async def test_unknown_paths_under_the_route_are_the_gateways(
 async def test_params_signs_a_form_post_and_p_complete_completes_it(
     alice: TestClient[Any, Any],
     server: TestServer,
-    s3: Any,
-    buckets: Buckets,
+    s3_client: Any,
+    buckets: BucketNames,
     recorded: Recorded,
     clock: SettableClock,
 ) -> None:
@@ -322,10 +277,11 @@ async def test_params_signs_a_form_post_and_p_complete_completes_it(
     assert message["params"] == {"album": "7"}
     assert message["object"]["bucket"] == buckets.storage
     assert message["object"]["size"] == len(data)
-    assert sha256_of(s3, buckets.storage, message["object"]["key"]) == hashlib.sha256(
-        data
-    ).hexdigest()
-    assert keys_in(s3, buckets.uploads) == []
+    assert (
+        await sha256_of(s3_client, buckets.storage, message["object"]["key"])
+        == hashlib.sha256(data).hexdigest()
+    )
+    assert await keys_in(s3_client, buckets.uploads) == []
 
 
 @pytest.mark.parametrize(
@@ -336,14 +292,21 @@ async def test_params_signs_a_form_post_and_p_complete_completes_it(
         pytest.param({"size": str(20 * MiB + 1)}, 413, "too-large", id="declared-too-large"),
         pytest.param({"size": "-1"}, 400, "size-invalid", id="size-negative"),
         pytest.param({"filename": ""}, 400, "filename-invalid", id="no-filename"),
-        pytest.param({"metadata[x]": "v", "filename": "a" * 300}, 400, "filename-invalid",
-                     id="filename-too-long"),  # fmt: skip
+        pytest.param(
+            {"metadata[x]": "v", "filename": "a" * 300},
+            400,
+            "filename-invalid",
+            id="filename-too-long",
+        ),
     ],
 )
 async def test_params_refuses_what_the_route_does_not_allow(
-    alice: TestClient[Any, Any], server: TestServer, query: dict[str, str], status: int,
+    alice: TestClient[Any, Any],
+    server: TestServer,
+    query: dict[str, str],
+    status: int,
     reason: str,
-) -> None:  # fmt: skip
+) -> None:
     """A file the route refuses gets no signed form: the refusal names its reason."""
     params = {"filename": "a.pdf", "type": "application/pdf", **query}
     problem = await json_of(await alice.get(f"{P}/s3/params", params=params), status)
@@ -369,8 +332,8 @@ async def test_params_with_a_declared_size_bounds_the_form_by_it(
 async def test_multipart_upload_end_to_end(
     alice: TestClient[Any, Any],
     server: TestServer,
-    s3: Any,
-    buckets: Buckets,
+    s3_client: Any,
+    buckets: BucketNames,
     recorded: Recorded,
 ) -> None:
     """Create, sign parts, list, complete: stored once, the upstream told, the answer relayed."""
@@ -382,12 +345,14 @@ async def test_multipart_upload_end_to_end(
     assert key.startswith(await prefix_of(alice)) and key.endswith(".pdf")
     assert created["bucket"] == buckets.uploads
     # The uploadId is the gateway's sealed token, not S3's id.
-    (s3_upload,) = s3.list_multipart_uploads(Bucket=buckets.uploads)["Uploads"]
+    (s3_upload,) = await in_progress(s3_client, buckets.uploads)
     assert s3_upload["Key"] == key and s3_upload["UploadId"] != upload_id
 
     parts = await upload_parts(alice, upload_id, key, data)
     assert [p["PartNumber"] for p in parts] == [1, 2, 3]
-    listed = await json_of(await alice.get(f"{P}/s3/multipart/{upload_id}", params={"key": key}), 200)
+    listed = await json_of(
+        await alice.get(f"{P}/s3/multipart/{upload_id}", params={"key": key}), 200
+    )
     assert [(p["PartNumber"], p["ETag"].strip('"'), p["Size"]) for p in listed] == [
         (1, parts[0]["ETag"], MIN_PART),
         (2, parts[1]["ETag"], MIN_PART),
@@ -411,15 +376,16 @@ async def test_multipart_upload_end_to_end(
     assert message["params"] == {"album": "9"}
     assert message["object"]["size"] == len(data)
     assert entry["user"] == "alice" and entry["idempotency_key"] == message["id"]
-    assert sha256_of(s3, buckets.storage, message["object"]["key"]) == hashlib.sha256(
-        data
-    ).hexdigest()
-    assert keys_in(s3, buckets.uploads) == []
-    assert s3.list_multipart_uploads(Bucket=buckets.uploads).get("Uploads", []) == []
+    assert (
+        await sha256_of(s3_client, buckets.storage, message["object"]["key"])
+        == hashlib.sha256(data).hexdigest()
+    )
+    assert await keys_in(s3_client, buckets.uploads) == []
+    assert await in_progress(s3_client, buckets.uploads) == []
 
 
 async def test_sign_part_url_is_a_presigned_put_of_that_part(
-    alice: TestClient[Any, Any], server: TestServer, buckets: Buckets, s3: Any
+    alice: TestClient[Any, Any], server: TestServer, buckets: BucketNames, s3_client: Any
 ) -> None:
     """The part URL names the key, S3's upload id and the part, and expires after the TTL."""
     created = await json_of(await create(alice, server), 200)
@@ -429,7 +395,7 @@ async def test_sign_part_url_is_a_presigned_put_of_that_part(
     )
     url = urlsplit(signed["url"])
     query = parse_qs(url.query)
-    (s3_upload,) = s3.list_multipart_uploads(Bucket=buckets.uploads)["Uploads"]
+    (s3_upload,) = await in_progress(s3_client, buckets.uploads)
     assert url.path == f"/{buckets.uploads}/{key}"
     assert query["partNumber"] == ["2"] and query["uploadId"] == [s3_upload["UploadId"]]
     assert query["X-Amz-Expires"] == ["600"] and query["X-Amz-Date"] == ["20261125T120000Z"]
@@ -455,7 +421,7 @@ async def test_batch_signs_each_part_number(
     [
         pytest.param("0", 400, "part-number-out-of-range", id="zero"),
         pytest.param("3", 400, "part-number-out-of-range", id="beyond-declared-size"),
-        pytest.param("10001", 400, "part-number-invalid", id="beyond-s3"),
+        pytest.param("10001", 400, "part-number-out-of-range", id="beyond-s3"),
         pytest.param("99999999999999999999", 400, "part-number-invalid", id="huge"),
     ],
 )
@@ -499,8 +465,8 @@ async def test_part_numbers_without_a_declared_size_are_bounded_by_max_size(
 async def test_create_refuses_what_the_route_does_not_allow(
     alice: TestClient[Any, Any],
     server: TestServer,
-    s3: Any,
-    buckets: Buckets,
+    s3_client: Any,
+    buckets: BucketNames,
     body: dict[str, Any],
     status: int,
     reason: str,
@@ -508,11 +474,15 @@ async def test_create_refuses_what_the_route_does_not_allow(
     """A refused file starts no S3 upload at all."""
     problem = await json_of(await create(alice, server, **body), status)
     assert problem["reason"] == reason
-    assert s3.list_multipart_uploads(Bucket=buckets.uploads).get("Uploads", []) == []
+    assert await in_progress(s3_client, buckets.uploads) == []
 
 
 async def test_another_users_upload_id_is_refused_everywhere(
-    alice: TestClient[Any, Any], login: Login, server: TestServer, s3: Any, buckets: Buckets
+    alice: TestClient[Any, Any],
+    login: Login,
+    server: TestServer,
+    s3_client: Any,
+    buckets: BucketNames,
 ) -> None:
     """Bob cannot sign, list, complete or abort Alice's upload, even knowing its id and key."""
     created = await json_of(await create(alice, server), 200)
@@ -523,14 +493,18 @@ async def test_another_users_upload_id_is_refused_everywhere(
         bob.get(f"{base}/1", params={"key": key}),
         bob.get(f"{base}/batch", params={"key": key, "partNumbers": "1"}),
         bob.get(base, params={"key": key}),
-        bob.post(f"{base}/complete", params={"key": key}, json={"parts": [{"PartNumber": 1,
-                 "ETag": "x"}]}, headers=origin(server)),  # fmt: skip
+        bob.post(
+            f"{base}/complete",
+            params={"key": key},
+            json={"parts": [{"PartNumber": 1, "ETag": "x"}]},
+            headers=origin(server),
+        ),
         bob.delete(base, params={"key": key}, headers=origin(server)),
     ]
     for attempt in attempts:
         problem = await json_of(await attempt, 403)
         assert problem["reason"] == "token-other-user"
-    assert len(s3.list_multipart_uploads(Bucket=buckets.uploads)["Uploads"]) == 1
+    assert len(await in_progress(s3_client, buckets.uploads)) == 1
 
 
 async def test_a_key_other_than_the_uploads_own_is_refused(
@@ -575,7 +549,11 @@ async def test_upload_ids_expire(
 
 
 async def test_complete_refuses_parts_s3_does_not_hold(
-    alice: TestClient[Any, Any], server: TestServer, recorded: Recorded, s3: Any, buckets: Buckets
+    alice: TestClient[Any, Any],
+    server: TestServer,
+    recorded: Recorded,
+    s3_client: Any,
+    buckets: BucketNames,
 ) -> None:
     """Claimed ETags are checked against ListParts; nothing is completed or forwarded."""
     created = await json_of(await create(alice, server), 200)
@@ -592,11 +570,15 @@ async def test_complete_refuses_parts_s3_does_not_hold(
         )
         assert (await json_of(answer, 400))["reason"] == reason
     assert recorded.completions == []
-    assert keys_in(s3, buckets.uploads) == []
+    assert await keys_in(s3_client, buckets.uploads) == []
 
 
 async def test_complete_refuses_more_bytes_than_declared_and_aborts(
-    alice: TestClient[Any, Any], server: TestServer, recorded: Recorded, s3: Any, buckets: Buckets
+    alice: TestClient[Any, Any],
+    server: TestServer,
+    recorded: Recorded,
+    s3_client: Any,
+    buckets: BucketNames,
 ) -> None:
     """max_size (here a declared size) is enforced again at completion, and the parts dropped."""
     created = await json_of(await create(alice, server, size=1000), 200)
@@ -610,32 +592,47 @@ async def test_complete_refuses_more_bytes_than_declared_and_aborts(
     )
     assert (await json_of(answer, 413))["reason"] == "too-large"
     assert recorded.completions == []
-    assert s3.list_multipart_uploads(Bucket=buckets.uploads).get("Uploads", []) == []
-    assert keys_in(s3, buckets.uploads) == []
+    assert await in_progress(s3_client, buckets.uploads) == []
+    assert await keys_in(s3_client, buckets.uploads) == []
 
 
 async def test_complete_retried_after_the_upstream_failed_stores_once(
-    alice: TestClient[Any, Any], server: TestServer, recorded: Recorded, s3: Any, buckets: Buckets
+    alice: TestClient[Any, Any],
+    server: TestServer,
+    recorded: Recorded,
+    s3_client: Any,
+    buckets: BucketNames,
 ) -> None:
-    """S3 completed but the upstream failed (502): the same call again completes it once."""
+    """S3 completed but the upstream failed (502): the same call again completes it once.
+
+    The retry finds the upload already moved to storage; its params still reach the upstream.
+    """
     data = b"%PDF-" + payload(3000)
-    created = await json_of(await create(alice, server), 200)
+    created = await json_of(
+        await create(alice, server, metadata={"name": "r.pdf", "album": "3"}), 200
+    )
     key, upload_id = created["key"], created["uploadId"]
     parts = await upload_parts(alice, upload_id, key, data)
     url = f"{P}/s3/multipart/{upload_id}/complete"
     recorded.completion_status = 503
-    first = await alice.post(url, params={"key": key}, json={"parts": parts}, headers=origin(server))
+    first = await alice.post(
+        url, params={"key": key}, json={"parts": parts}, headers=origin(server)
+    )
     assert first.status >= 500
     recorded.completion_status = 200
-    second = await alice.post(url, params={"key": key}, json={"parts": parts}, headers=origin(server))
+    second = await alice.post(
+        url, params={"key": key}, json={"parts": parts}, headers=origin(server)
+    )
     body = await json_of(second, 200)
-    assert keys_in(s3, buckets.storage) == [body["key"]]
+    assert await keys_in(s3_client, buckets.storage) == [body["key"]]
     assert len({c["idempotency_key"] for c in recorded.completions}) == 1
-    assert keys_in(s3, buckets.uploads) == []
+    assert [c["message"]["params"] for c in recorded.completions] == [{"album": "3"}] * 2
+    assert [c["message"]["filename"] for c in recorded.completions] == ["report.pdf"] * 2
+    assert await keys_in(s3_client, buckets.uploads) == []
 
 
 async def test_abort_drops_the_upload(
-    alice: TestClient[Any, Any], server: TestServer, s3: Any, buckets: Buckets
+    alice: TestClient[Any, Any], server: TestServer, s3_client: Any, buckets: BucketNames
 ) -> None:
     """DELETE aborts the S3 upload and answers {} as Companion does."""
     created = await json_of(await create(alice, server), 200)
@@ -645,48 +642,57 @@ async def test_abort_drops_the_upload(
         f"{P}/s3/multipart/{upload_id}", params={"key": key}, headers=origin(server)
     )
     assert await json_of(answer, 200) == {}
-    assert s3.list_multipart_uploads(Bucket=buckets.uploads).get("Uploads", []) == []
+    assert await in_progress(s3_client, buckets.uploads) == []
 
 
 async def test_state_changing_calls_check_the_origin(
-    alice: TestClient[Any, Any], server: TestServer, s3: Any, buckets: Buckets
+    alice: TestClient[Any, Any], server: TestServer, s3_client: Any, buckets: BucketNames
 ) -> None:
     """CSRF: another site's page cannot start, complete or abort uploads for the user."""
     evil = {"Origin": "https://evil.example"}
     created = await json_of(await create(alice, server), 200)
     base = f"{P}/s3/multipart/{created['uploadId']}"
     attempts = [
-        alice.post(f"{P}/s3/multipart", json={"filename": "a.pdf", "type": "application/pdf"},
-                   headers=evil),  # fmt: skip
-        alice.post(f"{base}/complete", params={"key": created["key"]}, json={"parts": []},
-                   headers=evil),  # fmt: skip
+        alice.post(
+            f"{P}/s3/multipart", json={"filename": "a.pdf", "type": "application/pdf"}, headers=evil
+        ),
+        alice.post(
+            f"{base}/complete", params={"key": created["key"]}, json={"parts": []}, headers=evil
+        ),
         alice.delete(base, params={"key": created["key"]}, headers=evil),
         alice.post(f"{P}/complete", json={"key": created["key"]}, headers=evil),
     ]
     for attempt in attempts:
         assert (await json_of(await attempt, 403))["reason"] == "origin-refused"
-    assert len(s3.list_multipart_uploads(Bucket=buckets.uploads)["Uploads"]) == 1
+    assert len(await in_progress(s3_client, buckets.uploads)) == 1
 
 
 # --------------------------------------------------------------------------- POST P/complete
 
 
 async def test_complete_refuses_another_users_key(
-    alice: TestClient[Any, Any], login: Login, server: TestServer, s3: Any, buckets: Buckets,
+    alice: TestClient[Any, Any],
+    login: Login,
+    server: TestServer,
+    s3_client: Any,
+    buckets: BucketNames,
     recorded: Recorded,
-) -> None:  # fmt: skip
+) -> None:
     """Bob naming Alice's uploaded object: 403, the object stays, nothing is forwarded."""
     signed = await json_of(
         await alice.get(f"{P}/s3/params", params={"filename": "a.pdf", "type": "application/pdf"}),
         200,
     )
     key = signed["fields"]["key"]
-    assert await post_form(signed["url"], signed["fields"], "a.pdf", b"%PDF-1", "application/pdf") == 200
+    assert (
+        await post_form(signed["url"], signed["fields"], "a.pdf", b"%PDF-1", "application/pdf")
+        == 200
+    )
     bob = await login("bob")
     answer = await bob.post(f"{P}/complete", json={"key": key}, headers=origin(server))
     assert (await json_of(answer, 403))["reason"] == "key-outside-prefix"
     assert recorded.completions == []
-    assert keys_in(s3, buckets.uploads) == [key]
+    assert await keys_in(s3_client, buckets.uploads) == [key]
 
 
 async def test_complete_refuses_keys_that_are_not_plain_paths(
@@ -698,4 +704,3 @@ async def test_complete_refuses_keys_that_are_not_plain_paths(
         f"{P}/complete", json={"key": f"{prefix}../x"}, headers=origin(server)
     )
     assert (await json_of(answer, 400))["reason"] == "key-dot-segment"
-

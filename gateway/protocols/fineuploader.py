@@ -30,7 +30,7 @@ from ..problems import (
     PayloadTooLarge,
     PolicyRefused,
 )
-from ..render import route_handler
+from ..render import ProblemFields, route_handler
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..signing import encode_policy, sign_v2, sign_v4
 
@@ -206,8 +206,10 @@ class FineUploaderRoute:
         )
 
     def _check_bucket(self, bucket: str) -> None:
-        """The client names the bucket: it must be the uploads bucket (the key is the
-        completion's to check against the user's prefix, before it touches anything)."""
+        """The client names the bucket, so it must be the uploads bucket.
+
+        The key is the completion's to check: under the user's prefix, before anything is touched.
+        """
         if bucket != self.config.s3.uploads_bucket:
             raise BadRequest("bucket is not this route's uploads bucket", reason="bucket-mismatch")
 
@@ -318,7 +320,7 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
     handlers = FineUploaderRoute(app[CONFIG], route)
     path = route.path
 
-    def named(handler: Handler, fields: Callable[[GatewayError], dict[str, Any]]) -> Handler:
+    def named(handler: Handler, fields: ProblemFields) -> Handler:
         return route_handler(route.name, fields)(handler)
 
     app.router.add_post(f"{path}/signature", named(handlers.signature, _signature_fields))

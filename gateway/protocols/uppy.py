@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS, STORAGE, TOKENS
-from ..completion import CompletionRequest, CompletionResult
+from ..completion import META_FILENAME, CompletionRequest, CompletionResult, extension
 from ..config import RouteConfig
 from ..endpoints import browser_bucket
 from ..identity import Identity
@@ -35,7 +35,7 @@ from ..rules import SigningContext, check_declared_file, check_key, tighten_poli
 from ..signing import amz_date, encode_policy, format_expiration, scope, sign_v4
 from ..storage import Storage
 from ..tokens import UploadToken
-from .api import TOKEN_LIFETIME, _context, _extension, _forward_headers, _Presigner
+from .api import TOKEN_LIFETIME, _context, _forward_headers, _Presigner
 from .fineuploader import read_limited
 
 MAX_BODY = 64 * 1024
@@ -45,8 +45,11 @@ MAX_PARTS = 10_000
 # S3's smallest part but the last, which @uppy/aws-s3 also never goes below (S3Uploader.js):
 # an upload of N bytes has at most ceil(N / MIN_PART) parts.
 MIN_PART = 5 * 1024 * 1024
-# Object metadata the gateway writes itself; names are lower case as S3 stores them.
-META_ROUTE, META_FILENAME, META_PARAMS = "gateway-route", "gateway-filename", "gateway-params"
+# Object metadata written on the upload; names are lower case as S3 stores them. The params'
+# name lacks the "gateway-" prefix so the completion copies it onto the stored copy, where a
+# retry that finds the upload gone reads it again.
+META_ROUTE = "gateway-route"
+META_PARAMS = "uppy-params"
 # Uppy adds these to every file's meta; the completion message carries them as filename and type.
 _UPPY_META = frozenset({"name", "type"})
 _MAX_META_ENTRIES = 32
@@ -172,7 +175,7 @@ class UppyRoute:
         metrics.signature_issued(self.route.name)
 
     def _new_key(self, identity: Identity, filename: str) -> str:
-        return f"{identity.key_prefix}{uuid.uuid4().hex}{_extension(filename)}"
+        return f"{identity.key_prefix}{uuid.uuid4().hex}{extension(filename)}"
 
     # ------------------------------------------------------------------ GET P/s3/params
 
@@ -348,8 +351,12 @@ class UppyRoute:
         identity, token, upload_id = await self._open(request)
         body: _CompleteBody = await _parse(request, _CompleteBody, MAX_COMPLETE_BODY)
         storage = request.app[STORAGE]
-        # Present already: an earlier attempt completed it in S3 and lost the rest (retry).
-        if await storage.head(storage.uploads_bucket, token.key) is None:
+        # A retry: an earlier attempt completed it in S3, and maybe stored it, then failed
+        # upstream or lost its answer; S3 no longer knows the upload id.
+        done = await storage.head(storage.uploads_bucket, token.key) is not None or (
+            await request.app[COMPLETION].find_stored(self.route, identity, token.key) is not None
+        )
+        if not done:
             await _finish_multipart(storage, token, upload_id, body.parts)
         result = await self._complete(request, identity, token.key, token.filename)
         answer = result.body if isinstance(result.body, dict) else {}
@@ -360,7 +367,7 @@ class UppyRoute:
         return web.json_response(answer, status=result.status)
 
     async def complete_single(self, request: web.Request) -> web.Response:
-        """``POST P/complete {"key"}``: complete a form-POSTed upload, relay the upstream's answer."""
+        """``POST P/complete {"key"}``: complete a form-POSTed upload; relay the answer."""
         identity = await self._identity(request)
         body: _KeyBody = await _parse(request, _KeyBody)
         try:
@@ -376,10 +383,12 @@ class UppyRoute:
         self, request: web.Request, identity: Identity, key: str, filename: str | None
     ) -> CompletionResult:
         """The shared completion, with the file name and params the gateway stored on the object."""
-        storage = request.app[STORAGE]
-        stored = await storage.head(storage.uploads_bucket, key)
-        name, params = read_object_metadata(stored.metadata if stored else {}, key)
-        result = await request.app[COMPLETION].complete(
+        storage, completion = request.app[STORAGE], request.app[COMPLETION]
+        found = await storage.head(storage.uploads_bucket, key)
+        if found is None:
+            found = await completion.find_stored(self.route, identity, key)
+        name, params = read_object_metadata(found.metadata if found else {}, key)
+        result = await completion.complete(
             CompletionRequest(
                 route=self.route,
                 identity=identity,
@@ -415,7 +424,7 @@ class UppyRoute:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def not_found(self, request: web.Request) -> web.Response:
-        """Everything else under P (Companion's /s3/sts among it) is the gateway's: never proxied."""
+        """Anything else under P (Companion's /s3/sts too) is the gateway's: never proxied."""
         raise NotFound("no such Uppy endpoint", reason="not-found")
 
 

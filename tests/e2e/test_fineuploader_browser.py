@@ -11,22 +11,20 @@ moto checks no signatures: tests/test_fineuploader.py checks those; here the who
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from moto.server import ThreadedMotoServer
+from yarl import URL
 
 from gateway.app import create_app
+from gateway.buckets import BucketNames
 from tests.support.browser import BrowserThread
-from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, build_config, config_dict
+from tests.support.gateway import build_config, config_dict
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
 pytestmark = pytest.mark.browser
@@ -42,39 +40,6 @@ UPLOAD_TIMEOUT_MS = 45_000
 
 
 # --------------------------------------------------------------------------- servers
-
-
-@pytest.fixture(autouse=True)
-def _no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may find real credentials or call instance metadata."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-
-
-@pytest.fixture(scope="module")
-def moto_port() -> Iterator[int]:
-    """moto's S3 server on loopback for the module (buckets are per test)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        yield int(server.get_host_and_port()[1])
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(moto_port: int) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{moto_port}",
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    )
 
 
 @web.middleware
@@ -109,47 +74,54 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(aiohttp_server: Any, upstream: TestServer, s3: Any, moto_port: int) -> Stack:
-    """Fresh buckets (CORS for the gateway's origin), and the gateway in front of the upstream."""
-    suffix = uuid.uuid4().hex[:10]
-    uploads, storage = f"fu-up-{suffix}", f"fu-st-{suffix}"
+async def stack(
+    aiohttp_server: Any, upstream: TestServer, s3_endpoint: str, buckets: BucketNames
+) -> Stack:
+    """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
+    port = URL(s3_endpoint).port
     tree = config_dict(
         str(upstream.make_url("")).rstrip("/"),
-        s3_endpoint=f"http://127.0.0.1:{moto_port}",
-        uploads_bucket=uploads,
-        storage_bucket=storage,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
     )
-    # Browsers get virtual-host URLs on localhost; the gateway's client keeps 127.0.0.1, where
-    # auto addressing means path style.
-    tree["s3"]["public_endpoint_url"] = f"http://localhost:{moto_port}"
+    # Browsers get virtual-host URLs on localhost; the gateway's own client keeps 127.0.0.1
+    # (auto addressing on a custom endpoint means path style there).
+    tree["s3"]["public_endpoint_url"] = f"http://localhost:{port}"
     tree["s3"]["addressing_style"] = "auto"
     tree["routes"][0]["max_size"] = MAX_SIZE
-    config = build_config(tree)
     # The real wall clock: the browser's own dates must fall within the rules' 15 minutes.
-    gateway: TestServer = await aiohttp_server(create_app(config))
+    gateway: TestServer = await aiohttp_server(create_app(build_config(tree)))
     origin = str(gateway.make_url("")).rstrip("/")
-    for bucket in (uploads, storage):
-        s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_cors(
-        Bucket=uploads,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": [origin],
-                    "AllowedMethods": ["POST", "PUT", "DELETE"],
-                    # "*" never covers Authorization (Fetch standard), which chunked calls send.
-                    "AllowedHeaders": ["*", "Authorization"],
-                    "ExposeHeaders": ["ETag"],
-                    "MaxAgeSeconds": 3000,
-                }
-            ]
-        },
-    )
-    return Stack(origin, uploads, storage, upstream.app[RECORDED])
+    return Stack(origin, buckets.uploads, buckets.storage, upstream.app[RECORDED])
 
 
-def keys_in(s3: Any, bucket: str) -> list[str]:
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+async def keys_in(s3: Any, bucket: str) -> list[str]:
+    listing = await s3.list_objects_v2(Bucket=bucket)
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+async def sha256_of(s3: Any, bucket: str, key: str) -> str:
+    answer = await s3.get_object(Bucket=bucket, Key=key)
+    async with answer["Body"] as body:
+        return hashlib.sha256(await body.read()).hexdigest()
+
+
+async def metrics_of(stack: Stack) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{stack.gateway}/-/metrics") as answer,
+    ):
+        return await answer.text()
+
+
+async def signatures_issued(stack: Stack) -> float:
+    """How many signatures the gateway issued on the route (its Prometheus counter)."""
+    wanted = 'gateway_signatures_total{outcome="issued",reason="",route="photos"} '
+    for line in (await metrics_of(stack)).splitlines():
+        if line.startswith(wanted):
+            return float(line.removeprefix(wanted))
+    return 0.0
 
 
 def jpeg_file(folder: Path, name: str, size: int) -> tuple[Path, str]:
@@ -197,7 +169,7 @@ def completed(result: dict[str, Any]) -> dict[str, Any]:
     return complete
 
 
-def check_stored(
+async def check_stored(
     s3: Any, stack: Stack, result: dict[str, Any], sha256: str, filename: str
 ) -> dict[str, Any]:
     """One valid completion reached the upstream; the bytes are stored; the uploads bucket empty."""
@@ -212,9 +184,8 @@ def check_stored(
     assert complete["response"]["key"] == message["object"]["key"]
     # The page named the object with the prefix cookie, as the gateway required.
     assert complete["key"].startswith(result["prefix"]) and result["prefix"].endswith("/")
-    body = s3.get_object(Bucket=stack.storage, Key=message["object"]["key"])["Body"].read()
-    assert hashlib.sha256(body).hexdigest() == sha256
-    assert keys_in(s3, stack.uploads) == []
+    assert await sha256_of(s3, stack.storage, message["object"]["key"]) == sha256
+    assert await keys_in(s3, stack.uploads) == []
     return message
 
 
@@ -222,27 +193,29 @@ def check_stored(
 
 
 async def test_small_file_in_one_request_v4(
-    browser: BrowserThread, stack: Stack, s3: Any, tmp_path: Path
+    browser: BrowserThread, stack: Stack, s3_client: Any, tmp_path: Path
 ) -> None:
     """A small file: one v4 POST-policy form to the bucket, then the completion."""
     path, sha256 = jpeg_file(tmp_path, "cat photo.jpg", 300 * 1024)
     result = await upload_in_browser(browser, stack, path)
-    message = check_stored(s3, stack, result, sha256, "cat photo.jpg")
+    message = await check_stored(s3_client, stack, result, sha256, "cat photo.jpg")
     assert message["object"]["size"] == 300 * 1024
+    assert await signatures_issued(stack) == 1  # the policy
 
 
 async def test_twelve_mib_file_in_five_mib_parts(
-    browser: BrowserThread, stack: Stack, s3: Any, tmp_path: Path
+    browser: BrowserThread, stack: Stack, s3_client: Any, tmp_path: Path
 ) -> None:
     """A 12 MiB file goes up in three parts (5+5+2 MiB), each v4-signed by the gateway."""
     path, sha256 = jpeg_file(tmp_path, "big.jpg", 12 * MiB)
     result = await upload_in_browser(browser, stack, path)
-    message = check_stored(s3, stack, result, sha256, "big.jpg")
+    message = await check_stored(s3_client, stack, result, sha256, "big.jpg")
     assert message["object"]["size"] == 12 * MiB
+    assert await signatures_issued(stack) == 5  # initiate, three parts, complete
 
 
 async def test_file_over_max_size_is_refused(
-    browser: BrowserThread, stack: Stack, s3: Any, tmp_path: Path
+    browser: BrowserThread, stack: Stack, s3_client: Any, tmp_path: Path
 ) -> None:
     """Beyond max_size the gateway refuses to sign the extra part: nothing stored, no completion.
 
@@ -252,17 +225,21 @@ async def test_file_over_max_size_is_refused(
     result = await upload_in_browser(browser, stack, path)
     events = result["events"]
     assert [e for e in events if e["type"] == "complete" and e["response"].get("success")] == []
-    errors = [e for e in events if e["type"] == "error"]
-    assert errors, events
-    assert any("part-number-out-of-range" in e["reason"] for e in errors), errors
+    # Fine Uploader shows its own text for a chunk it could not get signed...
+    assert [e["reason"] for e in events if e["type"] == "error"] == ["Problem signing the chunk!"]
+    # ...and the gateway counted why: part 4 of a 15 MiB limit in 5 MiB parts.
+    refused = 'outcome="refused",reason="part-number-out-of-range",route="photos"} 1.0'
+    assert refused in await metrics_of(stack)
     assert stack.recorded.completions == []
-    assert keys_in(s3, stack.uploads) == [] and keys_in(s3, stack.storage) == []
+    assert await keys_in(s3_client, stack.uploads) == []
+    assert await keys_in(s3_client, stack.storage) == []
 
 
 async def test_small_file_with_signature_v2(
-    browser: BrowserThread, stack: Stack, s3: Any, tmp_path: Path
+    browser: BrowserThread, stack: Stack, s3_client: Any, tmp_path: Path
 ) -> None:
     """The same small upload with signature version 2 (HMAC-SHA1 POST policy)."""
     path, sha256 = jpeg_file(tmp_path, "v2.jpg", 200 * 1024)
     result = await upload_in_browser(browser, stack, path, version=2)
-    check_stored(s3, stack, result, sha256, "v2.jpg")
+    await check_stored(s3_client, stack, result, sha256, "v2.jpg")
+    assert await signatures_issued(stack) == 1

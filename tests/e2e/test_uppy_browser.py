@@ -23,6 +23,8 @@ from aiohttp.test_utils import TestServer
 from moto.server import ThreadedMotoServer
 
 from gateway.app import create_app
+from gateway.buckets import BucketNames, setup_buckets
+from gateway.storage import open_s3_client
 from tests.support.browser import BrowserThread
 from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, build_config, config_dict
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
@@ -117,8 +119,6 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     """Small (form POST + P/complete) and 12 MiB multipart uploads store once, upstream told."""
     suffix = uuid.uuid4().hex[:10]
     uploads, storage = f"uppy-up-{suffix}", f"uppy-st-{suffix}"
-    s3.create_bucket(Bucket=uploads)
-    s3.create_bucket(Bucket=storage)
     upstream_url = str(page_upstream.make_url("")).rstrip("/")
     config = build_config(
         config_dict(upstream_url, s3_endpoint=s3_url, uploads_bucket=uploads,
@@ -127,21 +127,11 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     )  # fmt: skip
     gateway: TestServer = await aiohttp_server(create_app(config))
     origin = str(gateway.make_url("")).rstrip("/")
-    # What `s3 setup` puts on the uploads bucket: the page's origin may POST and PUT, read ETag.
-    s3.put_bucket_cors(
-        Bucket=uploads,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": [origin],
-                    "AllowedMethods": ["GET", "PUT", "POST"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
-                    "MaxAgeSeconds": 600,
-                }
-            ]
-        },
-    )
+    # The buckets as `s3 setup` makes them: CORS lets the page's origin POST, PUT and read ETag.
+    async with open_s3_client(config.s3) as client:
+        await setup_buckets(
+            client, BucketNames(uploads, storage), origins=[origin], region="us-east-1"
+        )
     small = b"\x89PNG\r\n\x1a\n" + os.urandom(40_000)
     large = os.urandom(12 * MiB)
 
@@ -175,6 +165,9 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     for name, data in (("small photo.png", small), ("big.bin", large)):
         entry = messages[name]
         message = entry["message"]
+        # Fine Uploader's completions carry exactly these fields (SPEC.md, "The completion").
+        assert set(message) == {"event", "id", "route", "user", "filename", "params", "object"}
+        assert set(message["object"]) == {"bucket", "key", "size", "etag", "content_type"}
         assert message["event"] == "upload.completed"
         assert message["route"] == "uppy" and message["user"] == "alice"
         assert entry["user"] == "alice" and entry["idempotency_key"] == message["id"]
@@ -186,6 +179,11 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     # What the page saw: the upstream's answer to P/complete, and Companion's multipart answer.
     assert successes["small photo.png"]["completeStatus"] == 200
     assert successes["small photo.png"]["complete"]["stored"] is True
-    assert successes["big.bin"]["body"]["key"] == messages["big.bin"]["message"]["object"]["key"]
+    # The small file went as a form POST to the uploads bucket, the large one as a multipart
+    # upload whose completion answered the stored copy's location (Companion's answer).
+    assert successes["small photo.png"]["body"]["location"].startswith(f"{s3_url}/{uploads}/")
+    big = successes["big.bin"]["body"]
+    assert big["key"] == messages["big.bin"]["message"]["object"]["key"]
+    assert big["location"] == f"{s3_url}/{storage}/{big['key']}"
     assert s3.list_objects_v2(Bucket=uploads).get("KeyCount", 0) == 0
     assert s3.list_multipart_uploads(Bucket=uploads).get("Uploads", []) == []

@@ -1,9 +1,15 @@
-"""S3 fixtures: moto's server on loopback, an aiobotocore client, fresh buckets per test."""
+"""S3 fixtures: moto's server on loopback, an aiobotocore client, fresh buckets per test.
+
+A pytest plugin (tests/conftest.py lists it in ``pytest_plugins``). ``isolated_env`` is autouse:
+no test can find real AWS credentials or reach the instance metadata service.
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +21,20 @@ from moto.server import ThreadedMotoServer
 from gateway.buckets import BucketNames, setup_buckets
 from gateway.storage import Storage
 
+__all__ = ["TEST_ORIGINS", "BucketNames", "S3Call"]
+
 TEST_ORIGINS = ("http://127.0.0.1", "http://localhost")
+REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test may find real AWS credentials or reach the instance metadata service."""
-    import os
-
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Drop every AWS_* variable, point the AWS config files at empty ones, disable IMDS."""
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
-    empty: Path = tmp_path_factory.mktemp("aws")
+    empty = tmp_path / "aws-empty"
+    empty.mkdir()
     (empty / "config").write_text("")
     (empty / "credentials").write_text("")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -36,7 +44,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 (never 0.0.0.0), for the whole session."""
+    """moto's S3 server on 127.0.0.1 (never 0.0.0.0) on a free port, for the whole session."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -48,7 +56,7 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 async def s3_client(s3_endpoint: str) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client to moto, path style, no retries."""
+    """An aiobotocore S3 client to moto: dummy credentials, path style, no retries."""
     config = AioConfig(
         retries={"max_attempts": 1, "mode": "standard"},
         s3={"addressing_style": "path"},
@@ -58,7 +66,7 @@ async def s3_client(s3_endpoint: str) -> AsyncIterator[Any]:
     )
     async with get_session().create_client(
         "s3",
-        region_name="us-east-1",
+        region_name=REGION,
         endpoint_url=s3_endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -69,17 +77,61 @@ async def s3_client(s3_endpoint: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 def bucket_names() -> BucketNames:
+    """A fresh (uploads, storage) pair of bucket names, unique to the test."""
     suffix = uuid.uuid4().hex[:12]
     return BucketNames(uploads=f"up-{suffix}", storage=f"st-{suffix}")
 
 
 @pytest.fixture
-async def buckets(s3_client: Any, bucket_names: BucketNames) -> BucketNames:
+async def buckets(s3_client: Any, bucket_names: BucketNames) -> AsyncIterator[BucketNames]:
     """Both buckets, created and configured by the code behind `upload-gateway s3 setup`."""
-    await setup_buckets(s3_client, bucket_names, origins=list(TEST_ORIGINS), region="us-east-1")
-    return bucket_names
+    await setup_buckets(s3_client, bucket_names, origins=list(TEST_ORIGINS), region=REGION)
+    yield bucket_names
 
 
 @pytest.fixture
 async def storage(s3_client: Any, buckets: BucketNames) -> Storage:
+    """The gateway's Storage over the test's buckets."""
     return Storage(s3_client, uploads_bucket=buckets.uploads, storage_bucket=buckets.storage)
+
+
+@dataclass(frozen=True)
+class S3Call:
+    """One S3 API call as the client was asked to make it."""
+
+    operation: str
+    bucket: str
+    source_bucket: str | None
+    params: Mapping[str, Any]
+
+
+def _source_bucket(copy_source: Any) -> str | None:
+    # botocore turns a CopySource dict into "bucket/key" before some handlers see it.
+    if isinstance(copy_source, Mapping):
+        return str(copy_source["Bucket"])
+    if isinstance(copy_source, str):
+        return copy_source.lstrip("/").split("/", 1)[0]
+    return None
+
+
+@pytest.fixture
+def s3_operations(s3_client: Any, buckets: BucketNames) -> Iterator[list[S3Call]]:
+    """Every S3 call made through ``s3_client`` after the buckets exist, in order."""
+    calls: list[S3Call] = []
+
+    def record(params: Mapping[str, Any], model: Any, **_: Any) -> None:
+        calls.append(
+            S3Call(
+                operation=str(model.name),
+                bucket=str(params.get("Bucket", "")),
+                source_bucket=_source_bucket(params.get("CopySource")),
+                params=dict(params),
+            )
+        )
+
+    events = s3_client.meta.events
+    events.register("before-parameter-build.s3", record, unique_id="tests-s3-operations")
+    try:
+        yield calls
+    finally:
+        events.unregister("before-parameter-build.s3", unique_id="tests-s3-operations")

@@ -1,0 +1,446 @@
+"""``upload-gateway upload`` as a person runs it: a subprocess against a live gateway and moto.
+
+The gateway and an S3 front (a loopback stand-in for the bucket's public address, forwarding to
+moto) run in the test's event loop, so the subprocess is driven with asyncio's subprocess API and
+never blocks them. The front counts parts in flight, fails chosen parts once, or holds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import pty
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from gateway.app import create_app
+from gateway.buckets import BucketNames
+from tests.support.gateway import build_config, config_dict
+from tests.support.processes import free_port
+from tests.support.upstream import Recorded
+
+MiB = 1024 * 1024
+RUN_TIMEOUT = 120.0
+BEARER = ["-H", "Authorization: Bearer alice"]
+
+# The default threshold (64 MiB) and part size (8 MiB): a 70 MiB file takes nine parts.
+FILES = {
+    "name": "files",
+    "protocol": "api",
+    "path": "/api/files",
+    "max_size": "100MiB",
+    "content_types": ["text/plain", "application/octet-stream"],
+    "forward": "/internal/uploads/files",
+}
+# The smallest parts S3 allows, so a multipart upload takes a few MiB.
+SMALL = {
+    "name": "small",
+    "protocol": "api",
+    "path": "/api/small",
+    "max_size": "20MiB",
+    "content_types": ["application/octet-stream"],
+    "forward": "/internal/uploads/small",
+    "multipart_threshold": "5MiB",
+    "part_size": "5MiB",
+}
+
+# What the front passes on to moto; everything else (cookies, credentials) would be a leak.
+_FORWARDED = ("content-length", "content-type", "content-md5")
+
+
+@dataclass
+class S3Front:
+    """The bucket's public address in these tests: forwards to moto and watches what comes."""
+
+    target: str
+    session: aiohttp.ClientSession
+    in_flight: int = 0
+    max_in_flight: int = 0
+    attempts: Counter[int] = field(default_factory=Counter)
+    fail_once: set[int] = field(default_factory=set)
+    hold: bool = False
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        part = int(request.query.get("partNumber", "0"))
+        self.attempts[part] += 1
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.hold:
+                # The body is never read: the client's sending stalls, as on a slow link.
+                self.holding.set()
+                await self.release.wait()
+                return web.Response(status=503)
+            if part in self.fail_once and self.attempts[part] == 1:
+                await request.read()
+                return web.Response(
+                    status=503,
+                    content_type="application/xml",
+                    text="<Error><Code>SlowDown</Code><Message>Reduce your rate.</Message></Error>",
+                )
+            headers = {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() in _FORWARDED or k.lower().startswith("x-amz-")
+            }
+            async with self.session.request(
+                request.method,
+                URL(self.target + request.raw_path, encoded=True),
+                data=request.content,
+                headers=headers,
+            ) as resp:
+                body = await resp.read()
+                kept = {
+                    k: v for k, v in resp.headers.items() if k.lower() in ("etag", "content-type")
+                }
+                return web.Response(status=resp.status, body=body, headers=kept)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def s3_front(aiohttp_server: Any, s3_endpoint: str) -> AsyncIterator[tuple[S3Front, str]]:
+    """The front and its URL (the ``public_endpoint_url`` the gateway signs URLs for)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        front = S3Front(s3_endpoint, session)
+        app = web.Application(client_max_size=0)
+        app.router.add_route("*", "/{tail:.*}", front.handle)
+        server: TestServer = await aiohttp_server(app)
+        try:
+            yield front, str(server.make_url("")).rstrip("/")
+        finally:
+            front.release.set()
+
+
+@pytest.fixture
+def front(s3_front: tuple[S3Front, str]) -> S3Front:
+    return s3_front[0]
+
+
+@pytest.fixture
+async def gateway_url(
+    aiohttp_server: Any,
+    upstream_url: str,
+    s3_endpoint: str,
+    buckets: BucketNames,
+    s3_front: tuple[S3Front, str],
+) -> str:
+    """The live gateway's base URL; callers are identified by auth_request (bearer tokens)."""
+    tree = config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    tree["s3"]["public_endpoint_url"] = s3_front[1]
+    config = build_config(
+        tree, routes=[FILES, SMALL], identity={"auth_request": {"path": "/api/me"}}
+    )
+    server: TestServer = await aiohttp_server(create_app(config))
+    return str(server.make_url("")).rstrip("/")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def start(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "upload",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=kwargs.pop("stdout", asyncio.subprocess.PIPE),
+        stderr=asyncio.subprocess.PIPE,
+        **kwargs,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process) -> Run:
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Run(proc.returncode, (out or b"").decode(), err.decode())
+
+
+async def upload(*args: str) -> Run:
+    return await finish(await start(*args))
+
+
+def write_file(path: Path, size: int) -> str:
+    """A file of ``size`` bytes that sniffs as nothing in particular; its sha256."""
+    digest = hashlib.sha256()
+    head = b"upload-gateway test payload\n"
+    with path.open("wb") as f:
+        block = head + os.urandom(MiB - len(head))
+        written = 0
+        while written < size:
+            piece = block[: min(len(block), size - written)]
+            f.write(piece)
+            digest.update(piece)
+            written += len(piece)
+            block = os.urandom(MiB)
+    return digest.hexdigest()
+
+
+class Bucket:
+    def __init__(self, client: Any, names: BucketNames) -> None:
+        self.client = client
+        self.names = names
+
+    async def keys(self, bucket: str) -> list[str]:
+        answer = await self.client.list_objects_v2(Bucket=bucket)
+        return [item["Key"] for item in answer.get("Contents", [])]
+
+    async def sha256(self, bucket: str, key: str) -> str:
+        digest = hashlib.sha256()
+        answer = await self.client.get_object(Bucket=bucket, Key=key)
+        async with answer["Body"] as body:
+            async for chunk in body.iter_chunks(MiB):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    async def open_uploads(self) -> list[str]:
+        answer = await self.client.list_multipart_uploads(Bucket=self.names.uploads)
+        return [item["Key"] for item in answer.get("Uploads", [])]
+
+
+@pytest.fixture
+def s3(s3_client: Any, buckets: BucketNames) -> Bucket:
+    return Bucket(s3_client, buckets)
+
+
+def assert_no_gateway_credentials_reached_s3(front: S3Front) -> None:
+    assert front.headers, "nothing reached the S3 front"
+    for headers in front.headers:
+        assert "authorization" not in headers
+        assert "cookie" not in headers
+
+
+# --- whole uploads -------------------------------------------------------------------------------
+
+
+async def test_70_mib_file_goes_up_in_parallel_parts_and_is_stored_once(
+    gateway_url: str, front: S3Front, s3: Bucket, recorded: Recorded, tmp_path: Path
+) -> None:
+    """A 70 MiB file: nine parts, four at a time, one stored copy with the same bytes."""
+    path = tmp_path / "big.bin"
+    digest = write_file(path, 70 * MiB)
+    run = await upload(str(path), "--to", f"{gateway_url}/api/files", *BEARER, "--parallel", "4")
+    assert run.code == 0, run.err
+
+    assert sorted(front.attempts) == list(range(1, 10))
+    assert 2 <= front.max_in_flight <= 4
+    [stored_key] = await s3.keys(s3.names.storage)
+    assert await s3.sha256(s3.names.storage, stored_key) == digest
+    assert await s3.keys(s3.names.uploads) == []
+    assert await s3.open_uploads() == []
+    [completion] = recorded.completions
+    assert completion["message"]["object"]["size"] == 70 * MiB
+    assert_no_gateway_credentials_reached_s3(front)
+
+    # Not a terminal: plain progress lines (no carriage returns), then the upstream's answer.
+    assert "\r" not in run.out
+    lines = run.out.splitlines()
+    progress = [line for line in lines if line.startswith("[")]
+    assert len(progress) >= 5
+    assert "100.0%" in progress[-1] and "70.0MiB/70.0MiB" in progress[-1]
+    assert all("/s" in line and "left" in line for line in progress)
+    at = lines.index("uploaded big.bin (70.0MiB)")
+    assert json.loads("\n".join(lines[at + 1 :])) == {"stored": True, "key": stored_key}
+
+
+async def test_small_file_is_one_put_and_json_prints_only_the_answer(
+    gateway_url: str, front: S3Front, s3: Bucket, tmp_path: Path
+) -> None:
+    """Below the threshold: one PUT; with --json stdout holds the upstream's answer alone."""
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, gateway\n")
+    run = await upload(str(path), "--to", f"{gateway_url}/api/files", *BEARER, "--json")
+    assert run.code == 0, run.err
+    [stored_key] = await s3.keys(s3.names.storage)
+    assert json.loads(run.out) == {"stored": True, "key": stored_key}
+    assert len(run.out.splitlines()) == 1
+    assert list(front.attempts) == [0]  # a single PUT, no part number
+    assert front.headers[0]["content-type"] == "text/plain"
+    assert "x-amz-checksum-sha256" in front.headers[0]
+    assert_no_gateway_credentials_reached_s3(front)
+
+
+async def test_failed_part_is_retried_with_back_off(
+    gateway_url: str, front: S3Front, s3: Bucket, tmp_path: Path
+) -> None:
+    """A part S3 answers 503 is sent again, and the upload completes with the right bytes."""
+    front.fail_once = {2}
+    path = tmp_path / "data.bin"
+    digest = write_file(path, 11 * MiB)
+    run = await upload(str(path), "--to", f"{gateway_url}/api/small", *BEARER)
+    assert run.code == 0, run.err
+    assert front.attempts == Counter({1: 1, 2: 2, 3: 1})
+    [stored_key] = await s3.keys(s3.names.storage)
+    assert await s3.sha256(s3.names.storage, stored_key) == digest
+
+
+async def test_progress_is_a_live_bar_on_a_terminal(
+    gateway_url: str, s3: Bucket, tmp_path: Path
+) -> None:
+    """On a terminal the bar is redrawn in place (carriage returns), not printed line by line."""
+    path = tmp_path / "data.bin"
+    write_file(path, 3 * MiB)
+    leader, follower = pty.openpty()
+    try:
+        proc = await start(str(path), "--to", f"{gateway_url}/api/files", *BEARER, stdout=follower)
+    finally:
+        os.close(follower)
+
+    def drain() -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        out, run = await asyncio.gather(asyncio.to_thread(drain), finish(proc))
+    finally:
+        os.close(leader)
+    assert run.code == 0, run.err
+    text = out.decode()
+    assert "\r[" in text and "100.0%" in text
+    assert '"stored": true' in text
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "expected"),
+    [
+        ("big.bin", 101 * MiB, "error: 413 Payload too large: The file is larger than"),
+        ("page.html", 100, "error: 415 Unsupported media type: 'text/html' is not allowed"),
+    ],
+    ids=["too-large", "wrong-type"],
+)
+async def test_refused_file_is_one_readable_line_and_exit_1(
+    gateway_url: str,
+    front: S3Front,
+    s3: Bucket,
+    tmp_path: Path,
+    name: str,
+    size: int,
+    expected: str,
+) -> None:
+    """The gateway's problem comes out as its title and detail on one line; nothing is sent."""
+    path = tmp_path / name
+    with path.open("wb") as f:
+        f.truncate(size)
+    run = await upload(str(path), "--to", f"{gateway_url}/api/files", *BEARER)
+    assert run.code == 1
+    assert run.err.startswith(expected), run.err
+    assert run.err.count("\n") == 1
+    assert run.out == ""
+    assert front.attempts == Counter()
+    assert await s3.keys(s3.names.uploads) == []
+
+
+async def test_caller_without_identity_is_told_so(gateway_url: str, tmp_path: Path) -> None:
+    """Without credentials the gateway's 401 is printed as one line, exit 1."""
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"{gateway_url}/api/files")
+    assert run.code == 1
+    assert run.err.startswith("error: 401 Not authenticated: ")
+    assert run.err.count("\n") == 1
+
+
+async def test_unreachable_gateway_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """No gateway listening: a short error, not a traceback."""
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"http://127.0.0.1:{free_port()}/api/files", *BEARER)
+    assert run.code == 1
+    assert run.err.startswith("error: cannot reach ")
+    assert run.err.count("\n") == 1
+    assert "Traceback" not in run.err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["missing.bin", "--to", "http://127.0.0.1:1/x"], "no such file"),
+        (["EXISTING", "--to", "http://127.0.0.1:1/x", "-H", "no colon"], "bad header"),
+        (["EXISTING"], "the following arguments are required: --to"),
+    ],
+    ids=["no-file", "bad-header", "no-to"],
+)
+async def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    """Usage mistakes are exit 2 with a message, before anything is sent."""
+    existing = tmp_path / "a.txt"
+    existing.write_text("x")
+    argv = [
+        str(existing) if a == "EXISTING" else str(tmp_path / a) if a == "missing.bin" else a
+        for a in args
+    ]
+    run = await upload(*argv)
+    assert run.code == 2
+    assert expected in run.err
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------------
+
+
+async def test_ctrl_c_aborts_the_multipart_upload(
+    gateway_url: str, front: S3Front, s3: Bucket, recorded: Recorded, tmp_path: Path
+) -> None:
+    """SIGINT mid-upload aborts the multipart upload at the gateway, then exits 130."""
+    front.hold = True
+    path = tmp_path / "data.bin"
+    write_file(path, 11 * MiB)
+    proc = await start(str(path), "--to", f"{gateway_url}/api/small", *BEARER)
+    try:
+        await asyncio.wait_for(front.holding.wait(), RUN_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        raise
+    [open_key] = await s3.open_uploads()
+    assert open_key.endswith(".bin")
+
+    proc.send_signal(signal.SIGINT)
+    run = await finish(proc)
+    assert run.code == 130, run.err
+    assert "interrupted: the upload was aborted" in run.err
+    assert "Traceback" not in run.err
+    assert await s3.open_uploads() == []
+    assert await s3.keys(s3.names.uploads) == []
+    assert recorded.completions == []
