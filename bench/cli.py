@@ -202,13 +202,9 @@ def stream_gateway(env: Env) -> procs.Server:
     return start_gateway(env, "gateway-stream", upstream, s3=env.servers["s3tap"].url)
 
 
-def start_proxies(env: Env, settings: Settings) -> None:
-    """The gateway (one and two workers), the bare aiohttp proxy, nginx's proxy, Companion."""
-    upstream = passthrough_upstream(env).url
-    start_gateway(env, "gateway", upstream)
-    start_gateway(env, "gateway-w2", upstream, workers=2)
+def start_bare_proxy(env: Env, upstream: str) -> procs.Server:
     port = procs.free_port()
-    env.add(
+    return env.add(
         procs.start(
             "bare-aiohttp",
             [sys.executable, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream],
@@ -219,6 +215,14 @@ def start_proxies(env: Env, settings: Settings) -> None:
             ready_status=200,
         )
     )
+
+
+def start_proxies(env: Env, settings: Settings) -> None:
+    """The gateway (one and two workers), the bare aiohttp proxy, nginx's proxy, Companion."""
+    upstream = passthrough_upstream(env).url
+    start_gateway(env, "gateway", upstream)
+    start_gateway(env, "gateway-w2", upstream, workers=2)
+    start_bare_proxy(env, upstream)
     binary = nginx.available()
     if binary is not None:
         port = procs.free_port()
@@ -724,16 +728,19 @@ def write_results(
 
 
 def run_profile(env: Env, settings: Settings, native: bool) -> None:
-    """py-spy on the one-worker gateway under passthrough (1 KiB, 64) and policy signing."""
+    """py-spy on the one-worker gateway (and the bare proxy, for the floor) under passthrough
+    (1 KiB, 64 connections), policy signing, and streaming."""
     binary = profiling.py_spy()
     if binary is None:
         raise SystemExit("py-spy is not installed (bench/run.sh installs it)")
     upstream = passthrough_upstream(env).url
     gateway = start_gateway(env, "gateway", upstream)
+    start_bare_proxy(env, upstream)
     login = gw.login(gateway.url)
     cases = build_cases(env, settings, login)
     wanted = {
         "passthrough 1 KiB c64: gateway": "passthrough",
+        "passthrough 1 KiB c64: bare aiohttp": "bare-aiohttp",
         "signing policy v4 c64: gateway": "signing",
     }
     seconds = max(3, round(settings.duration * 2))
@@ -751,7 +758,7 @@ def run_profile(env: Env, settings: Settings, native: bool) -> None:
             tag="warmup",
         )
         raw = OUT_DIR / f"profile-{tag}.raw.txt"
-        spy = profiling.record(binary, gateway.pid, seconds, raw, native=native)
+        spy = profiling.record(binary, case.server.pid, seconds, raw, native=native)
         result = load.run(
             case.make_request(),
             connections=64,
@@ -767,6 +774,32 @@ def run_profile(env: Env, settings: Settings, native: bool) -> None:
         header = f"{case.result.name} under py-spy: {result.rps:,.0f} req/s (sampling slows it)\n\n"
         (OUT_DIR / f"profile-{tag}.txt").write_text(header + summary)
         log(f"profile {tag}: {result.rps:,.0f} req/s -> bench/out/profile-{tag}.txt")
+    profile_streams(env, binary, seconds, native)
+
+
+def profile_streams(env: Env, binary: str, seconds: int, native: bool) -> None:
+    """py-spy on the streaming gateway while 256 MiB bodies go through it, each direction."""
+    gateway = stream_gateway(env)
+    size = 256 * procs.MIB
+    body = streaming.make_body(env.workdir, size)
+    for direction in ("download", "upload"):
+        raw = OUT_DIR / f"profile-{direction}.raw.txt"
+        spy = profiling.record(binary, gateway.pid, seconds, raw, native=native)
+        speeds: list[float] = []
+        while spy.poll() is None:
+            if direction == "download":
+                done = streaming.download(gateway.url, size, gateway, 600)
+            else:
+                done = streaming.upload(gateway.url, body, size, gateway, 600)
+            speeds.append(done.mib_s)
+        if spy.returncode != 0:
+            raise RuntimeError(f"py-spy failed on the {direction} profile")
+        header = (
+            f"{direction} of 256 MiB bodies through the gateway under py-spy: "
+            f"{report.median(speeds):,.0f} MiB/s (sampling slows it)\n\n"
+        )
+        (OUT_DIR / f"profile-{direction}.txt").write_text(header + profiling.summarise(raw))
+        log(f"profile {direction}: -> bench/out/profile-{direction}.txt")
 
 
 # ---------------------------------------------------------------------------- main
@@ -813,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_path = (out_dir / "bench.png") if (partial or args.out) else ROOT / "docs" / "bench.png"
     generator_name = load.generator()
     if generator_name == "wrk":
-        generator_name = f"wrk ({machine()['wrk'].split(' [')[0]}, {WRK_THREADS} thread)"
+        generator_name = f"{machine()['wrk'].split(' [')[0]}, {WRK_THREADS} thread"
     else:
         generator_name = "bench/loadgen.py (aiohttp; wrk not installed)"
     started = time.monotonic()

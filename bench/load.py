@@ -59,7 +59,8 @@ def generator() -> str:
 
 
 def _lua_string(text: str) -> str:
-    level = 0
+    """A Lua long-bracket literal of ``text``: no escaping, whatever the text holds."""
+    level = 1
     while f"]{'=' * level}]" in text:
         level += 1
     eq = "=" * level
@@ -69,7 +70,7 @@ def _lua_string(text: str) -> str:
 def _wrk_script(request: Request, workdir: Path, tag: str) -> Path:
     lines = [f"wrk.method = {_lua_string(request.method)}"]
     for name, value in request.headers:
-        lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
+        lines.append(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}")
     if request.body is not None:
         body_path = workdir / f"{tag}.body"
         body_path.write_bytes(request.body)

@@ -247,9 +247,10 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("requests/s (median of runs, whiskers min-max; log scale)")
-    ax.set_title(f"upload-gateway bench ({results['load_generator']}, {results['generated'][:10]})")
-    for yi, value in zip(y, medians, strict=True):
-        ax.text(value * 1.05, yi, f"{value:,.0f}", va="center", fontsize=7)
+    ax.set_title(f"upload-gateway bench: {results['load_generator']}, {results['generated'][:10]}")
+    for yi, case in zip(y, cases, strict=True):
+        ax.text(case["rps_max"] * 1.08, yi, f"{case['rps_median']:,.0f}", va="center", fontsize=7)
+    ax.set_xlim(right=max(c["rps_max"] for c in cases) * 2.2)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

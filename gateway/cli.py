@@ -1,8 +1,10 @@
-"""The ``upload-gateway`` command line: serve, check-config, and the commands added beside them."""
+"""The ``upload-gateway`` command line: serve, demo, check-config, s3 ..., upload."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +58,66 @@ def cmd_upload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return run(args.file, args.to, args.header, as_json=args.json, parallel=args.parallel)
 
 
+def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run moto's S3, the demo app and the gateway on loopback until interrupted."""
+    from .demo.runner import run
+
+    return run(host=args.host, port=args.port)
+
+
+async def _s3_run(action: str, config: Config) -> list[str]:
+    """Open the gateway's S3 client and set up, or check, the two buckets."""
+    from .buckets import BucketNames, doctor, setup_buckets
+    from .storage import open_s3_client
+
+    names = BucketNames(config.s3.uploads_bucket, config.s3.storage_bucket)
+    origins = sorted(config.origins)
+    async with open_s3_client(config.s3) as client:
+        if action == "setup":
+            return await setup_buckets(client, names, origins=origins, region=config.s3.region)
+        return await doctor(client, names, origins=origins)
+
+
+def cmd_s3(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``s3 setup`` (print each change), ``s3 doctor`` (each drift; 1 if any), ``s3 iam-policy``."""
+    config = _load_or_report(args.config or _default_config_path(environ), environ)
+    if config is None:
+        return 2
+    if args.s3_command == "iam-policy":
+        from .buckets import BucketNames, iam_policy
+
+        names = BucketNames(config.s3.uploads_bucket, config.s3.storage_bucket)
+        print(json.dumps(iam_policy(names), indent=2))
+        return 0
+    if not config.public_origins:
+        print(
+            "error: public_origins: is empty; the uploads bucket's CORS rules name the origins "
+            "of the pages that upload",
+            file=sys.stderr,
+        )
+        return 2
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        lines = asyncio.run(_s3_run(args.s3_command, config))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        what = error.get("Message") or error.get("Code") or "refused"
+        print(f"error: S3 refused: {what} ({error.get('Code', '?')})", file=sys.stderr)
+        return 1
+    except (BotoCoreError, OSError) as exc:
+        print(f"error: S3 is unreachable: {exc}", file=sys.stderr)
+        return 1
+    if args.s3_command == "setup":
+        print("\n".join(lines) if lines else "nothing to change")
+        return 0
+    if lines:
+        print("\n".join(lines))
+        return 1
+    print("buckets match the secure setup")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="upload-gateway",
@@ -70,9 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.set_defaults(func=cmd_serve)
 
+    demo = sub.add_parser("demo", help="run S3, a demo app and the gateway on this machine")
+    demo.add_argument("--port", type=int, default=8080, help="the gateway's port (default 8080)")
+    demo.add_argument("--host", default="127.0.0.1", help="its address (default 127.0.0.1)")
+    demo.set_defaults(func=cmd_demo)
+
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path")
     check.set_defaults(func=cmd_check_config)
+
+    s3 = sub.add_parser("s3", help="set up or check the buckets; print the IAM policy")
+    s3_sub = s3.add_subparsers(dest="s3_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("setup", "create or correct the buckets' secure setup, printing each change"),
+        ("doctor", "report every way the buckets differ from the secure setup (exit 1 if any)"),
+        ("iam-policy", "print the least-privilege IAM policy for the gateway's credentials"),
+    ):
+        command = s3_sub.add_parser(action, help=text)
+        command.add_argument("-c", "--config", help="config file (default $UPLOAD_GATEWAY_CONFIG)")
+        command.set_defaults(func=cmd_s3)
 
     upload = sub.add_parser("upload", help="upload a file through an api route")
     upload.add_argument("file")

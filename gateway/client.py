@@ -250,14 +250,22 @@ class Uploader:
         self, grant: dict[str, Any], path: Path, size: int, progress: Progress
     ) -> list[dict[str, Any]]:
         part_size = int(grant["part_size"])
-        semaphore = asyncio.Semaphore(1)
+        semaphore = asyncio.Semaphore(max(1, self.parallel))
+        failed = asyncio.Event()
 
         async def one(part: dict[str, Any]) -> dict[str, Any]:
             number = int(part["part_number"])
             offset = (number - 1) * part_size
             length = min(part_size, size - offset)
             async with semaphore:
-                etag = await self._put(part["url"], path, offset, length, progress, {})
+                if failed.is_set():
+                    raise asyncio.CancelledError
+                try:
+                    etag = await self._put(part["url"], path, offset, length, progress, {})
+                except BaseException:
+                    # Set before the slot is released, so no waiting part starts after it.
+                    failed.set()
+                    raise
             return {"part_number": number, "etag": etag}
 
         tasks = [asyncio.ensure_future(one(p)) for p in grant["parts"]]
@@ -265,7 +273,7 @@ class Uploader:
             # Not gather(): a part that fails for good must stop its siblings at once.
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
-                failure = task.exception()
+                failure = None if task.cancelled() else task.exception()
                 if failure is not None:
                     raise failure
             return [task.result() for task in tasks]

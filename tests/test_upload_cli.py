@@ -71,6 +71,7 @@ class S3Front:
     max_in_flight: int = 0
     attempts: Counter[int] = field(default_factory=Counter)
     fail_once: set[int] = field(default_factory=set)
+    refuse: set[int] = field(default_factory=set)
     hold: bool = False
     holding: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,6 +89,13 @@ class S3Front:
                 self.holding.set()
                 await self.release.wait()
                 return web.Response(status=503)
+            if part in self.refuse:
+                await request.read()
+                return web.Response(
+                    status=403,
+                    content_type="application/xml",
+                    text="<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+                )
             if part in self.fail_once and self.attempts[part] == 1:
                 await request.read()
                 return web.Response(
@@ -341,6 +349,32 @@ async def test_progress_is_a_live_bar_on_a_terminal(
     assert '"stored": true' in text
 
 
+async def test_upstream_failure_at_completion_is_retried(
+    gateway_url: str, s3: Bucket, recorded: Recorded, tmp_path: Path
+) -> None:
+    """A 502 from the completion (upstream down) is asked again; the file is stored once."""
+    recorded.completion_status = 500
+
+    async def recover() -> None:
+        while not recorded.completions:
+            await asyncio.sleep(0.01)
+        recorded.completion_status = 200
+
+    path = tmp_path / "data.bin"
+    digest = write_file(path, 11 * MiB)
+    run, _ = await asyncio.gather(
+        upload(str(path), "--to", f"{gateway_url}/api/small", *BEARER, "--json"),
+        asyncio.wait_for(recover(), RUN_TIMEOUT),
+    )
+    assert run.code == 0, run.err
+    first, second = recorded.completions
+    assert (first["status"], second["status"]) == (500, 200)
+    assert first["idempotency_key"] == second["idempotency_key"]
+    [stored_key] = await s3.keys(s3.names.storage)
+    assert await s3.sha256(s3.names.storage, stored_key) == digest
+    assert json.loads(run.out)["key"] == stored_key
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 
@@ -372,6 +406,39 @@ async def test_refused_file_is_one_readable_line_and_exit_1(
     assert run.out == ""
     assert front.attempts == Counter()
     assert await s3.keys(s3.names.uploads) == []
+
+
+async def test_upstream_refusal_is_printed_and_nothing_is_left(
+    gateway_url: str, s3: Bucket, recorded: Recorded, tmp_path: Path
+) -> None:
+    """The app refusing the file (4xx) is exit 1 with its message; no object stays anywhere."""
+    recorded.completion_status = 422
+    path = tmp_path / "data.bin"
+    write_file(path, 11 * MiB)
+    run = await upload(str(path), "--to", f"{gateway_url}/api/small", *BEARER)
+    assert run.code == 1
+    assert run.err == "error: 422 upstream refused\n"
+    assert len(recorded.completions) == 1
+    assert await s3.keys(s3.names.storage) == []
+    assert await s3.keys(s3.names.uploads) == []
+    assert await s3.open_uploads() == []
+
+
+async def test_part_refused_by_s3_stops_the_upload_and_aborts_it(
+    gateway_url: str, front: S3Front, s3: Bucket, recorded: Recorded, tmp_path: Path
+) -> None:
+    """A 4xx from S3 is not retried: the other parts stop, the upload is aborted, exit 1."""
+    front.refuse = {2}
+    path = tmp_path / "data.bin"
+    write_file(path, 11 * MiB)
+    run = await upload(str(path), "--to", f"{gateway_url}/api/small", *BEARER, "--parallel", "1")
+    assert run.code == 1
+    assert run.err.startswith("error: S3 refused the upload (403): AccessDenied: Access Denied")
+    assert run.err.count("\n") == 1
+    assert front.attempts[2] == 1
+    assert 3 not in front.attempts  # parallel 1: part 3 waited, and never started
+    assert await s3.open_uploads() == []
+    assert recorded.completions == []
 
 
 async def test_caller_without_identity_is_told_so(gateway_url: str, tmp_path: Path) -> None:

@@ -292,6 +292,8 @@ async def test_params_signs_a_form_post_and_p_complete_completes_it(
         pytest.param({"size": str(20 * MiB + 1)}, 413, "too-large", id="declared-too-large"),
         pytest.param({"size": "-1"}, 400, "size-invalid", id="size-negative"),
         pytest.param({"filename": ""}, 400, "filename-invalid", id="no-filename"),
+        # Checked by the rules' own POST-policy checks, which the gateway's policy goes through.
+        pytest.param({"metadata[x]": "é" * 600}, 400, "meta-too-large", id="meta-too-big"),
         pytest.param(
             {"metadata[x]": "v", "filename": "a" * 300},
             400,

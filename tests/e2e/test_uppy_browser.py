@@ -11,22 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from moto.server import ThreadedMotoServer
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames, setup_buckets
-from gateway.storage import open_s3_client
 from tests.support.browser import BrowserThread
-from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, build_config, config_dict
+from tests.support.gateway import build_config, config_dict
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
 pytestmark = pytest.mark.browser
@@ -58,39 +53,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may find real credentials or call instance metadata."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-
-
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(s3_url: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    )
-
-
 @pytest.fixture
 async def page_upstream(aiohttp_server: Any, bundle: Path) -> TestServer:
     """The test upstream app, also serving the Uppy page and its bundle."""
@@ -112,26 +74,23 @@ async def page_upstream(aiohttp_server: Any, bundle: Path) -> TestServer:
 async def test_stock_uppy_uploads_small_and_multipart_files(
     aiohttp_server: Any,
     page_upstream: TestServer,
-    s3_url: str,
-    s3: Any,
+    s3_endpoint: str,
+    s3_client: Any,
+    bucket_names: BucketNames,
     browser: BrowserThread,
 ) -> None:
     """Small (form POST + P/complete) and 12 MiB multipart uploads store once, upstream told."""
-    suffix = uuid.uuid4().hex[:10]
-    uploads, storage = f"uppy-up-{suffix}", f"uppy-st-{suffix}"
+    uploads, storage = bucket_names.uploads, bucket_names.storage
     upstream_url = str(page_upstream.make_url("")).rstrip("/")
     config = build_config(
-        config_dict(upstream_url, s3_endpoint=s3_url, uploads_bucket=uploads,
+        config_dict(upstream_url, s3_endpoint=s3_endpoint, uploads_bucket=uploads,
                     storage_bucket=storage),
         routes=[ROUTE],
     )  # fmt: skip
     gateway: TestServer = await aiohttp_server(create_app(config))
     origin = str(gateway.make_url("")).rstrip("/")
     # The buckets as `s3 setup` makes them: CORS lets the page's origin POST, PUT and read ETag.
-    async with open_s3_client(config.s3) as client:
-        await setup_buckets(
-            client, BucketNames(uploads, storage), origins=[origin], region="us-east-1"
-        )
+    await setup_buckets(s3_client, bucket_names, origins=[origin], region="us-east-1")
     small = b"\x89PNG\r\n\x1a\n" + os.urandom(40_000)
     large = os.urandom(12 * MiB)
 
@@ -174,16 +133,18 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
         assert message["params"] == {}
         assert message["object"]["bucket"] == storage
         assert message["object"]["size"] == len(data)
-        body = s3.get_object(Bucket=storage, Key=message["object"]["key"])["Body"].read()
+        answer = await s3_client.get_object(Bucket=storage, Key=message["object"]["key"])
+        async with answer["Body"] as stream:
+            body = await stream.read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
     # What the page saw: the upstream's answer to P/complete, and Companion's multipart answer.
     assert successes["small photo.png"]["completeStatus"] == 200
     assert successes["small photo.png"]["complete"]["stored"] is True
     # The small file went as a form POST to the uploads bucket, the large one as a multipart
     # upload whose completion answered the stored copy's location (Companion's answer).
-    assert successes["small photo.png"]["body"]["location"].startswith(f"{s3_url}/{uploads}/")
+    assert successes["small photo.png"]["body"]["location"].startswith(f"{s3_endpoint}/{uploads}/")
     big = successes["big.bin"]["body"]
     assert big["key"] == messages["big.bin"]["message"]["object"]["key"]
-    assert big["location"] == f"{s3_url}/{storage}/{big['key']}"
-    assert s3.list_objects_v2(Bucket=uploads).get("KeyCount", 0) == 0
-    assert s3.list_multipart_uploads(Bucket=uploads).get("Uploads", []) == []
+    assert big["location"] == f"{s3_endpoint}/{storage}/{big['key']}"
+    assert (await s3_client.list_objects_v2(Bucket=uploads)).get("KeyCount", 0) == 0
+    assert (await s3_client.list_multipart_uploads(Bucket=uploads)).get("Uploads", []) == []

@@ -73,7 +73,7 @@ def rss_bytes(pid: int) -> int:
         for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     return int(psutil.Process(pid).memory_info().rss)
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.loaders import Loader, create_loader
 from moto.server import ThreadedMotoServer
 
 from gateway.buckets import BucketNames, setup_buckets
@@ -54,9 +55,17 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def botocore_loader() -> Loader:
+    """botocore's parsed service models, shared: each new session would parse them again."""
+    return create_loader()
+
+
 @pytest.fixture
-async def s3_client(s3_endpoint: str) -> AsyncIterator[Any]:
+async def s3_client(s3_endpoint: str, botocore_loader: Loader) -> AsyncIterator[Any]:
     """An aiobotocore S3 client to moto: dummy credentials, path style, no retries."""
+    session = get_session()
+    session.register_component("data_loader", botocore_loader)
     config = AioConfig(
         retries={"max_attempts": 1, "mode": "standard"},
         s3={"addressing_style": "path"},
@@ -64,7 +73,7 @@ async def s3_client(s3_endpoint: str) -> AsyncIterator[Any]:
         connect_timeout=5,
         read_timeout=30,
     )
-    async with get_session().create_client(
+    async with session.create_client(
         "s3",
         region_name=REGION,
         endpoint_url=s3_endpoint,
