@@ -75,6 +75,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
         for name, value in upstream.headers.items():
             if name.lower() not in _HOP_BY_HOP:
                 response.headers.add(name, value)
+        if request.method == "HEAD" and upstream.content_length is not None:
+            # A HEAD answer's length is the object's size, which the gateway reads.
+            response.headers["Content-Length"] = str(upstream.content_length)
         return response
 
 

@@ -89,24 +89,18 @@ def cmd_s3(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         names = BucketNames(config.s3.uploads_bucket, config.s3.storage_bucket)
         print(json.dumps(iam_policy(names), indent=2))
         return 0
-    if not config.public_origins:
-        print(
-            "error: public_origins: is empty; the uploads bucket's CORS rules name the origins "
-            "of the pages that upload",
-            file=sys.stderr,
-        )
-        return 2
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from .problems import GatewayError
 
     try:
         lines = asyncio.run(_s3_run(args.s3_command, config))
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        what = error.get("Message") or error.get("Code") or "refused"
-        print(f"error: S3 refused: {what} ({error.get('Code', '?')})", file=sys.stderr)
+    except GatewayError as exc:
+        # buckets and storage map every S3 failure to one of these; its detail is one line.
+        print(f"error: {exc.detail}", file=sys.stderr)
         return 1
-    except (BotoCoreError, OSError) as exc:
-        print(f"error: S3 is unreachable: {exc}", file=sys.stderr)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        print(f"error: S3 failed: {exc}", file=sys.stderr)
         return 1
     if args.s3_command == "setup":
         print("\n".join(lines) if lines else "nothing to change")

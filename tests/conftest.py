@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.gateway",
     "tests.support.s3",
     "tests.support.browser",
+    "tests.support.processes",
 ]

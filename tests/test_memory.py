@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 
 from tests.support.processes import RssSampler, StartProcess, rss_bytes
-from tests.support.processes import gateway_process as gateway_process  # fixture, until conftest
 from tests.support.upstream import generated_sha256
 
 GiB = 1024**3

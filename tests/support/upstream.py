@@ -97,6 +97,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     else:
         response.enable_chunked_encoding()
     await response.prepare(request)
+    if request.method == "HEAD":
+        return response
     remaining = size
     while remaining > 0:
         piece = _CHUNK[: min(remaining, len(_CHUNK))]
@@ -112,7 +114,8 @@ async def slow(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response({"status": int(request.match_info["n"])}, status=int(request.match_info["n"]))
+    code = int(request.match_info["n"])
+    return web.json_response({"status": code}, status=code)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -173,7 +176,9 @@ async def redirect(request: web.Request) -> web.Response:
 
 async def gzipped(request: web.Request) -> web.Response:
     payload = gzip.compress(b"compressed body " * 100)
-    return web.Response(body=payload, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+    return web.Response(
+        body=payload, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"}
+    )
 
 
 async def me(request: web.Request) -> web.Response:
