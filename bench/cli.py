@@ -683,6 +683,8 @@ def write_results(
     ratios, ranges = compute_ratios(cases, inproc, stream)
     results: dict[str, Any] = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Other work on the machine during the run (the alternation is what keeps ratios fair).
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "quick": settings.quick,
         "command": "bench/run.sh" + (" --quick" if settings.quick else ""),
         "machine": machine(),

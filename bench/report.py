@@ -123,7 +123,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['settings']['rounds']} times for {results['settings']['duration_s']} s, "
         "alternating with the others (round-robin over all cases, in one invocation); the "
         "table gives the median with the min and max, p50/p99 latency as the median of the "
-        "runs', and the server's peak resident memory (whole process tree).",
+        "runs', and the server's peak resident memory (whole process tree). Load average "
+        f"of the machine when the run ended: {results['load_average_at_end']}.",
         "",
     ]
     lines += [f"- {note}" for note in results.get("notes", [])]

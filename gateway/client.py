@@ -14,7 +14,7 @@ import mimetypes
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -183,6 +183,7 @@ class Uploader:
     upload_id: str | None = None
     # Set once the completion was asked for: from then on the gateway owns the objects' fate.
     completing: bool = False
+    aborted: bool = False
 
     async def run(self, path: Path, size: int, sha256: str, progress_out: TextIO) -> Any:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -196,6 +197,8 @@ class Uploader:
                 "sha256": sha256,
             },
         )
+        if not isinstance(grant, dict) or not isinstance(grant.get("upload_id"), str):
+            raise UploadFailed(f"{self.url} answered, but not with an upload: is it an api route?")
         self.upload_id = grant["upload_id"]
         progress = Progress(size, progress_out, progress_out.isatty())
         try:
@@ -217,6 +220,7 @@ class Uploader:
                 f"{self.url}/{self.upload_id}", headers=self.headers
             ) as resp:
                 await resp.read()
+                self.aborted = resp.status < 300
         except (aiohttp.ClientError, TimeoutError):
             pass
 
@@ -227,9 +231,10 @@ class Uploader:
         for attempt in range(self.retries + 1):
             try:
                 return await self._json("POST", url, {"parts": parts})
-            except _Retryable as exc:
+            except (_Retryable, aiohttp.ClientError, TimeoutError) as exc:
                 if attempt == self.retries:
-                    raise UploadFailed(str(exc), kept=True) from None
+                    line = str(exc) if isinstance(exc, _Retryable) else f"{url}: {exc!r}"
+                    raise UploadFailed(_one_line(line), kept=True) from None
             await asyncio.sleep(self.backoff * 2**attempt)
         raise UploadFailed("unreachable")  # pragma: no cover
 
@@ -321,8 +326,12 @@ async def upload(
     *,
     parallel: int,
     progress_out: TextIO,
+    on_start: Callable[[Uploader], None] | None = None,
 ) -> Any:
     """Run one upload; on failure or Ctrl-C (cancellation) abort it at the gateway, then re-raise.
+
+    ``on_start`` is handed the Uploader, whose ``completing`` and ``aborted`` say, after an
+    interruption, how far it got.
 
     Once the completion has been asked for, a failure of the gateway or the upstream (5xx) or an
     interruption leaves the objects alone: the completion may be under way or retried, and the
@@ -336,6 +345,8 @@ async def upload(
         aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=timeout) as s3,
     ):
         uploader = Uploader(gateway, s3, url.rstrip("/"), headers, parallel=parallel)
+        if on_start is not None:
+            on_start(uploader)
         size = path.stat().st_size  # noqa: ASYNC240 - one stat before any I/O starts
         sha256 = await asyncio.to_thread(_sha256, path)
         try:
@@ -350,6 +361,16 @@ async def upload(
             raise
 
 
+def _interrupted(uploader: Uploader | None) -> str:
+    if uploader is None or uploader.upload_id is None:
+        return "interrupted: nothing was uploaded"
+    if uploader.completing:
+        return "interrupted: the upload was sent; the gateway may still complete it"
+    if uploader.aborted:
+        return "interrupted: the upload was aborted"
+    return "interrupted: the upload could not be aborted; the bucket's lifecycle rule removes it"
+
+
 def run(file: str, url: str, header_values: Sequence[str], *, as_json: bool, parallel: int) -> int:
     """The ``upload`` command: 0 done, 1 failed, 2 bad usage, 130 interrupted."""
     path = Path(file)
@@ -362,9 +383,17 @@ def run(file: str, url: str, header_values: Sequence[str], *, as_json: bool, par
         print(f"error: {exc}", file=sys.stderr)
         return 2
     progress_out = sys.stderr if as_json else sys.stdout
+    started: list[Uploader] = []
     try:
         answer = asyncio.run(
-            upload(path, url, headers, parallel=parallel, progress_out=progress_out)
+            upload(
+                path,
+                url,
+                headers,
+                parallel=parallel,
+                progress_out=progress_out,
+                on_start=started.append,
+            )
         )
     except UploadFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -373,7 +402,7 @@ def run(file: str, url: str, header_values: Sequence[str], *, as_json: bool, par
         print(f"error: cannot reach {url}: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: the upload was aborted", file=sys.stderr)
+        print(_interrupted(started[0] if started else None), file=sys.stderr)
         return 130
     if as_json:
         print(json.dumps(answer))

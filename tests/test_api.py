@@ -19,7 +19,8 @@ import aiohttp
 import botocore.auth
 import botocore.session
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient as _TestClient
 from botocore.config import Config as BotoConfig
 
 from gateway.app import create_app
@@ -35,6 +36,7 @@ from tests.support.gateway import (
 )
 from tests.support.upstream import Recorded
 
+TestClient = _TestClient[web.Request, web.Application]
 MiB = 1024 * 1024
 ALICE = {"Authorization": "Bearer alice"}
 BOB = {"Authorization": "Bearer bob"}

@@ -29,7 +29,17 @@ import pytest
 from yarl import URL
 
 from gateway import webhook
-from gateway.demo.runner import ACCESS_KEY_ID, BUCKETS, SECRET_ACCESS_KEY
+from gateway.demo.app import make_demo_app
+from gateway.demo.assets import Assets, build_uppy_bundle, find_node_modules
+from gateway.demo.runner import (
+    ACCESS_KEY_ID,
+    BUCKETS,
+    FILES,
+    PHOTOS,
+    SECRET_ACCESS_KEY,
+    s3_config,
+)
+from gateway.demo.state import DemoSettings
 from tests.support.demo import STOP_TIMEOUT, DemoProcess, demo_environment, start_demo
 
 P = "/uploads/photos"
@@ -229,6 +239,35 @@ async def test_other_users_neither_see_nor_download_a_file(
     assert status == 404
 
 
+async def test_deleting_an_upload_removes_it_from_the_list(
+    demo: DemoProcess, alice: Browserish
+) -> None:
+    """Fine Uploader's delete reaches the app as a signed upload.deleted, which unlists the file."""
+    _, options = await alice.json("GET", f"{P}/config")
+    key = await upload_png(alice, options, PNG)
+    form = {"key": key, "uuid": "u", "name": "gone.png", "bucket": BUCKETS.uploads}
+    status, done = await alice.json("POST", f"{P}/success", data=form)
+    assert status == 200, done
+    uuid_part = key.rsplit("/", 1)[1].split(".")[0]
+    async with alice.session.delete(
+        f"{demo.url}{P}/files/{uuid_part}",
+        params={"key": key, "bucket": BUCKETS.uploads},
+        headers={"Origin": demo.url},
+    ) as answer:
+        assert answer.status == 204, await answer.text()
+    _, rows = await alice.text("/files/rows")
+    assert "gone.png" not in rows
+
+
+async def test_sign_out_logs_out_of_the_gateway_too(demo: DemoProcess, alice: Browserish) -> None:
+    """The app's X-Upload-Logout ends the gateway's session: no more upload options."""
+    assert (await alice.json("GET", f"{P}/config"))[0] == 200
+    async with alice.session.post(f"{demo.url}/logout", allow_redirects=False) as answer:
+        assert answer.status == 303 and "X-Upload-Logout" not in answer.headers
+    status, body = await alice.json("GET", f"{P}/config")
+    assert status == 401 and body["reason"] == "no-identity"
+
+
 async def test_completion_with_a_bad_signature_is_refused(
     demo: DemoProcess, alice: Browserish
 ) -> None:
@@ -291,3 +330,73 @@ def test_busy_port_exits_1_at_once(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+# --------------------------------------------------------------------------- the app in process
+
+
+SECRET = "in-process-demo-webhook-secret"
+MISSING = Assets(None, None, "Uppy is not installed: run scripts/setup.sh (npm ci) first")
+
+
+def settings(assets: Assets) -> DemoSettings:
+    """The demo app's settings; its S3 (port 1) is never called: these tests download nothing."""
+    return DemoSettings(SECRET, s3_config(1), (PHOTOS, FILES), assets)
+
+
+async def signed_in(aiohttp_client: Any, assets: Assets, name: str = "alice") -> Any:
+    client = await aiohttp_client(make_demo_app(settings(assets)))
+    answer = await client.post("/login", data={"name": name}, allow_redirects=False)
+    assert answer.status == 303 and answer.headers["X-Upload-User"] == name
+    return client
+
+
+async def test_page_says_how_to_install_missing_clients(aiohttp_client: Any) -> None:
+    """Without the npm packages the page names the command that installs them, and loads none."""
+    client = await signed_in(aiohttp_client, MISSING)
+    page = await (await client.get("/files")).text()
+    assert "Fine Uploader is not installed: run scripts/setup.sh (npm ci)" in page
+    assert "Uppy is not installed: run scripts/setup.sh (npm ci)" in page
+    assert "s3.fine-uploader.js" not in page and "uppy.js" not in page
+    assert 'data-protocol="fineuploader"' not in page
+    assert (await client.get("/static/uppy/uppy.js")).status == 404
+
+
+async def test_file_names_are_escaped_in_the_list(aiohttp_client: Any) -> None:
+    """A file name is the uploader's to choose: the page shows it as text, never as markup."""
+    client = await signed_in(aiohttp_client, MISSING)
+    name = '<img src=x onerror="alert(1)">.png'
+    message = {
+        "event": "upload.completed", "id": uuid.uuid4().hex, "route": "photos", "user": "alice",
+        "filename": name, "params": {},
+        "object": {"bucket": "b", "key": "k", "size": 3, "etag": '"e"',
+                   "content_type": "image/png"},
+    }  # fmt: skip
+    body = json.dumps(message).encode()
+    answer = await client.post(
+        PHOTOS.forward, data=body, headers={webhook.HEADER: webhook.sign(SECRET, body)}
+    )
+    assert answer.status == 200
+    rows = await (await client.get("/files/rows")).text()
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;.png" in rows
+    assert "<img" not in rows
+
+
+async def test_sign_in_refuses_names_that_are_not_plain(aiohttp_client: Any) -> None:
+    """A name must be safe in a header: no login header is sent for anything else."""
+    client = await aiohttp_client(make_demo_app(settings(MISSING)))
+    answer = await client.post("/login", data={"name": "eve\r\nX-Upload-User: root"})
+    assert answer.status == 400 and "X-Upload-User" not in answer.headers
+    assert "Use 1 to 64 letters" in await answer.text()
+
+
+def test_missing_npm_packages_are_reported(tmp_path: Path) -> None:
+    """No node_modules, or Uppy without esbuild: no bundle, and a reason naming the fix."""
+    assert find_node_modules([tmp_path]) is None
+    modules = tmp_path / "node_modules"
+    for package in ("@uppy/core", "@uppy/aws-s3"):
+        (modules / package).mkdir(parents=True)
+    assert find_node_modules([tmp_path]) == modules
+    bundle, problem = build_uppy_bundle(modules, tmp_path)
+    assert bundle is None and problem is not None
+    assert problem.startswith("esbuild not installed") and "scripts/setup.sh" in problem

@@ -462,6 +462,17 @@ async def test_unreachable_gateway_is_one_line_and_exit_1(tmp_path: Path) -> Non
     assert "Traceback" not in run.err
 
 
+async def test_url_that_is_not_an_api_route_is_told_so(gateway_url: str, tmp_path: Path) -> None:
+    """A --to that the gateway proxies (the app answers something else) is exit 1, no traceback."""
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"{gateway_url}/echo/upload", *BEARER)
+    assert run.code == 1
+    assert run.err == (
+        f"error: {gateway_url}/echo/upload answered, but not with an upload: is it an api route?\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

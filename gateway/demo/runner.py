@@ -28,9 +28,10 @@ from ..buckets import BucketNames, setup_buckets
 from ..config import Config, S3Config
 from ..logs import AccessLogger, configure
 from ..storage import open_s3_client
-from .app import DemoSettings, UploadRoute, make_demo_app
-from .assets import Assets, locate
+from .app import make_demo_app
+from .assets import INSTALL_HINT, Assets, locate
 from .s3 import LOOPBACK, MotoMissing, embedded_s3
+from .state import CLIENT_NAMES, DemoSettings, UploadRoute
 
 # moto checks no signatures, but the gateway signs with these as it would with real ones.
 ACCESS_KEY_ID = "demo-access-key-id"
@@ -48,9 +49,12 @@ PHOTOS = UploadRoute(
     title="Photos",
 )
 FILES = UploadRoute(
-    name="files", protocol="uppy", path="/uploads/files", forward="/internal/uploads/files",
+    name="files",
+    protocol="uppy",
+    path="/uploads/files",
+    forward="/internal/uploads/files",
     title="Files",
-)  # fmt: skip
+)
 _LIMITS = {"photos": ("20MiB", ["image/*"]), "files": ("100MiB", ["*/*"])}
 
 
@@ -167,8 +171,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _banner(config: Config, url: str, app_url: str, s3_port: int, assets: Assets) -> str:
-    clients = {"fineuploader": "Fine Uploader", "uppy": "Uppy"}
-    routes = ", ".join(f"{r.path} ({clients[r.protocol]})" for r in config.routes)
+    routes = ", ".join(f"{r.path} ({CLIENT_NAMES[r.protocol]})" for r in config.routes)
     lines = [
         "upload-gateway demo: S3, an app and the gateway, all on this machine and in memory.",
         "",
@@ -180,8 +183,13 @@ def _banner(config: Config, url: str, app_url: str, s3_port: int, assets: Assets
         f"  S3        http://{LOOPBACK}:{s3_port}  (moto; buckets {BUCKETS.uploads}, "
         f"{BUCKETS.storage})",
     ]
+    if config.listen.host not in (LOOPBACK, "localhost", "::1"):
+        lines.append(
+            f"  note: S3 listens on {LOOPBACK} only, and the page sends files to localhost: "
+            "browsers on other machines cannot upload"
+        )
     if assets.fine_uploader is None:
-        lines.append("  note: Fine Uploader is not installed: run scripts/setup.sh (npm ci)")
+        lines.append(f"  note: Fine Uploader is not installed: {INSTALL_HINT}")
     if assets.uppy_problem is not None and any(r.protocol == "uppy" for r in config.routes):
         lines.append(f"  note: {assets.uppy_problem}")
     lines += ["", "Press Ctrl-C to stop."]
@@ -189,6 +197,7 @@ def _banner(config: Config, url: str, app_url: str, s3_port: int, assets: Assets
 
 
 async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: DemoSecrets) -> int:
+    """Start the app, set up the buckets, start the gateway on ``sock``; serve until stopped."""
     host, port = sock.getsockname()[:2]
     routes = demo_routes()
     s3 = s3_config(s3_port)
@@ -206,9 +215,14 @@ async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: Demo
         app_url = f"http://{LOOPBACK}:{app_runner.addresses[0][1]}"
         origins = public_origins(host, port)
         config = build_config(
-            app_url=app_url, s3=s3, origins=origins, routes=routes, secret=secret,
-            host=host, port=port,
-        )  # fmt: skip
+            app_url=app_url,
+            s3=s3,
+            origins=origins,
+            routes=routes,
+            secret=secret,
+            host=host,
+            port=port,
+        )
         async with open_s3_client(config.s3) as client:
             await setup_buckets(client, BUCKETS, origins=origins, region=REGION)
         gateway = web.AppRunner(
@@ -233,6 +247,7 @@ async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: Demo
 
 
 async def _until_stopped() -> None:
+    """Wait for SIGINT (Ctrl-C) or SIGTERM, so that shutdown runs in order, not as a traceback."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
