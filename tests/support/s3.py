@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 from botocore.loaders import Loader, create_loader
 from moto.server import ThreadedMotoServer
 
@@ -96,6 +97,28 @@ async def buckets(s3_client: Any, bucket_names: BucketNames) -> AsyncIterator[Bu
     """Both buckets, created and configured by the code behind `upload-gateway s3 setup`."""
     await setup_buckets(s3_client, bucket_names, origins=list(TEST_ORIGINS), region=REGION)
     yield bucket_names
+    # moto keeps every object in this process's memory: empty the test's buckets afterwards so
+    # a long suite does not hold gigabytes of finished tests' uploads.
+    for bucket in (bucket_names.uploads, bucket_names.storage):
+        await _empty(s3_client, bucket)
+
+
+async def _empty(client: Any, bucket: str) -> None:
+    try:
+        uploads = await client.list_multipart_uploads(Bucket=bucket)
+        for upload in uploads.get("Uploads", []):
+            await client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        while True:
+            listing = await client.list_objects_v2(Bucket=bucket)
+            keys = [{"Key": item["Key"]} for item in listing.get("Contents", [])]
+            if not keys:
+                break
+            await client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        await client.delete_bucket(Bucket=bucket)
+    except ClientError:
+        pass  # a test may have deleted or broken the bucket on purpose
 
 
 @pytest.fixture
