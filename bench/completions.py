@@ -88,6 +88,17 @@ def put_uploads(endpoint: str, key_prefix: str, count: int) -> list[tuple[str, s
         return list(pool.map(put, range(count)))
 
 
+def empty_storage(endpoint: str) -> None:
+    """Delete every stored copy: moto lists a bucket by walking all its keys, so a bucket that
+    grew from round to round would make later rounds slower for moto's sake alone."""
+    client = s3_client(endpoint)
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=STORAGE_BUCKET):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=STORAGE_BUCKET, Delete={"Objects": keys})
+
+
 def _tap(url: str, method: str = "GET") -> dict[str, Any]:
     request = urllib.request.Request(url, method=method)  # noqa: S310 - the tap's loopback URL
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
@@ -156,6 +167,7 @@ def run(
         _complete_all(gateway, login, uploads, concurrency)
     )
     tally = _tap(f"{tap}/__tap")
+    empty_storage(s3_direct)
     return CompletionRun(
         completions=done,
         failures=failures,

@@ -66,10 +66,25 @@ def static_config(prefix: Path, port: int) -> Path:
     return path
 
 
-def proxy_config(prefix: Path, port: int, upstream: str) -> Path:
-    """A keep-alive reverse proxy to ``upstream`` (HTTP/1.1 pool, buffers that hold 64 KiB)."""
+def proxy_config(
+    prefix: Path, port: int, upstream: str, *, name: str = "nginx-proxy", streaming: bool = False
+) -> Path:
+    """A keep-alive reverse proxy to ``upstream`` (HTTP/1.1 pool, buffers that hold 64 KiB).
+
+    ``streaming``: set up for large bodies: uploads pass through unbuffered (nginx would
+    otherwise spool a 1 GiB upload to a temporary file first), downloads through 2 MiB of
+    memory buffers and never a temporary file; reads of 256 KiB.
+    """
     host, upstream_port = procs.host_port(upstream)
-    text = _main_block(prefix, "nginx-proxy") + (
+    buffering = (
+        "      proxy_request_buffering off;\n      client_body_buffer_size 256k;\n"
+        "      proxy_buffer_size 64k;\n      proxy_buffers 8 256k;\n"
+        "      proxy_busy_buffers_size 512k;\n      proxy_max_temp_file_size 0;\n"
+        "      proxy_read_timeout 300s;\n      proxy_send_timeout 300s;\n"
+        if streaming
+        else "      proxy_buffer_size 16k;\n      proxy_buffers 16 16k;\n"
+    )
+    text = _main_block(prefix, name) + (
         f"  upstream app {{ server {host}:{upstream_port}; keepalive 128; }}\n"
         "  server {\n"
         f"    listen 127.0.0.1:{port} backlog=4096;\n"
@@ -80,10 +95,10 @@ def proxy_config(prefix: Path, port: int, upstream: str) -> Path:
         '      proxy_set_header Connection "";\n'
         "      proxy_set_header Host $http_host;\n"
         "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-        "      proxy_buffer_size 16k;\n      proxy_buffers 16 16k;\n"
+        f"{buffering}"
         "    }\n  }\n}\n"
     )
-    path = prefix / "nginx-proxy.conf"
+    path = prefix / f"{name}.conf"
     path.write_text(text)
     return path
 

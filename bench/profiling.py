@@ -13,6 +13,19 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bench import gateway_server as gw
+from bench import load, procs, report, streaming
+from bench.cases import build_cases
+from bench.servers import (
+    Env,
+    log,
+    passthrough_upstream,
+    start_bare_proxy,
+    start_gateway,
+    stream_gateway,
+)
+from bench.settings import OUT_DIR, WRK_THREADS, Settings
+
 
 def py_spy() -> str | None:
     """The py-spy binary next to this Python, or on PATH."""
@@ -64,3 +77,78 @@ def summarise(raw: Path, top: int = 40) -> str:
     out += ["", "== self (time in the function's own code) =="]
     out += [f"{n / total:6.1%}  {name}" for name, n in self_time.most_common(top)]
     return "\n".join(out) + "\n"
+
+
+def run_profile(env: Env, settings: Settings, native: bool) -> None:
+    """py-spy on the one-worker gateway (and the bare proxy, for the floor) under passthrough
+    (1 KiB, 64 connections), policy signing, and streaming."""
+    binary = py_spy()
+    if binary is None:
+        raise SystemExit("py-spy is not installed (bench/run.sh installs it)")
+    upstream = passthrough_upstream(env).url
+    gateway = start_gateway(env, "gateway", upstream)
+    start_bare_proxy(env, upstream)
+    login = gw.login(gateway.url)
+    cases = build_cases(env, settings, login)
+    wanted = {
+        "passthrough 1 KiB c64: gateway": "passthrough",
+        "passthrough 1 KiB c64: bare aiohttp": "bare-aiohttp",
+        "signing policy v4 c64: gateway": "signing",
+    }
+    seconds = max(3, round(settings.duration * 2))
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        tag = wanted.get(case.result.name)
+        if tag is None:
+            continue
+        load.run(
+            case.make_request(),
+            connections=64,
+            duration=1,
+            threads=WRK_THREADS,
+            workdir=env.workdir,
+            tag="warmup",
+        )
+        raw = OUT_DIR / f"profile-{tag}.raw.txt"
+        spy = record(binary, case.server.pid, seconds, raw, native=native)
+        result = load.run(
+            case.make_request(),
+            connections=64,
+            duration=seconds,
+            threads=WRK_THREADS,
+            workdir=env.workdir,
+            tag="profile",
+        )
+        _, err = spy.communicate(timeout=seconds + 60)
+        if spy.returncode != 0:
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-1000:]}")
+        summary = summarise(raw)
+        header = f"{case.result.name} under py-spy: {result.rps:,.0f} req/s (sampling slows it)\n\n"
+        (OUT_DIR / f"profile-{tag}.txt").write_text(header + summary)
+        log(f"profile {tag}: {result.rps:,.0f} req/s -> bench/out/profile-{tag}.txt")
+    profile_streams(env, binary, seconds, native)
+
+
+def profile_streams(env: Env, binary: str, seconds: int, native: bool) -> None:
+    """py-spy on the streaming gateway while 256 MiB bodies go through it, each direction."""
+    gateway = stream_gateway(env)
+    size = 256 * procs.MIB
+    body = streaming.make_body(env.workdir, size)
+    for direction in ("download", "upload"):
+        raw = OUT_DIR / f"profile-{direction}.raw.txt"
+        spy = record(binary, gateway.pid, seconds, raw, native=native)
+        speeds: list[float] = []
+        while spy.poll() is None:
+            if direction == "download":
+                done = streaming.download(gateway.url, size, gateway, 600)
+            else:
+                done = streaming.upload(gateway.url, body, size, gateway, 600)
+            speeds.append(done.mib_s)
+        if spy.returncode != 0:
+            raise RuntimeError(f"py-spy failed on the {direction} profile")
+        header = (
+            f"{direction} of 256 MiB bodies through the gateway under py-spy: "
+            f"{report.median(speeds):,.0f} MiB/s (sampling slows it)\n\n"
+        )
+        (OUT_DIR / f"profile-{direction}.txt").write_text(header + summarise(raw))
+        log(f"profile {direction}: -> bench/out/profile-{direction}.txt")

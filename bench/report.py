@@ -119,6 +119,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{machine['memory_gib']} GiB, Linux {machine['kernel']}, Python {machine['python']}, "
         f"aiohttp {machine['aiohttp']}, uvloop {machine['uvloop']}.",
         "",
+        _source_line(results.get("source")),
+        "",
         f"Load generator: **{results['load_generator']}**. Each case ran "
         f"{results['settings']['rounds']} times for {results['settings']['duration_s']} s, "
         "alternating with the others (round-robin over all cases, in one invocation); the "
@@ -213,6 +215,14 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _source_line(source: dict[str, Any] | None) -> str:
+    if not source:
+        return "Gateway source: unknown."
+    changes = source.get("gateway_changes") or []
+    tail = f", with uncommitted changes to {', '.join(changes)}" if changes else ", clean tree"
+    return f"Gateway source: commit `{source['commit']}`{tail}."
+
+
 def plot(results: dict[str, Any], path: Path) -> bool:
     """Horizontal bars of requests/s by case (log scale, min-max whiskers); False without
     matplotlib."""
@@ -258,3 +268,67 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+_README_ROWS = (
+    ("direct", "upstream alone (nginx, static file)"),
+    ("gateway", "through the gateway"),
+    ("gateway --workers 2", "through the gateway, `--workers 2`"),
+    ("bare aiohttp", "through the bare aiohttp proxy"),
+    ("nginx", "through nginx (one worker)"),
+)
+_README_TARGETS = (
+    ("passthrough_vs_bare_aiohttp", "passthrough ≥ 1.5x the bare aiohttp proxy (1 KiB, 64 conns)"),
+    ("workers2_vs_workers1", "`--workers 2` ≥ 1.7x one worker"),
+    ("signing_vs_companion", "signing ≥ 10x Uppy Companion at 64 connections"),
+    ("signing_p99_ms", "signing p99 < 15 ms"),
+    ("presign_vs_botocore", "presigned URLs ≥ 10x botocore's `generate_presigned_url`"),
+    ("stream_upload_vs_direct", "1 GiB upload ≥ 0.8x direct"),
+    ("stream_download_vs_direct", "1 GiB download ≥ 0.8x direct"),
+    ("stream_rss_growth_mib", "peak RSS ≤ 10 MiB over idle while streaming 1 GiB"),
+)
+
+
+def readme_tables(results: dict[str, Any]) -> str:
+    """The two tables of the README's Benchmarks section (requests/s, targets), from a run."""
+    by_key = {
+        (c["group"], c["variant"], c["target"], c["connections"]): c for c in results["cases"]
+    }
+    conns = sorted({c["connections"] for c in results["cases"] if c["group"] == "passthrough"})
+    head = " | ".join(f"{n} connections" for n in conns)
+    lines = [f"| requests/s (median of runs) | {head} |", "| --- |" + " ---: |" * len(conns)]
+    for variant in ("1 KiB", "64 KiB"):
+        for target, label in _README_ROWS:
+            cells = []
+            for n in conns:
+                case = by_key.get(("passthrough", variant, target, n))
+                cells.append(_fmt_rps(case["rps_median"]) if case else "")
+            if any(cells):
+                lines.append(f"| {variant}: {label} | " + " | ".join(cells) + " |")
+    for variant, target, label in (
+        ("policy v4", "gateway", "sign a Fine Uploader v4 POST policy (gateway)"),
+        ("REST v4", "gateway", "sign a Fine Uploader v4 chunk request (gateway)"),
+        ("Uppy params", "gateway", "Uppy `/s3/params`, presigned POST (gateway)"),
+        ("Uppy params", "companion", "Uppy `/s3/params` (Companion, no cookie)"),
+        ("Uppy params + cookie", "companion", "Uppy `/s3/params` (Companion, its cookie)"),
+    ):
+        cells = []
+        for n in conns:
+            case = by_key.get(("signing", variant, target, n))
+            cells.append(_fmt_rps(case["rps_median"]) if case else "")
+        if any(cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ratios, targets = results["ratios"], results["targets"]
+    lines += ["", "| target (issue 7) | measured | met |", "| --- | ---: | --- |"]
+    for name, label in _README_TARGETS:
+        if name not in ratios:
+            continue
+        value = ratios[name]
+        shown = (
+            f"{value:.1f} ms"
+            if name.endswith("_ms")
+            else (f"{value:.1f} MiB" if name.endswith("_mib") else f"{value:.2f}x")
+        )
+        met = targets.get(name, {}).get("met")
+        lines.append(f"| {label} | {shown} | {'yes' if met else '**no**'} |")
+    return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from .appkeys import (
     Clock,
 )
 from .config import Config
+from .guard import guard_middleware
 from .identity import IdentityService
 from .logs import request_id_var, valid_request_id
 from .metrics import Metrics
@@ -69,17 +70,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
     except GatewayError as exc:
-        level = logging.WARNING if exc.status >= 500 else logging.INFO
-        log.log(
-            level,
-            "request_refused" if exc.status < 500 else "request_failed",
-            extra={"reason": exc.reason, "status": exc.status, "path": request.path},
-        )
+        _log_problem(request, exc.status, exc.reason)
         response = problem_response(exc, request.get(PROBLEM_FIELDS))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         error = GatewayError(exc.reason, reason=_http_reason(exc.status))
+        _log_problem(request, exc.status, error.reason)
         response = problem_response(error, None, status=exc.status, title=exc.reason)
     except Exception:
         # A bug: the traceback goes to the log with the request id, never to the client.
@@ -90,6 +87,20 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     metrics.requests.labels(request.get(ROUTE_NAME, "proxy"), str(response.status)).inc()
     return response
+
+
+def _log_problem(request: web.Request, status: int, reason: str) -> None:
+    """One line per refusal (info) or failure (warning), with its reason, beside the access line."""
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "request_refused" if status < 500 else "request_failed",
+        extra={
+            "reason": reason,
+            "status": status,
+            "path": request.path,
+            "route": request.get(ROUTE_NAME, "proxy"),
+        },
+    )
 
 
 def _http_reason(status: int) -> str:
@@ -113,12 +124,19 @@ def _adapter(protocol: str) -> Callable[[web.Application, Any], None]:
     return add_routes
 
 
-def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
-    """The gateway for one config. ``clock`` lets tests fix time; default is the UTC wall clock."""
-    app = web.Application(middlewares=[request_id_middleware, problem_middleware])
+def create_app(
+    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+) -> web.Application:
+    """The gateway for one config. ``clock`` lets tests fix time; default is the UTC wall clock.
+
+    ``metrics``: where it counts; ``serve --workers`` passes one shared by its workers.
+    """
+    app = web.Application(
+        middlewares=[request_id_middleware, problem_middleware, guard_middleware(config.limits)]
+    )
     app[CONFIG] = config
     app[CLOCK] = clock or utc_now
-    app[METRICS] = Metrics()
+    app[METRICS] = metrics or Metrics()
     app[IDENTITY] = IdentityService(config)
     app[SIGNING_KEYS] = SigningKeys(config.s3.secret_access_key.get_secret_value())
     app[TOKENS] = TokenSealer([k.get_secret_value() for k in config.session.keys])

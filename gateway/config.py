@@ -228,6 +228,21 @@ class S3Config(_Model):
         return self
 
 
+class LimitsConfig(_Model):
+    """What a client connection may cost the gateway: time to send a request, size of its head."""
+
+    header_timeout: float = Field(
+        75, gt=0, description="Seconds from connect (or the last answer) to a complete head."
+    )
+    body_timeout: float = Field(60, gt=0, description="Seconds a body may take, plus its rate.")
+    body_min_rate: Size = Field(
+        500, gt=0, description="Bytes a second that extend body_timeout by one second."
+    )
+    max_line_size: int = Field(8190, ge=256, description="Longest request line (the URL).")
+    max_field_size: int = Field(8190, ge=256, description="Longest header line.")
+    max_headers: int = Field(128, ge=16, description="Most header lines in one request.")
+
+
 class WebhookConfig(_Model):
     secret: SecretStr = Field(description="HMAC key of X-Upload-Signature.")
     timeout: float = Field(30, gt=0, description="Seconds the upstream has to answer.")
@@ -326,6 +341,7 @@ class Config(_Model):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)  # type: ignore[arg-type]
     s3: S3Config
     webhook: WebhookConfig
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     routes: list[RouteConfig] = Field(default_factory=list)
 
     @field_validator("ops_prefix")

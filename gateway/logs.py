@@ -61,6 +61,8 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             line["request_id"] = request_id
+        # With ``serve --workers N`` several processes write to one stream: the pid says which.
+        line["pid"] = record.process
         for name in ALLOWED_FIELDS:
             if name in record.__dict__:
                 value = record.__dict__[name]
@@ -81,15 +83,37 @@ def configure(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+def _user_hash(request: BaseRequest) -> str | None:
+    """The caller's user hash when this request already knew who it was, else None.
+
+    Known on upload routes (identified) and on responses that loaded the session (login,
+    logout); a plain proxied request leaves the cookie undecrypted, and logging is no reason
+    to pay for that on every request.
+    """
+    from .appkeys import IDENTITY, SESSION, USER
+
+    identity = request.get(USER)
+    if identity is not None:
+        return str(identity.user_hash)
+    session = request.get(SESSION)
+    app = getattr(request, "app", None)  # a BaseRequest refused before routing has none
+    if session is None or session.empty or app is None:
+        return None
+    user = session.get("user")
+    if not isinstance(user, str) or not user:
+        return None
+    return str(app[IDENTITY].identity_for(user).user_hash)
+
+
 class AccessLogger(AbstractAccessLogger):
     """One JSON line per request; the query string is never logged (presigned URLs live there)."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        from .appkeys import REQUEST_ID, ROUTE_NAME, USER
+        from .appkeys import REQUEST_ID, ROUTE_NAME
 
         status = response.status
+        # Refusals are the gateway doing its job (info); 5xx is the upstream, S3 or a bug.
         level = logging.INFO if status < 500 else logging.WARNING
-        identity = request.get(USER)
         self.logger.log(
             level,
             "request",
@@ -101,6 +125,6 @@ class AccessLogger(AbstractAccessLogger):
                 "status": status,
                 "bytes": response.body_length,
                 "duration_ms": round(time * 1000, 2),
-                "user_hash": identity.user_hash if identity is not None else None,
+                "user_hash": _user_hash(request),
             },
         )

@@ -1,13 +1,20 @@
-"""Prometheus metrics of one gateway app, in a registry of its own (no global state)."""
+"""Prometheus metrics of one gateway app, in a registry of its own (no global state).
+
+With ``serve --workers N`` each worker counts in files of a directory the workers share
+(prometheus-client's multiprocess mode), so a scrape answered by any worker reports the sum of
+all of them: per-process counters behind one port would jump between workers on every scrape.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from types import SimpleNamespace
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -15,7 +22,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     """The counters and histograms SPEC.md lists under Operations."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared_dir: str | None = None) -> None:
+        """``shared_dir``: the workers' metrics directory, after ``share_between_workers``."""
+        self.shared_dir = shared_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "gateway_requests",
@@ -49,7 +58,12 @@ class Metrics:
         self.signatures.labels(route, "refused", reason).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this app's registry, or every worker's files summed."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     def trace_config(self) -> aiohttp.TraceConfig:
         """Measures upstream latency from aiohttp's client signals, outside the proxy's code."""
@@ -72,3 +86,13 @@ class Metrics:
         trace.on_request_start.append(on_start)
         trace.on_request_end.append(on_end)
         return trace
+
+
+def share_between_workers(directory: str) -> None:
+    """Make this worker process count in files under ``directory`` (call once, before any app).
+
+    prometheus-client chooses where values live per process, and finds the directory in the
+    environment variable it reads itself; only ``serve --workers`` calls this, in each worker.
+    """
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]

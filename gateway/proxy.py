@@ -48,7 +48,7 @@ class Proxy:
         if target is None:
             raise BadRequest("the request target must be a path", reason="bad-target")
         raw = target.split("?", 1)[0]
-        if self._is_reserved(request.path) or self._is_reserved(unquote(raw)):
+        if self._is_reserved(request.path) or any(map(self._is_reserved, _decodings(raw))):
             raise NotFound("no such path", reason="not-found")
         upstream = self._app[UPSTREAM]
         headers = self._upstream_headers(request)
@@ -225,6 +225,20 @@ def origin_form(raw_target: str) -> str | None:
     cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
     path = rest[cut:]
     return path if path.startswith("/") else "/" + path
+
+
+def _decodings(raw_path: str) -> list[str]:
+    """The path percent-decoded once, twice and thrice: some upstream stacks decode twice (a
+    proxy rule, then the framework), so ``%252f`` may reach a router as ``/``."""
+    out: list[str] = []
+    current = raw_path
+    for _ in range(3):
+        decoded = unquote(current)
+        if decoded == current:
+            break
+        out.append(decoded)
+        current = decoded
+    return out
 
 
 def _normalise_path(path: str) -> str:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -27,6 +28,23 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def runner_options(config: Config) -> dict[str, Any]:
+    """The keyword arguments ``web.run_app`` (or a ``web.AppRunner``) gets for this config."""
+    limits = config.limits
+    return {
+        "access_log_class": AccessLogger,
+        # aiohttp closes a connection whose head is incomplete when this runs out, counted from
+        # connect or from the previous answer: nginx's client_header_timeout and
+        # keepalive_timeout in one. Slow bodies are the guard middleware's (gateway/guard.py).
+        "keepalive_timeout": limits.header_timeout,
+        "max_line_size": limits.max_line_size,
+        "max_field_size": limits.max_field_size,
+        "max_headers": limits.max_headers,
+        # A handler runs to its end when its client leaves, so a completion is never cut halfway.
+        "handler_cancellation": False,
+    }
+
+
 def _run_one(config: Config, host: str, port: int, reuse_port: bool) -> None:
     configure()
     _install_uvloop()
@@ -36,11 +54,8 @@ def _run_one(config: Config, host: str, port: int, reuse_port: bool) -> None:
         host=host,
         port=port,
         reuse_port=reuse_port,
-        access_log_class=AccessLogger,
         print=None,
-        # Slow clients are cut off instead of holding a handler (nginx's client_header_timeout).
-        keepalive_timeout=75,
-        handler_cancellation=False,
+        **runner_options(config),
     )
 
 

@@ -83,7 +83,8 @@ async def _json_body(request: web.Request, model: type[BaseModel], limit: int) -
     raw = await _read_body(request, limit)
     try:
         data = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: arrays nested a few thousand deep are a few kilobytes of body.
         raise BadRequest("the body is not JSON", reason="not-json") from None
     try:
         return model.model_validate(data)

@@ -73,7 +73,8 @@ async def read_limited(request: web.Request, limit: int = MAX_BODY) -> bytes:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: "[" nested a few thousand deep fits well within MAX_BODY.
         raise BadRequest("the body is not JSON", reason="not-json") from None
     if not isinstance(value, dict):
         raise BadRequest("the body is not a JSON object", reason="not-json")

@@ -1,0 +1,507 @@
+"""Faults injected at each step of the completion, against a real ``python -m gateway serve``.
+
+The gateway reaches moto and the upstream app through fault-injecting proxies
+(tests/support/faults.py). Each scenario stages an upload, breaks one step of the pipeline
+(S3 HEAD, the sniffing GET, the copy, the delete; the upstream refusing, timing out, failing,
+cutting its answer; the gateway itself killed with SIGKILL), checks what the client sees, removes
+the fault, lets the client retry, and checks the outcome: one stored object holding the uploaded
+bytes, nothing left in the uploads bucket, every completion the upstream recorded under the
+same ``Idempotency-Key``.
+
+Each test prints its figures as a JSON line (and appends it to the file $RELIABILITY_FIGURES
+names, when set); docs/reliability.md lists them from a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from gateway.buckets import BucketNames
+from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
+from tests.support.gateway import config_dict
+from tests.support.processes import GatewayProcess, RssSampler, start_gateway_process
+from tests.support.upstream import Recorded
+
+P = "/uploads/photos"
+FORWARD = "/internal/uploads/photos"
+# The webhook timeout of these gateways: short, so the timeout scenario stays quick.
+WEBHOOK_TIMEOUT = 1.0
+# Every test finishes well within this, or fails.
+BOUND = 60.0
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + os.urandom(200_000)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass
+class Figures:
+    """What one scenario cost and left behind, as docs/reliability.md reports it."""
+
+    scenario: str
+    requests: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    faults: int = 0
+    peak_rss: int = 0
+    stored: int = 0
+    left_in_uploads: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    upstream_records: int = 0
+    client_saw: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def p99(self) -> float:
+        """Nearest-rank 99th percentile: with under 100 requests, the slowest one."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["latencies"], out["started"]
+        out["p99_ms"] = round(self.p99() * 1000, 1)
+        out["seconds"] = round(time.monotonic() - self.started, 2)
+        out["peak_rss_mb"] = round(self.peak_rss / 1e6, 1)
+        del out["peak_rss"]
+        return out
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
+    """The test's figures: printed, and appended as a JSON line to $RELIABILITY_FIGURES if set."""
+    collected = Figures(scenario=request.node.name)
+    yield collected
+    line = json.dumps(collected.summary())
+    print(line)
+    target = os.environ.get("RELIABILITY_FIGURES")
+    if target:
+        with Path(target).open("a") as out:
+            out.write(line + "\n")
+
+
+# --------------------------------------------------------------------------- the client
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int  # 0: no answer (the connection broke)
+    body: Any
+
+
+class Client:
+    """One user's client of the gateway: a cookie jar kept across gateway processes on
+    127.0.0.1 (cookies do not depend on the port), every request timed and counted."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, figures: Figures) -> None:
+        self.session = session
+        self.base = base
+        self.figures = figures
+        self.prefix = ""
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Answer:
+        started = time.perf_counter()
+        self.figures.requests += 1
+        try:
+            async with self.session.request(method, self.base + path, **kwargs) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self.figures.errors += 1
+            return Answer(0, type(exc).__name__)
+        finally:
+            self.figures.latencies.append(time.perf_counter() - started)
+        if status >= 400:
+            self.figures.errors += 1
+        try:
+            return Answer(status, json.loads(text))
+        except ValueError:
+            return Answer(status, text)
+
+    async def login(self, user: str = "alice") -> None:
+        """Log in through the upstream's login header; learn the key prefix from P/config."""
+        assert (await self.call("GET", f"/login?user={user}")).status == 200
+        # The app's own cookie goes: from here on the gateway's session alone says who this is
+        # (an auth_request to the app would otherwise recognise the user by it).
+        self.session.cookie_jar.clear(lambda cookie: cookie.key == "app_user")
+        config = await self.call("GET", f"{P}/config")
+        assert config.status == 200, config.body
+        self.prefix = config.body["keyPrefix"]
+
+    async def success(self, key: str, bucket: str, etag: str) -> Answer:
+        """POST P/success as Fine Uploader sends it once S3 has the file."""
+        form = urlencode(
+            {
+                "key": key,
+                "uuid": key.rsplit("/", 1)[-1],
+                "name": "cat.jpg",
+                "bucket": bucket,
+                "etag": etag,
+                "album": "7",
+            }
+        )
+        headers = {"Origin": self.base, "Content-Type": "application/x-www-form-urlencoded"}
+        return await self.call("POST", f"{P}/success", data=form, headers=headers)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A browser-like session: one cookie jar, which keeps cookies of IP hosts."""
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout
+    ) as session:
+        yield session
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture
+async def s3_proxy(s3_endpoint: str) -> AsyncIterator[FaultProxy]:
+    """The fault proxy in front of moto."""
+    async with fault_proxy(s3_endpoint) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def app_proxy(upstream_url: str) -> AsyncIterator[FaultProxy]:
+    """The fault proxy in front of the reflecting upstream app."""
+    async with fault_proxy(upstream_url) as proxy:
+        yield proxy
+
+
+def gateway_tree(
+    app_proxy: FaultProxy, s3_proxy: FaultProxy, buckets: BucketNames, s3_endpoint: str
+) -> dict[str, Any]:
+    """The gateway's config: S3 and the upstream through the proxies; browsers' and API
+    clients' own S3 requests (presigned URLs) go to moto directly."""
+    tree = config_dict(
+        app_proxy.url,
+        s3_endpoint=s3_proxy.url,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    tree["s3"]["public_endpoint_url"] = s3_endpoint
+    tree["webhook"]["timeout"] = WEBHOOK_TIMEOUT
+    return tree
+
+
+class Gateways:
+    """``python -m gateway serve`` subprocesses of one test; all stopped (by pid) at its end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[GatewayProcess] = []
+        self._count = 0
+
+    async def start(self, tree: dict[str, Any]) -> GatewayProcess:
+        self._count += 1
+        workdir = self.workdir / f"gateway-{self._count}"
+        workdir.mkdir()
+        gateway = await start_gateway_process(tree, workdir)
+        self.started.append(gateway)
+        return gateway
+
+    def kill(self, gateway: GatewayProcess) -> None:
+        """SIGKILL: no shutdown, no cleanup, open connections dropped by the kernel."""
+        os.kill(gateway.pid, signal.SIGKILL)
+        gateway.proc.wait(timeout=10)
+        gateway.stopped = True
+
+    def stop_all(self) -> None:
+        for gateway in self.started:
+            gateway.stop()
+
+
+@pytest.fixture
+def gateways(tmp_path: Path) -> Iterator[Gateways]:
+    started = Gateways(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+# --------------------------------------------------------------------------- S3 and outcomes
+
+
+async def stage(s3_client: Any, bucket: str, key: str) -> str:
+    """Put the file in the uploads bucket as the browser would (straight to S3); its ETag."""
+    answer = await s3_client.put_object(Bucket=bucket, Key=key, Body=JPEG, ContentType="image/jpeg")
+    return str(answer["ETag"])
+
+
+async def keys_in(s3_client: Any, bucket: str) -> list[str]:
+    listing = await s3_client.list_objects_v2(Bucket=bucket)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+async def read(s3_client: Any, bucket: str, key: str) -> bytes:
+    answer = await s3_client.get_object(Bucket=bucket, Key=key)
+    async with answer["Body"] as body:
+        data: bytes = await body.read()
+    return data
+
+
+async def state(s3_client: Any, buckets: BucketNames, recorded: Recorded) -> tuple[int, int, int]:
+    """(objects stored, objects in the uploads bucket, completions the upstream recorded)."""
+    stored = await keys_in(s3_client, buckets.storage)
+    uploads = await keys_in(s3_client, buckets.uploads)
+    return len(stored), len(uploads), len(recorded.completions)
+
+
+async def check_stored_once(
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    figures: Figures,
+    final: Answer,
+    *,
+    records: int = 1,
+    data: bytes = JPEG,
+) -> None:
+    """One stored object with the uploaded bytes, the uploads bucket empty (no multipart upload
+    open either), the upstream told ``records`` times under one Idempotency-Key about it."""
+    stored = await keys_in(s3_client, buckets.storage)
+    uploads = await keys_in(s3_client, buckets.uploads)
+    multipart = await s3_client.list_multipart_uploads(Bucket=buckets.uploads)
+    uploads += [item["Key"] for item in multipart.get("Uploads", [])]
+    intact = [key for key in stored if await read(s3_client, buckets.storage, key) == data]
+    figures.stored = len(stored)
+    figures.left_in_uploads = len(uploads)
+    figures.lost = 0 if intact else 1
+    figures.duplicates = max(0, len(stored) - 1)
+    figures.upstream_records = len(recorded.completions)
+    # Fine Uploader's answer has ``success``; an API client's is the upstream's JSON as it is.
+    assert final.status == 200 and final.body.get("success", True) is True, final
+    assert len(stored) == 1 and intact == stored, stored
+    assert uploads == []
+    assert len(recorded.completions) == records
+    assert len({entry["idempotency_key"] for entry in recorded.completions}) == 1
+    assert {entry["message"]["object"]["key"] for entry in recorded.completions} == set(stored)
+    assert final.body["key"] == stored[0]
+
+
+# --------------------------------------------------------------------------- one fault at a time
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault at one step, what the client sees, and where the pipeline stood after it."""
+
+    target: Literal["s3", "app"]
+    match: str  # which requests: see match_for
+    fault: Fault | None  # None: the target refuses connections
+    status: int
+    reason: str | None
+    after: tuple[int, int, int]  # (stored, in uploads, recorded) after the failed attempt
+    # Requests the fault struck, at least and at most: the gateway's S3 client retries twice, and
+    # aiohttp once more on a reused keep-alive connection that breaks.
+    hits: tuple[int, int] = (0, 0)
+    records: int = 1  # completions the upstream records in all
+
+
+SCENARIOS = {
+    # S3 fails on HEAD of the upload, every attempt: the gateway's S3 client tries three times
+    # (botocore's max_attempts counts retries). A reset connection reads as unreachable.
+    "s3-head-503": Scenario(
+        "s3", "head", Fault("status", 503), 503, "storage-failed", (0, 1, 0), hits=(3, 3)
+    ),
+    "s3-head-reset": Scenario(
+        "s3", "head", Fault("reset"), 503, "storage-unreachable", (0, 1, 0), hits=(3, 6)
+    ),
+    # One failed HEAD is absorbed by those retries: the client never notices.
+    "s3-head-503-once": Scenario(
+        "s3", "head", Fault("status", 503, times=1), 200, None, (1, 0, 1), hits=(1, 1)
+    ),
+    # The sniffing read of the first bytes is cut mid-body (a body being read is not retried).
+    "s3-get-cut": Scenario(
+        "s3", "get", Fault("cut", cut_after=100), 503, "storage-failed", (0, 1, 0), hits=(1, 1)
+    ),
+    # S3 refuses connections altogether.
+    "s3-down": Scenario("s3", "all", None, 503, "storage-unreachable", (0, 1, 0)),
+    "s3-copy-503": Scenario(
+        "s3", "copy", Fault("status", 503), 503, "storage-failed", (0, 1, 0), hits=(3, 3)
+    ),
+    # S3 makes the copy but its answer is lost: a copy exists that the gateway never saw.
+    "s3-copy-reset-after-copying": Scenario(
+        "s3",
+        "copy",
+        Fault("reset", after_target=True),
+        503,
+        "storage-unreachable",
+        (1, 1, 0),
+        hits=(3, 6),
+    ),
+    # The copy is made and checked, removing the original fails: both exist.
+    "s3-delete-503": Scenario(
+        "s3", "delete", Fault("status", 503), 503, "storage-failed", (1, 1, 0), hits=(3, 3)
+    ),
+    # The upstream refuses connections: the forward is never retried by the gateway itself.
+    "upstream-refused": Scenario("app", "forward", None, 502, "upstream-refused", (1, 0, 0)),
+    "upstream-timeout": Scenario(
+        "app",
+        "forward",
+        Fault("delay", seconds=WEBHOOK_TIMEOUT + 4),
+        504,
+        "upstream-timeout",
+        (1, 0, 0),
+        hits=(1, 1),
+    ),
+    "upstream-500": Scenario(
+        "app", "forward", Fault("status", 500), 502, "upstream-failed", (1, 0, 0), hits=(1, 1)
+    ),
+    "upstream-reset": Scenario(
+        "app", "forward", Fault("reset"), 502, "upstream-broken", (1, 0, 0), hits=(1, 1)
+    ),
+    # The upstream records the completion, then its answer is cut: it hears the retry too, under
+    # the same Idempotency-Key and naming the same object, which is how it knows it is a repeat.
+    "upstream-cut-mid-answer": Scenario(
+        "app",
+        "forward",
+        Fault("cut", cut_after=5),
+        502,
+        "upstream-broken",
+        (1, 0, 1),
+        hits=(1, 1),
+        records=2,
+    ),
+}
+
+
+def match_for(name: str, buckets: BucketNames, key: str) -> Match:
+    return {
+        "head": Match("HEAD", path=f"/{buckets.uploads}/{key}"),
+        "get": Match("GET", path=f"/{buckets.uploads}/{key}"),
+        "copy": Match("PUT", path_prefix=f"/{buckets.storage}/", header="x-amz-copy-source"),
+        "delete": Match("DELETE", path=f"/{buckets.uploads}/{key}"),
+        "forward": Match("POST", path=FORWARD),
+        "all": Match(),
+    }[name]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+async def test_a_fault_at_one_step_then_a_retry_stores_once(
+    name: str,
+    http: aiohttp.ClientSession,
+    gateways: Gateways,
+    s3_proxy: FaultProxy,
+    app_proxy: FaultProxy,
+    s3_endpoint: str,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    figures: Figures,
+) -> None:
+    """A failed step gives the client a 5xx naming it and leaves the pipeline resumable: the
+    retry stores the file once, empties the uploads bucket, tells the upstream under one key."""
+    scenario = SCENARIOS[name]
+    async with asyncio.timeout(BOUND):
+        gateway = await gateways.start(gateway_tree(app_proxy, s3_proxy, buckets, s3_endpoint))
+        client = Client(http, gateway.url, figures)
+        with RssSampler(gateway.pid) as rss:
+            await client.login()
+            key = f"{client.prefix}4f1c0d2e.jpg"
+            etag = await stage(s3_client, buckets.uploads, key)
+            proxy = s3_proxy if scenario.target == "s3" else app_proxy
+            if scenario.fault is None:
+                await proxy.refuse_connections()
+            else:
+                proxy.inject(match_for(scenario.match, buckets, key), scenario.fault)
+
+            first = await client.success(key, buckets.uploads, etag)
+            figures.client_saw = f"{first.status} {_reason(first)}"
+            assert first.status == scenario.status, first
+            if scenario.status == 200:
+                final = first
+            else:
+                assert first.body["success"] is False and first.body["error"], first
+                assert first.body["reason"] == scenario.reason
+                assert await state(s3_client, buckets, recorded) == scenario.after
+                proxy.clear()
+                await proxy.accept_connections()
+                final = await client.success(key, buckets.uploads, etag)
+        figures.faults = s3_proxy.faulted + app_proxy.faulted
+        figures.peak_rss = rss.peak
+        await check_stored_once(
+            s3_client, buckets, recorded, figures, final, records=scenario.records
+        )
+        low, high = scenario.hits
+        assert low <= figures.faults <= high
+
+
+def _reason(answer: Answer) -> str:
+    if isinstance(answer.body, dict):
+        return str(answer.body.get("reason") or ("success" if answer.body.get("success") else ""))
+    return str(answer.body)
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+@pytest.mark.parametrize("point", ["before-deleting-the-original", "during-the-forward"])
+async def test_a_gateway_killed_between_copy_and_forward_then_restarted_stores_once(
+    point: str,
+    http: aiohttp.ClientSession,
+    gateways: Gateways,
+    s3_proxy: FaultProxy,
+    app_proxy: FaultProxy,
+    s3_endpoint: str,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    figures: Figures,
+) -> None:
+    """SIGKILL with the copy made (its DELETE of the original, or its forward, held at a proxy):
+    a restarted gateway completes the client's retry from S3 alone, storing the file once."""
+    async with asyncio.timeout(BOUND):
+        tree = gateway_tree(app_proxy, s3_proxy, buckets, s3_endpoint)
+        first = await gateways.start(tree)
+        client = Client(http, first.url, figures)
+        await client.login()
+        key = f"{client.prefix}9a8b7c6d.jpg"
+        etag = await stage(s3_client, buckets.uploads, key)
+        if point == "before-deleting-the-original":
+            proxy = s3_proxy
+            rule = s3_proxy.inject(Match("DELETE", path=f"/{buckets.uploads}/{key}"), Fault("hold"))
+            at_kill = (1, 1, 0)
+        else:
+            proxy = app_proxy
+            rule = app_proxy.inject(Match("POST", path=FORWARD), Fault("hold"))
+            at_kill = (1, 0, 0)
+
+        with RssSampler(first.pid) as rss:
+            attempt = asyncio.create_task(client.success(key, buckets.uploads, etag))
+            await rule.arrived.wait()
+        figures.peak_rss = rss.peak
+        assert await state(s3_client, buckets, recorded) == at_kill
+        gateways.kill(first)
+        answer = await attempt
+        figures.client_saw = f"{answer.status} {answer.body}"
+        assert answer.status == 0  # the connection died with the process
+        await rule.gone.wait()  # the held request died with its sender, never forwarded
+        proxy.remove(rule)
+        assert await state(s3_client, buckets, recorded) == at_kill
+
+        second = await gateways.start(tree)
+        client.base = second.url
+        with RssSampler(second.pid) as rss:
+            final = await client.success(key, buckets.uploads, etag)
+        figures.peak_rss = max(figures.peak_rss, rss.peak)
+        figures.faults = s3_proxy.faulted + app_proxy.faulted
+        await check_stored_once(s3_client, buckets, recorded, figures, final)
