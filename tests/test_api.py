@@ -51,7 +51,7 @@ FILES = {
     # Small, so multipart is exercised with a few MiB; the 70 MiB run with the default
     # threshold is in tests/test_upload_cli.py.
     "multipart_threshold": "6MiB",
-    "part_size": "5MiB",
+    "part_size": "8MiB",
 }
 DOCS = {
     "name": "docs",
@@ -242,10 +242,10 @@ async def test_multipart_parts_sent_in_parallel_are_stored_once(
     gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
 ) -> None:
     """Above the threshold the grant is one URL per part; the parts complete into one object."""
-    data = payload(11 * MiB + 123)
+    data = payload(17 * MiB + 123)
     granted = await grant(gateway, data)
     assert "url" not in granted
-    assert granted["part_size"] == 5 * MiB
+    assert granted["part_size"] == 8 * MiB
     assert [p["part_number"] for p in granted["parts"]] == [1, 2, 3]
     assert await s3.open_uploads() == [granted["key"]]
 
@@ -270,7 +270,7 @@ async def test_a_second_gateway_instance_completes_what_the_first_granted(
 ) -> None:
     """The upload id carries all state: another instance with the same config finishes it."""
     other: TestClient = await aiohttp_client(create_app(api_config, clock=clock))
-    data = payload(7 * MiB)
+    data = payload(9 * MiB)
     granted = await grant(gateway, data)
     parts = await put_parts(http, granted, data)
     resp = await complete(other, granted["upload_id"], parts)
@@ -312,7 +312,7 @@ async def test_grant_urls_equal_botocores_presigned_urls(
     """
     data = b"x" * 1000
     single = await grant(gateway, data)
-    big = await grant(gateway, b"y" * (7 * MiB), sha256=None)
+    big = await grant(gateway, b"y" * (9 * MiB), sha256=None)
 
     session = botocore.session.Session()
     client = session.create_client(
@@ -481,7 +481,7 @@ async def test_wrong_bytes_of_a_multipart_upload_are_refused_by_the_gateway(
     gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
 ) -> None:
     """Parts carry no whole-file checksum, so the completion's sha256 is what refuses them."""
-    declared = payload(7 * MiB)
+    declared = payload(9 * MiB)
     sent = declared[:-1] + bytes([declared[-1] ^ 1])
     granted = await grant(gateway, declared)
     parts = await put_parts(http, granted, sent)
@@ -512,7 +512,7 @@ async def test_part_list_is_checked_against_what_s3_holds(
     gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
 ) -> None:
     """A part list with a wrong ETag, a gap or parts missing is refused; the upload survives it."""
-    data = payload(11 * MiB)
+    data = payload(17 * MiB)
     granted = await grant(gateway, data)
     parts = await put_parts(http, granted, data)
     upload_id = granted["upload_id"]
@@ -540,7 +540,7 @@ async def test_completion_retried_after_an_upstream_failure_stores_once(
     gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
 ) -> None:
     """A 502 keeps the upload; the same completion asked again succeeds with one stored copy."""
-    data = payload(7 * MiB)
+    data = payload(9 * MiB)
     granted = await grant(gateway, data)
     parts = await put_parts(http, granted, data)
 
@@ -632,7 +632,7 @@ async def test_abort_of_a_multipart_upload_leaves_nothing(
     gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
 ) -> None:
     """DELETE aborts the multipart upload: no open upload, no object, and it cannot complete."""
-    data = payload(11 * MiB)
+    data = payload(17 * MiB)
     granted = await grant(gateway, data)
     parts = await put_parts(http, granted, data)
     assert await s3.open_uploads() == [granted["key"]]

@@ -157,6 +157,13 @@ def test_route_sizes_are_parsed_into_bytes() -> None:
     )
 
 
+def test_part_size_floor_is_8mib() -> None:
+    """Issue 4: parts of at least 8 MiB, so 8MiB passes and a byte less is refused."""
+    assert valid(tree_with(("routes.1.part_size", "8MiB"))).routes[1].part_size == 8 * 1024**2
+    refused = problems(tree_with(("routes.1.part_size", 8 * 1024**2 - 1)))
+    assert refused == ["routes[1].part_size: 8388607 must be between 8MiB and 5GiB"]
+
+
 # ----------------------------------------------------------------------------- interpolation
 
 
@@ -365,9 +372,9 @@ RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
         'routes[0].path: "/_gw" lies under ops_prefix /_gw',
     ),
     (
-        "part_size below 5MiB",
-        (("routes.1.part_size", "4MiB"),),
-        'routes[1].part_size: "4MiB" must be between 5MiB and 5GiB (S3\'s part size limits)',
+        "part_size below 8MiB",
+        (("routes.1.part_size", "5MiB"),),
+        'routes[1].part_size: "5MiB" must be between 8MiB and 5GiB',
     ),
     (
         "part_size too small for max_size",

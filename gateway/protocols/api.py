@@ -11,35 +11,38 @@ import base64
 import dataclasses
 import json
 import math
-import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS, STORAGE, TOKENS
+from ..appkeys import CLOCK, COMPLETION, CONFIG, METRICS, STORAGE, TOKENS
 from ..completion import CompletionRequest
-from ..config import Config, RouteConfig
-from ..endpoints import browser_bucket
-from ..headers import strip_cookie
-from ..identity import Identity
-from ..origins import check_origin
-from ..problems import BadRequest, GatewayError, PayloadTooLarge
+from ..config import RouteConfig
+from ..problems import BadRequest, GatewayError
 from ..render import route_handler
-from ..rules import SigningContext, check_declared_file
-from ..signing import presign_v4
+from ..rules import MAX_PARTS, SigningContext, check_declared_file
 from ..storage import Storage
 from ..tokens import UploadToken
+from .common import (
+    TOKEN_LIFETIME,
+    Presigner,
+    caller,
+    forward_headers,
+    grant,
+    invalid_field,
+    new_key,
+    open_upload,
+    read_limited,
+    signing_context,
+)
 
-MAX_PARTS = 10_000
+__all__ = ["TOKEN_LIFETIME", "add_routes", "part_size_for"]
+
 # A grant request is a few hundred bytes; a completion lists up to 10,000 parts of ~80 bytes.
 MAX_CREATE_BODY = 16 * 1024
 MAX_COMPLETE_BODY = 1024 * 1024
-# A granted upload may be completed for a day: the uploads bucket's lifecycle rule removes what
-# is left after that anyway (SPEC.md, `s3 setup`).
-TOKEN_LIFETIME = timedelta(days=1)
 
 
 class _CreateBody(BaseModel):
@@ -61,26 +64,8 @@ class _CompleteBody(BaseModel):
     parts: list[_PartBody] = Field(default_factory=list, max_length=MAX_PARTS)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused unread past ``limit`` (one read() may return only part of it)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(
-            f"the request body is larger than {limit} bytes", reason="body-too-large"
-        )
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await request.content.read(limit + 1 - total):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(
-                f"the request body is larger than {limit} bytes", reason="body-too-large"
-            )
-    return b"".join(chunks)
-
-
 async def _json_body(request: web.Request, model: type[BaseModel], limit: int) -> Any:
-    raw = await _read_body(request, limit)
+    raw = await read_limited(request, limit)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, RecursionError):
@@ -89,25 +74,7 @@ async def _json_body(request: web.Request, model: type[BaseModel], limit: int) -
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f"{field}: {first['msg']}", reason="invalid-field", field=field) from None
-
-
-def _context(config: Config, route: RouteConfig, identity: Identity) -> SigningContext:
-    bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
-    return SigningContext(
-        uploads_bucket=config.s3.uploads_bucket,
-        bucket_host=bucket.host,
-        key_prefix=identity.key_prefix,
-        acl=route.acl,
-        content_types=tuple(route.content_types),
-        max_size=route.max_size,
-        signature_ttl=route.signature_ttl,
-        blank_page_url="",
-        access_key_id=config.s3.access_key_id,
-        region=config.s3.region,
-    )
+        raise invalid_field(exc) from None
 
 
 def _check_declared(size: int, content_type: str, ctx: SigningContext) -> None:
@@ -119,62 +86,6 @@ def _check_declared(size: int, content_type: str, ctx: SigningContext) -> None:
         raise
 
 
-def _extension(filename: str) -> str:
-    """A short, plain extension from the client's name, or nothing: keys never carry its name."""
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    if "." not in base:
-        return ""
-    ext = base.rsplit(".", 1)[1].lower()
-    return "." + ext if 0 < len(ext) <= 10 and ext.isascii() and ext.isalnum() else ""
-
-
-def _forward_headers(request: web.Request, config: Config) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    cookie = request.headers.get("Cookie")
-    if cookie:
-        stripped = strip_cookie(cookie, config.session.cookie_name)
-        if stripped:
-            headers["Cookie"] = stripped
-    if "Authorization" in request.headers:
-        headers["Authorization"] = request.headers["Authorization"]
-    return headers
-
-
-class _Presigner:
-    """Presigned URLs into the uploads bucket, with the project's own SigV4 signer."""
-
-    def __init__(self, app: web.Application) -> None:
-        config = app[CONFIG]
-        bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
-        parts = urlsplit(bucket.url)
-        self._endpoint = f"{parts.scheme}://{parts.netloc}"
-        self._path_prefix = parts.path.rstrip("/")
-        self._app = app
-        self._config = config
-
-    def url(
-        self,
-        key: str,
-        *,
-        now: datetime,
-        expires: int,
-        query: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> str:
-        return presign_v4(
-            method="PUT",
-            endpoint=self._endpoint,
-            path=f"{self._path_prefix}/{key}",
-            access_key_id=self._config.s3.access_key_id,
-            keys=self._app[SIGNING_KEYS],
-            region=self._config.s3.region,
-            now=now,
-            expires=expires,
-            query=query,
-            headers=headers,
-        )
-
-
 def part_size_for(size: int, route: RouteConfig) -> int:
     """The route's part size, grown when needed so no upload takes more than 10,000 parts."""
     return max(route.part_size, math.ceil(size / MAX_PARTS))
@@ -183,36 +94,27 @@ def part_size_for(size: int, route: RouteConfig) -> int:
 def add_routes(app: web.Application, route: RouteConfig) -> None:
     """Register ``POST P``, ``POST P/{upload_id}/complete`` and ``DELETE P/{upload_id}``."""
     handle = route_handler(route.name)
-    presigner: list[_Presigner] = []
-
-    def signer() -> _Presigner:
-        if not presigner:
-            presigner.append(_Presigner(app))
-        return presigner[0]
+    presigner = Presigner(app)
 
     @handle
     async def create(request: web.Request) -> web.StreamResponse:
         config = request.app[CONFIG]
-        check_origin(request, config.origins)
-        identity = await request.app[IDENTITY].require(request)
+        identity = await caller(request, config)
         body: _CreateBody = await _json_body(request, _CreateBody, MAX_CREATE_BODY)
         content_type = body.content_type.lower()
-        _check_declared(body.size, content_type, _context(config, route, identity))
+        _check_declared(body.size, content_type, signing_context(config, route, identity))
         now = request.app[CLOCK]()
-        key = f"{identity.key_prefix}{uuid.uuid4().hex}{_extension(body.filename)}"
-        expires_at = int((now + TOKEN_LIFETIME).timestamp())
+        key = new_key(identity, body.filename)
         url_expiry = now + timedelta(seconds=route.signature_ttl)
-        token = UploadToken(
-            route=route.name,
-            user=identity.user,
-            key=key,
-            s3_upload_id=None,
+        token = grant(
+            route,
+            identity,
+            key,
+            now=now,
             size=body.size,
             content_type=content_type,
             filename=body.filename,
             sha256=body.sha256.lower() if body.sha256 else None,
-            part_size=None,
-            expires_at=expires_at,
         )
         tokens = request.app[TOKENS]
         if body.size <= route.multipart_threshold:
@@ -222,7 +124,7 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
                 headers["x-amz-checksum-sha256"] = base64.b64encode(
                     bytes.fromhex(body.sha256)
                 ).decode()
-            url = signer().url(
+            url = presigner.url(
                 key,
                 now=now,
                 expires=route.signature_ttl,
@@ -248,11 +150,8 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
         parts = [
             {
                 "part_number": number,
-                "url": signer().url(
-                    key,
-                    now=now,
-                    expires=route.signature_ttl,
-                    query={"partNumber": str(number), "uploadId": s3_upload_id},
+                "url": presigner.part_url(
+                    key, s3_upload_id, number, now=now, expires=route.signature_ttl
                 ),
             }
             for number in range(1, count + 1)
@@ -269,21 +168,9 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
             status=201,
         )
 
-    async def _open(request: web.Request) -> tuple[Identity, UploadToken]:
-        config = request.app[CONFIG]
-        check_origin(request, config.origins)
-        identity = await request.app[IDENTITY].require(request)
-        token = request.app[TOKENS].open(
-            request.match_info["upload_id"],
-            route=route.name,
-            user=identity.user,
-            now=request.app[CLOCK](),
-        )
-        return identity, token
-
     @handle
     async def complete(request: web.Request) -> web.StreamResponse:
-        identity, token = await _open(request)
+        identity, token = await open_upload(request, request.app[CONFIG], route)
         body: _CompleteBody = await _json_body(request, _CompleteBody, MAX_COMPLETE_BODY)
         storage = request.app[STORAGE]
         completion = request.app[COMPLETION]
@@ -295,7 +182,6 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
             await _finish_multipart(storage, done_before, token, body)
         if token.sha256 is not None:
             await _check_checksum(storage, token)
-        config = request.app[CONFIG]
         result = await completion.complete(
             CompletionRequest(
                 route=route,
@@ -306,14 +192,14 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
                 declared_size=token.size,
                 declared_content_type=token.content_type,
                 etag=None,
-                forward_headers=_forward_headers(request, config),
+                forward_headers=forward_headers(request, request.app[CONFIG]),
             )
         )
         return web.json_response(result.body, status=result.status)
 
     @handle
     async def abort(request: web.Request) -> web.StreamResponse:
-        _identity, token = await _open(request)
+        _identity, token = await open_upload(request, request.app[CONFIG], route)
         storage = request.app[STORAGE]
         if token.s3_upload_id is not None:
             await storage.abort_multipart(token.key, token.s3_upload_id)

@@ -15,24 +15,23 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import headers as hdr
 from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, REQUEST_ID, SIGNING_KEYS
 from ..completion import CompletionRequest
 from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
 from ..forms import FormValue, parse_form
 from ..identity import Identity
-from ..origins import check_origin, own_origin
+from ..origins import own_origin
 from ..problems import (
     BadRequest,
     GatewayError,
     NotFound,
-    PayloadTooLarge,
     PolicyRefused,
 )
 from ..render import ProblemFields, route_handler
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..signing import encode_policy, sign_v2, sign_v4
+from .common import caller, forward_headers, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +54,6 @@ def _signature_fields(exc: GatewayError) -> dict[str, Any]:
 def _success_fields(exc: GatewayError) -> dict[str, Any]:
     # uploadsuccess.ajax.requester.js fails the upload on success: false and shows ``error``.
     return {"success": False, "error": exc.detail}
-
-
-async def read_limited(request: web.Request, limit: int = MAX_BODY) -> bytes:
-    """The whole body, or 413 ``body-too-large`` as soon as it passes ``limit`` bytes."""
-    too_large = PayloadTooLarge(f"the body is larger than {limit} bytes", reason="body-too-large")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -109,8 +95,7 @@ class FineUploaderRoute:
         )
 
     async def _identity(self, request: web.Request) -> Identity:
-        check_origin(request, self.config.origins)
-        return await request.app[IDENTITY].require(request)
+        return await caller(request, self.config)
 
     # ------------------------------------------------------------------ POST P/signature
 
@@ -120,7 +105,7 @@ class FineUploaderRoute:
         try:
             identity = await self._identity(request)
             # Parsed whatever the Content-Type: IE8/9's XDomainRequest sends text/plain or none.
-            document = _json_object(await read_limited(request))
+            document = _json_object(await read_limited(request, MAX_BODY))
             answer = self._sign(request, identity, document)
         except GatewayError as exc:
             log.info(
@@ -173,7 +158,7 @@ class FineUploaderRoute:
     async def success(self, request: web.Request) -> web.Response:
         """Complete an upload Fine Uploader reports done, and relay the upstream's answer."""
         identity = await self._identity(request)
-        body = await read_limited(request)
+        body = await read_limited(request, MAX_BODY)
         if request.content_type == "application/json":
             fields: dict[str, Any] = _json_object(body)
         else:
@@ -216,15 +201,7 @@ class FineUploaderRoute:
 
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         """The client's Cookie (without the gateway's session) and Authorization, and the id."""
-        out = {"X-Request-ID": request[REQUEST_ID]}
-        cookie = request.headers.get("Cookie")
-        if cookie:
-            stripped = hdr.strip_cookie(cookie, self.config.session.cookie_name)
-            if stripped:
-                out["Cookie"] = stripped
-        if "Authorization" in request.headers:
-            out["Authorization"] = request.headers["Authorization"]
-        return out
+        return {"X-Request-ID": request[REQUEST_ID], **forward_headers(request, self.config)}
 
     # ------------------------------------------------------------------ DELETE P/files/{uuid}
 
@@ -236,7 +213,7 @@ class FineUploaderRoute:
     async def delete_post(self, request: web.Request) -> web.Response:
         """deleteFile in POST mode (old browsers): a form with ``_method=DELETE``."""
         identity = await self._identity(request)
-        fields: dict[str, FormValue] = parse_form(await read_limited(request))
+        fields: dict[str, FormValue] = parse_form(await read_limited(request, MAX_BODY))
         if fields.get("_method") != "DELETE":
             raise BadRequest("POST P/files only deletes (_method=DELETE)", reason="form-invalid")
         return await self._delete(request, identity, fields)

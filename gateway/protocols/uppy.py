@@ -11,49 +11,45 @@ uploads complete at Companion's complete call; single-request ones at ``POST P/c
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS, STORAGE, TOKENS
-from ..completion import META_FILENAME, CompletionRequest, CompletionResult, extension
+from ..completion import CompletionRequest, CompletionResult
 from ..config import RouteConfig
 from ..endpoints import browser_bucket
 from ..identity import Identity
-from ..origins import check_origin
 from ..problems import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge, PolicyRefused
 from ..render import route_handler
-from ..rules import SigningContext, check_declared_file, check_key, tighten_policy
+from ..rules import MAX_PARTS, SigningContext, check_declared_file, check_key, tighten_policy
 from ..signing import amz_date, encode_policy, format_expiration, scope, sign_v4
 from ..storage import Storage
 from ..tokens import UploadToken
-from .api import TOKEN_LIFETIME, _context, _forward_headers, _Presigner
-from .fineuploader import read_limited
+from .common import (
+    Presigner,
+    caller,
+    forward_headers,
+    grant,
+    invalid_field,
+    new_key,
+    open_upload,
+    read_limited,
+    signing_context,
+)
+from .uppy_metadata import object_metadata, query_metadata, read_object_metadata, uppy_params
 
 MAX_BODY = 64 * 1024
 # 10,000 parts of about 50 bytes each; Companion allows 1 MB here for the same reason.
 MAX_COMPLETE_BODY = 1024 * 1024
-MAX_PARTS = 10_000
 # S3's smallest part but the last, which @uppy/aws-s3 also never goes below (S3Uploader.js):
 # an upload of N bytes has at most ceil(N / MIN_PART) parts.
 MIN_PART = 5 * 1024 * 1024
-# Object metadata written on the upload; names are lower case as S3 stores them. The params'
-# name lacks the "gateway-" prefix so the completion copies it onto the stored copy, where a
-# retry that finds the upload gone reads it again.
-META_ROUTE = "gateway-route"
-META_PARAMS = "uppy-params"
-# Uppy adds these to every file's meta; the completion message carries them as filename and type.
-_UPPY_META = frozenset({"name", "type"})
-_MAX_META_ENTRIES = 32
-_META_QUERY_RE = re.compile(r"metadata\[([^\[\]]{1,128})\]")
 
 
 class _CreateBody(BaseModel):
@@ -91,9 +87,7 @@ async def _parse(request: web.Request, model: type[BaseModel], limit: int = MAX_
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadRequest(f"{field}: {first['msg']}", reason="invalid-field", field=field) from None
+        raise invalid_field(exc) from None
 
 
 def _declared_size(text: str | None) -> int | None:
@@ -102,44 +96,6 @@ def _declared_size(text: str | None) -> int | None:
     if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
         raise BadRequest("size must be a byte count", reason="size-invalid")
     return int(text)
-
-
-def _params(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """Uppy's file meta as the completion's params: scalar values as text, Uppy's own dropped."""
-    params: dict[str, str] = {}
-    for name, value in metadata.items():
-        if name in _UPPY_META or value is None:
-            continue
-        if isinstance(value, bool):
-            params[name] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            params[name] = str(value)
-        else:
-            raise BadRequest(f"metadata {name!r} is not a scalar", reason="metadata-invalid")
-    if len(params) > _MAX_META_ENTRIES:
-        raise BadRequest("too many metadata entries", reason="metadata-invalid")
-    return params
-
-
-def _object_metadata(route: RouteConfig, filename: str, params: dict[str, str]) -> dict[str, str]:
-    """What the gateway stores on the object, percent-encoded: S3 metadata is ASCII only."""
-    meta = {META_ROUTE: route.name, META_FILENAME: quote(filename, safe="")}
-    if params:
-        encoded = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
-        meta[META_PARAMS] = quote(encoded, safe="")
-    return meta
-
-
-def read_object_metadata(metadata: Mapping[str, str], key: str) -> tuple[str, dict[str, str]]:
-    """The client's file name and params the gateway stored on an object (defaults if absent)."""
-    filename = unquote(metadata.get(META_FILENAME, "")) or key.rsplit("/", 1)[-1]
-    try:
-        params = json.loads(unquote(metadata.get(META_PARAMS, "{}")))
-    except ValueError:
-        params = {}
-    if not isinstance(params, dict):
-        params = {}
-    return filename, {str(k): str(v) for k, v in params.items()}
 
 
 def max_part_number(token: UploadToken) -> int:
@@ -154,14 +110,13 @@ class UppyRoute:
         self.config = app[CONFIG]
         self.route = route
         self.bucket = browser_bucket(self.config.s3, self.config.s3.uploads_bucket)
-        self.presigner = _Presigner(app)
+        self.presigner = Presigner(app)
 
     async def _identity(self, request: web.Request) -> Identity:
-        check_origin(request, self.config.origins)
-        return await request.app[IDENTITY].require(request)
+        return await caller(request, self.config)
 
     def _context(self, identity: Identity) -> SigningContext:
-        return _context(self.config, self.route, identity)
+        return signing_context(self.config, self.route, identity)
 
     @contextmanager
     def _signing(self, request: web.Request) -> Iterator[None]:
@@ -173,9 +128,6 @@ class UppyRoute:
             metrics.signature_refused(self.route.name, exc.reason)
             raise
         metrics.signature_issued(self.route.name)
-
-    def _new_key(self, identity: Identity, filename: str) -> str:
-        return f"{identity.key_prefix}{uuid.uuid4().hex}{extension(filename)}"
 
     # ------------------------------------------------------------------ GET P/s3/params
 
@@ -190,13 +142,9 @@ class UppyRoute:
             size = _declared_size(query.get("size"))
             ctx = self._context(identity)
             check_declared_file(size=size or 0, content_type=content_type, ctx=ctx)
-            metadata: dict[str, str] = {}
-            for name, value in query.items():
-                match = _META_QUERY_RE.fullmatch(name)
-                if match:
-                    metadata[match.group(1)] = value
-            stored = _object_metadata(self.route, filename, _params(metadata))
-            key = self._new_key(identity, filename)
+            metadata = uppy_params(query_metadata(query))
+            stored = object_metadata(self.route, filename, metadata)
+            key = new_key(identity, filename)
             answer = self._post_form(request, ctx, key, content_type, stored, size)
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
@@ -251,27 +199,26 @@ class UppyRoute:
         content_type = body.type.lower()
         ctx = self._context(identity)
         check_declared_file(size=body.size or 0, content_type=content_type, ctx=ctx)
-        metadata = _object_metadata(self.route, body.filename, _params(body.metadata))
+        metadata = object_metadata(self.route, body.filename, uppy_params(body.metadata))
         # The limit the rules put on a POST policy's x-amz-meta-* fields, S3's own.
         if sum(len(k) + len(v) for k, v in metadata.items()) > ctx.max_meta_bytes:
             raise PolicyRefused("the metadata is too large", reason="meta-too-large")
-        key = self._new_key(identity, body.filename)
+        key = new_key(identity, body.filename)
         now = request.app[CLOCK]()
         upload_id = await request.app[STORAGE].create_multipart(
             key, content_type=content_type, metadata=metadata
         )
-        token = UploadToken(
-            route=self.route.name,
-            user=identity.user,
-            key=key,
+        token = grant(
+            self.route,
+            identity,
+            key,
+            now=now,
             s3_upload_id=upload_id,
             # Without a declared size the route's limit bounds the part numbers.
             size=self.route.max_size if body.size is None else body.size,
             content_type=content_type,
             filename=body.filename,
-            sha256=None,
             part_size=MIN_PART,
-            expires_at=int((now + TOKEN_LIFETIME).timestamp()),
         )
         sealed = request.app[TOKENS].seal(token)
         return web.json_response(
@@ -280,13 +227,7 @@ class UppyRoute:
 
     async def _open(self, request: web.Request) -> tuple[Identity, UploadToken, str]:
         """The caller's own upload: its token must open for this user and name ``?key=``."""
-        identity = await self._identity(request)
-        token = request.app[TOKENS].open(
-            request.match_info["upload_id"],
-            route=self.route.name,
-            user=identity.user,
-            now=request.app[CLOCK](),
-        )
+        identity, token = await open_upload(request, self.config, self.route)
         key = request.query.get("key")
         if key is None:
             raise BadRequest("the object key must be passed as ?key=", reason="key-missing")
@@ -302,11 +243,12 @@ class UppyRoute:
             raise BadRequest(
                 f"part numbers of this upload are 1 to {highest}", reason="part-number-out-of-range"
             )
-        return self.presigner.url(
+        return self.presigner.part_url(
             token.key,
+            upload_id,
+            int(text),
             now=request.app[CLOCK](),
             expires=self.route.signature_ttl,
-            query={"partNumber": str(int(text)), "uploadId": upload_id},
         )
 
     # ------------------------------------------------------------------ GET P/s3/multipart/...
@@ -398,7 +340,7 @@ class UppyRoute:
                 declared_size=None,
                 declared_content_type=None,
                 etag=None,
-                forward_headers=_forward_headers(request, self.config),
+                forward_headers=forward_headers(request, self.config),
             )
         )
         return result

@@ -1,59 +1,38 @@
-"""The completion pipeline every protocol shares: verify, copy, forward, clean up (SPEC.md).
-
-1. The object must be in the uploads bucket under the user's prefix, within ``max_size``, with
-   a declared and a sniffed content type the route allows. An object that breaks a rule can
-   never complete, so it is removed at once rather than left for the lifecycle rule.
-2. It is copied into the storage bucket and the copy checked; only then is the original removed.
-3. The upstream gets a signed ``upload.completed`` message, with an ``Idempotency-Key`` that is
-   the same for every retry of the same upload.
-4. A 2xx is relayed; a 4xx is relayed and the stored copy removed; a failure (5xx, timeout,
-   unreachable) is a 502/504 and leaves everything where it is.
-
-No state is kept besides S3: a retry recognises its own earlier work from the stored copy's
-metadata, found by listing the storage key up to its ``{uuid}``, which is derived from the
-idempotency key. So a process killed anywhere in the pipeline ends, after a retry, with exactly
-one stored copy, and the stored copy's key never depends on what a retry says (file name, date).
-"""
+"""The completion pipeline: verify, copy, forward, clean up; and deleting an upload again."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import re
-import unicodedata
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn
 from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from . import keys, sniff, webhook
-from .appkeys import CLOCK, CONFIG, METRICS, STORAGE, UPSTREAM
-from .config import RouteConfig
-from .identity import Identity
-from .logs import request_id_var, valid_request_id
-from .metrics import Metrics
-from .problems import (
+from .. import keys, sniff
+from ..appkeys import CLOCK, CONFIG, METRICS, STORAGE, UPSTREAM
+from ..config import RouteConfig
+from ..identity import Identity
+from ..metrics import Metrics
+from ..problems import (
     BadRequest,
     Forbidden,
     GatewayError,
     NotFound,
-    PayloadTooLarge,
     PolicyRefused,
     StorageUnavailable,
-    UnsupportedMediaType,
     UpstreamUnavailable,
 )
-from .rules import check_key, content_type_allowed
-from .storage import StoredObject
-from .upstream import UpstreamAnswer
+from ..rules import check_key
+from ..storage import StoredObject
+from .checks import check_upload, same_etag
+from .forward import Notifier, json_or_none, object_json
+from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
+from .naming import idempotency_key, render_storage_key, safe_filename, stable_prefix, storage_uuid
 
-log = logging.getLogger(__name__)
+# The package's name, so log lines name the logger they always named.
+log = logging.getLogger("gateway.completion")
 
 ID_PURPOSE = "upload-gateway/idempotency/v1"
 # User metadata on the stored copy, by which a retry or a delete recognises it (S3 keeps
@@ -61,217 +40,7 @@ ID_PURPOSE = "upload-gateway/idempotency/v1"
 META_ID = "gateway-id"
 META_SOURCE = "gateway-source-key"
 META_FILENAME = "gateway-filename"
-
-# Placeholders whose value could differ between retries: they may only follow {uuid}, so the
-# key up to {uuid} is known on every retry and a listing under it finds the stored copy.
-_UNSTABLE = ("{filename}", "{ext}", "{date}")
-_MAX_FILENAME_BYTES = 200
 _MAX_METADATA_BYTES = 2048  # S3's limit on user metadata, names and values in UTF-8
-# Characters AWS's object key guidelines list as ones to avoid, plus both path separators.
-_KEY_UNSAFE = frozenset('\\/{}^%`[]"<>~#|')
-_EXT_RE = re.compile(r"[a-z0-9]{1,10}")
-_GENERIC_TYPES = frozenset({"binary/octet-stream", "application/octet-stream"})
-_FORWARDED = {"cookie": "Cookie", "authorization": "Authorization", "x-request-id": "X-Request-ID"}
-
-
-class CompletionStorage(Protocol):
-    """The part of ``storage.Storage`` the completion uses."""
-
-    @property
-    def uploads_bucket(self) -> str: ...
-
-    @property
-    def storage_bucket(self) -> str: ...
-
-    async def head(self, bucket: str, key: str) -> StoredObject | None: ...
-
-    async def read_prefix(self, bucket: str, key: str, n: int) -> bytes: ...
-
-    async def list_keys(self, bucket: str, prefix: str, limit: int = ...) -> list[str]: ...
-
-    async def copy_to_storage(
-        self,
-        src_key: str,
-        dst_key: str,
-        *,
-        source_etag: str | None = ...,
-        content_type: str | None = ...,
-        metadata: Mapping[str, str] | None = ...,
-    ) -> StoredObject: ...
-
-    async def delete(self, bucket: str, key: str) -> None: ...
-
-
-class CompletionUpstream(Protocol):
-    """The part of ``upstream.Upstream`` the completion uses."""
-
-    async def call(
-        self,
-        method: str,
-        raw_path: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> UpstreamAnswer: ...
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    """What a protocol adapter learnt from its client about one finished upload.
-
-    ``forward_headers`` may carry Cookie, Authorization and X-Request-ID; nothing else is sent.
-    """
-
-    route: RouteConfig
-    identity: Identity
-    key: str
-    filename: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    declared_size: int | None = None
-    declared_content_type: str | None = None
-    etag: str | None = None
-    forward_headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CompletionResult:
-    """The upstream's status and JSON body (None when it sent none), and the stored copy."""
-
-    status: int
-    body: Any
-    stored: StoredObject | None
-    idempotency_key: str
-
-
-def idempotency_key(
-    id_key: bytes, route: str, user: str, upload_key: str, event: str = "completed"
-) -> str:
-    """32 hex chars naming one event of one upload of one user on one route, on every retry."""
-    message = json.dumps([event, route, user, upload_key], ensure_ascii=True).encode()
-    return hmac.new(id_key, message, hashlib.sha256).hexdigest()[:32]
-
-
-def storage_uuid(id_key: bytes, idempotency: str) -> str:
-    """The ``{uuid}`` of an upload's storage key: derived, so a retry names the same copy."""
-    digest = hmac.new(id_key, b"storage-uuid\n" + idempotency.encode(), hashlib.sha256).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
-
-
-def safe_filename(name: str) -> str:
-    """The client's file name fit for an object key: its base name, printable, at most 200 bytes."""
-    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(
-        "_" if char in _KEY_UNSAFE else char
-        for char in base
-        if not unicodedata.category(char).startswith(("C", "Z")) or char == " "
-    ).strip(" .")
-    if not cleaned or cleaned in (".", ".."):
-        return "file"
-    stem, dot, ext = cleaned.rpartition(".")
-    if not dot or len(ext.encode()) > 16:
-        stem, ext = cleaned, ""
-    suffix = "." + ext if ext else ""
-    room = _MAX_FILENAME_BYTES - len(suffix.encode())
-    stem = stem.encode()[:room].decode("utf-8", errors="ignore").rstrip(" .")
-    return (stem or "file") + suffix
-
-
-def extension(name: str) -> str:
-    """``.jpg`` from ``Cat.JPG``: a short alphanumeric extension with its dot, or nothing."""
-    _, dot, ext = safe_filename(name).rpartition(".")
-    ext = ext.lower()
-    return "." + ext if dot and _EXT_RE.fullmatch(ext) else ""
-
-
-def stable_prefix(template: str, *, route: str, user_hash: str, uuid_text: str) -> str:
-    """The storage key up to and including ``{uuid}``: known on every retry, unique per upload."""
-    head = template.partition("{uuid}")[0]
-    if "{uuid}" not in template or any(p in head for p in _UNSTABLE):
-        raise ValueError(
-            "storage_key must contain {uuid} before {filename}, {ext} and {date}: "
-            "the gateway finds a stored copy again by the key up to its {uuid}"
-        )
-    return head.replace("{route}", route).replace("{user_hash}", user_hash) + uuid_text
-
-
-def render_storage_key(
-    template: str,
-    *,
-    route: str,
-    user_hash: str,
-    uuid_text: str,
-    filename: str,
-    now: datetime,
-) -> str:
-    """The stored copy's key: placeholders replaced literally (never ``str.format``)."""
-    prefix = stable_prefix(template, route=route, user_hash=user_hash, uuid_text=uuid_text)
-    tail = template.partition("{uuid}")[2]
-    values = {
-        "{route}": route,
-        "{user_hash}": user_hash,
-        "{uuid}": uuid_text,
-        "{filename}": safe_filename(filename),
-        "{ext}": extension(filename),
-        "{date}": now.strftime("%Y-%m-%d"),
-    }
-    return prefix + re.sub(r"{[a-z_]+}", lambda m: values.get(m[0], m[0]), tail)
-
-
-def _same_etag(a: str, b: str) -> bool:
-    def norm(etag: str) -> str:
-        return etag.strip().removeprefix("W/").strip('"').lower()
-
-    return norm(a) == norm(b)
-
-
-def _object_json(stored: StoredObject) -> dict[str, Any]:
-    return {
-        "bucket": stored.bucket,
-        "key": stored.key,
-        "size": stored.size,
-        "etag": stored.etag,
-        "content_type": stored.content_type,
-    }
-
-
-def check_upload(req: CompletionRequest, upload: StoredObject, sniffed: str | None) -> str:
-    """The content type to store the upload with, once it passes the route's rules (else raise).
-
-    ``sniffed`` is what its first bytes show. When the browser declared no type (S3 then says
-    ``binary/octet-stream``), a sniffed type stands in for it, so the copy is served as what it is.
-    """
-    route = req.route
-    if upload.size > route.max_size:
-        raise PayloadTooLarge(
-            f"the file is {upload.size} bytes; this route accepts at most {route.max_size}",
-            reason="too-large",
-        )
-    if req.declared_size is not None and req.declared_size != upload.size:
-        raise BadRequest(
-            f"the object is {upload.size} bytes, not the {req.declared_size} declared",
-            reason="size-mismatch",
-        )
-    stored_type = upload.content_type or "binary/octet-stream"
-    if _essence(stored_type) in _GENERIC_TYPES:
-        # S3's binary/octet-stream means "no type given"; IANA's name for unknown bytes is
-        # application/octet-stream, which is what a route lists to accept them.
-        stored_type = sniffed or "application/octet-stream"
-    if sniffed is not None and not any(
-        content_type_allowed(name, route.content_types)
-        for name in sniff.acceptable_names(sniffed, stored_type)
-    ):
-        raise UnsupportedMediaType(
-            f"the file's content is {sniffed}, which this route does not accept",
-            reason="sniffed-type-not-allowed",
-        )
-    for declared in (stored_type, req.declared_content_type):
-        if declared is not None and not content_type_allowed(declared, route.content_types):
-            raise UnsupportedMediaType(
-                "this route does not accept the file's content type",
-                reason="content-type-not-allowed",
-            )
-    return stored_type
 
 
 class Completion:
@@ -290,10 +59,8 @@ class Completion:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._storage = storage
-        self._upstream = upstream
-        self._secret = webhook_secret
+        self._notifier = Notifier(upstream, secret=webhook_secret, timeout=webhook_timeout)
         self._id_key = id_key
-        self._timeout = webhook_timeout
         self._metrics = metrics
         self._sniff_bytes = sniff_bytes
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -365,7 +132,7 @@ class Completion:
 
     async def _verify(self, req: CompletionRequest, upload: StoredObject) -> str:
         """Check the upload against the route, removing it if it breaks a rule; its stored type."""
-        if req.etag and upload.etag and not _same_etag(req.etag, upload.etag):
+        if req.etag and upload.etag and not same_etag(req.etag, upload.etag):
             # Not removed: the object was replaced since the client sent it (the same user wrote
             # the same key again), and a completion naming the new ETag may still come.
             raise BadRequest("the object changed since it was uploaded", reason="etag-mismatch")
@@ -440,10 +207,12 @@ class Completion:
             # The first attempt's name: a retry may know it less well (SPEC: same id, same file).
             "filename": unquote(name) if name else safe_filename(req.filename),
             "params": dict(req.params),
-            "object": _object_json(stored),
+            "object": object_json(stored),
         }
-        answer = await self._send(route, req.identity, upload_id, message, req.forward_headers)
-        body = _json_or_none(answer.body)
+        answer = await self._notifier.send(
+            route, req.identity, upload_id, message, req.forward_headers
+        )
+        body = json_or_none(answer.body)
         extra = {"route": route.name, "upstream_status": answer.status}
         if 200 <= answer.status < 300:
             log.info("completion_forwarded", extra={**extra, "outcome": "stored"})
@@ -459,38 +228,6 @@ class Completion:
             f"the application answered {answer.status}; the upload is kept for a retry",
             reason="upstream-failed",
         )
-
-    async def _send(
-        self,
-        route: RouteConfig,
-        identity: Identity,
-        idempotency: str,
-        message: Mapping[str, Any],
-        forward_headers: Mapping[str, str],
-    ) -> UpstreamAnswer:
-        """POST a signed message to the route's forward path, with the client's credentials."""
-        body = json.dumps(message, separators=(",", ":")).encode()
-        headers = {
-            _FORWARDED[name.lower()]: value
-            for name, value in forward_headers.items()
-            if name.lower() in _FORWARDED
-        }
-        headers["X-Request-ID"] = valid_request_id(
-            headers.get("X-Request-ID") or request_id_var.get()
-        )
-        headers["Content-Type"] = "application/json"
-        headers["X-Upload-User"] = identity.user
-        headers["Idempotency-Key"] = idempotency
-        headers[webhook.HEADER] = webhook.sign(self._secret, body)
-        try:
-            return await self._upstream.call(
-                "POST", route.forward, headers=headers, body=body, timeout=self._timeout
-            )
-        except GatewayError as exc:
-            log.warning(
-                "completion_upstream_failed", extra={"route": route.name, "reason": exc.reason}
-            )
-            raise
 
     # ------------------------------------------------------------------ lookups and deletion
 
@@ -542,14 +279,14 @@ class Completion:
             "route": route.name,
             "user": identity.user,
             "filename": unquote(name) if name else None,
-            "object": _object_json(stored),
+            "object": object_json(stored),
         }
         # Its own Idempotency-Key: an app that records completions by key must not take the
         # deletion for a repeat of the completion.
         idempotency = idempotency_key(
             self._id_key, route.name, identity.user, upload_key, "deleted"
         )
-        answer = await self._send(route, identity, idempotency, message, forward_headers)
+        answer = await self._notifier.send(route, identity, idempotency, message, forward_headers)
         log.info("upload_deleted", extra={"route": route.name, "upstream_status": answer.status})
         if 200 <= answer.status < 300 or answer.status == 404:
             # 404: the app never recorded it (its completion failed), so nothing refers to it.
@@ -583,14 +320,3 @@ def _copy_metadata(uploaded: Mapping[str, str], ours: Mapping[str, str]) -> dict
     merged.update(ours)
     size = sum(len(k.encode()) + len(v.encode()) for k, v in merged.items())
     return merged if size <= _MAX_METADATA_BYTES else dict(ours)
-
-
-def _essence(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None

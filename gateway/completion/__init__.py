@@ -1,0 +1,49 @@
+"""The completion pipeline every protocol shares: verify, copy, forward, clean up (SPEC.md).
+
+1. The object must be in the uploads bucket under the user's prefix, within ``max_size``, with
+   a declared and a sniffed content type the route allows. An object that breaks a rule can
+   never complete, so it is removed at once rather than left for the lifecycle rule.
+2. It is copied into the storage bucket and the copy checked; only then is the original removed.
+3. The upstream gets a signed ``upload.completed`` message, with an ``Idempotency-Key`` that is
+   the same for every retry of the same upload.
+4. A 2xx is relayed; a 4xx is relayed and the stored copy removed; a failure (5xx, timeout,
+   unreachable) is a 502/504 and leaves everything where it is.
+
+No state is kept besides S3: a retry recognises its own earlier work from the stored copy's
+metadata, found by listing the storage key up to its ``{uuid}``, which is derived from the
+idempotency key. So a process killed anywhere in the pipeline ends, after a retry, with exactly
+one stored copy, and the stored copy's key never depends on what a retry says (file name, date).
+"""
+
+from __future__ import annotations
+
+from .checks import check_upload
+from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
+from .naming import (
+    extension,
+    idempotency_key,
+    render_storage_key,
+    safe_filename,
+    stable_prefix,
+    storage_uuid,
+)
+from .pipeline import ID_PURPOSE, META_FILENAME, META_ID, META_SOURCE, Completion
+
+__all__ = [
+    "ID_PURPOSE",
+    "META_FILENAME",
+    "META_ID",
+    "META_SOURCE",
+    "Completion",
+    "CompletionRequest",
+    "CompletionResult",
+    "CompletionStorage",
+    "CompletionUpstream",
+    "check_upload",
+    "extension",
+    "idempotency_key",
+    "render_storage_key",
+    "safe_filename",
+    "stable_prefix",
+    "storage_uuid",
+]

@@ -1,0 +1,50 @@
+"""The YAML config: pydantic models, ``${VAR}`` interpolation, sizes, errors with YAML paths.
+
+``load(path, environ)`` is the only place that reads the environment; everything after it gets a
+frozen, typed ``Config``. Interpolation runs on the parsed tree, inside string scalars only, so a
+variable's value can never change the shape of the document.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError, ConfigProblem
+from .fields import CookieName, HeaderName
+from .interpolation import interpolate
+from .loading import load, parse
+from .models import (
+    AuthRequestConfig,
+    Config,
+    IdentityConfig,
+    LimitsConfig,
+    ListenConfig,
+    RouteConfig,
+    S3Config,
+    SessionConfig,
+    UpstreamConfig,
+    WebhookConfig,
+)
+from .sizes import GiB, MiB, Size, parse_size
+
+__all__ = [
+    "AuthRequestConfig",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "CookieName",
+    "GiB",
+    "HeaderName",
+    "IdentityConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "MiB",
+    "RouteConfig",
+    "S3Config",
+    "SessionConfig",
+    "Size",
+    "UpstreamConfig",
+    "WebhookConfig",
+    "interpolate",
+    "load",
+    "parse",
+    "parse_size",
+]

@@ -1,0 +1,31 @@
+"""Object keys: under the user's prefix, a plain path of bounded length."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from .context import refuse
+
+
+def _bad_key_char(char: str) -> bool:
+    # Control characters, surrogates (not encodable) and line separators break logs and
+    # headers; a backslash becomes a path separator on the Windows side of some consumers.
+    return char == "\\" or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp")
+
+
+def check_key(key: str, prefix: str, *, max_bytes: int = 1024) -> None:
+    """Refuse an object key outside ``prefix`` (which ends with ``/``) or not a plain path."""
+    if not prefix.endswith("/"):
+        raise ValueError("a key prefix must end with '/'")
+    if any(_bad_key_char(char) for char in key):
+        refuse("key-bad-character", "The key contains a control character or a backslash.")
+    if len(key.encode("utf-8")) > max_bytes:
+        refuse("key-too-long", f"The key is longer than {max_bytes} bytes.")
+    # The prefix ends with "/", so user "admin" can never write under "admin2/".
+    if not key.startswith(prefix):
+        refuse("key-outside-prefix", "The key is outside this user's prefix.")
+    for segment in key[len(prefix) :].split("/"):
+        if segment == "":
+            refuse("key-empty-segment", "The key has an empty path segment.")
+        if segment in (".", ".."):
+            refuse("key-dot-segment", "The key has a '.' or '..' segment.")
