@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import ops
 from .appkeys import (
@@ -32,7 +33,7 @@ from .appkeys import (
 from .config import Config
 from .guard import guard_middleware
 from .identity import IdentityService
-from .logs import request_id_var, valid_request_id
+from .logs import RequestIds, flush_access_log, request_id_var
 from .metrics import Metrics
 from .problems import GatewayError
 from .proxy import Proxy
@@ -51,16 +52,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def request_id_middleware(ids: RequestIds) -> Middleware:
     """Keep a valid X-Request-ID or make one; it goes upstream, into logs and back out."""
-    request_id = valid_request_id(request.headers.get("X-Request-ID"))
-    request[REQUEST_ID] = request_id
-    token = request_id_var.set(request_id)
-    try:
-        return await handler(request)
-    finally:
-        request_id_var.reset(token)
+
+    @web.middleware
+    async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = ids(request.headers.get("X-Request-ID"))
+        request[REQUEST_ID] = request_id
+        token = request_id_var.set(request_id)
+        try:
+            return await handler(request)
+        finally:
+            request_id_var.reset(token)
+
+    return request_id
 
 
 @web.middleware
@@ -85,7 +90,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             GatewayError("the gateway failed; the request id names it in the logs"),
             request.get(PROBLEM_FIELDS),
         )
-    metrics.requests.labels(request.get(ROUTE_NAME, "proxy"), str(response.status)).inc()
+    metrics.count_request(request.get(ROUTE_NAME, "proxy"), response.status)
     return response
 
 
@@ -117,6 +122,11 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     await request.app[IDENTITY].on_prepare(request, response)
 
 
+async def _flush_logs(app: web.Application) -> None:
+    """Write the batched access lines: a ``--workers`` child exits without running atexit."""
+    flush_access_log()
+
+
 def _adapter(protocol: str) -> Callable[[web.Application, Any], None]:
     """The ``add_routes`` of a protocol's adapter module (imported only when a route uses it)."""
     module = importlib.import_module(f"gateway.protocols.{protocol}")
@@ -132,7 +142,11 @@ def create_app(
     ``metrics``: where it counts; ``serve --workers`` passes one shared by its workers.
     """
     app = web.Application(
-        middlewares=[request_id_middleware, problem_middleware, guard_middleware(config.limits)]
+        middlewares=[
+            request_id_middleware(RequestIds()),
+            problem_middleware,
+            guard_middleware(config.limits),
+        ]
     )
     app[CONFIG] = config
     app[CLOCK] = clock or utc_now
@@ -142,6 +156,7 @@ def create_app(
     app[TOKENS] = TokenSealer([k.get_secret_value() for k in config.session.keys])
     app.cleanup_ctx.append(_clients)
     app.on_response_prepare.append(_on_prepare)
+    app.on_cleanup.append(_flush_logs)
 
     ops.add_routes(app, config.ops_prefix)
     for route in config.routes:
@@ -157,9 +172,9 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
-        app[UPSTREAM] = await stack.enter_async_context(
-            Upstream.open(config.upstream, trace_configs=[app[METRICS].trace_config()])
-        )
+        # No aiohttp TraceConfig: it makes a Trace and fires every client signal per request
+        # (bench/PROFILE.md, ~10 % of a proxied request's CPU); the proxy times its own calls.
+        app[UPSTREAM] = await stack.enter_async_context(Upstream.open(config.upstream))
         client = await stack.enter_async_context(open_s3_client(config.s3))
         app[STORAGE] = Storage(
             client,

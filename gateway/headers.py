@@ -33,6 +33,11 @@ FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Peers remembered per TrustedNetworks; past this many distinct peers (a gateway facing clients
+# directly sees one per client) the memo starts over, so it stays bounded.
+_MEMO_PEERS = 1024
+
+
 def normalise(name: str) -> str:
     """Compare header names as upstream frameworks may read them: X_Upload_User is X-Upload-User.
 
@@ -40,6 +45,11 @@ def normalise(name: str) -> str:
     name lets a client smuggle an identity header through (oauth2-proxy's CVE-2025-64484).
     """
     return name.lower().replace("_", "-")
+
+
+def _normalised_lower(lower: str) -> str:
+    """``normalise`` of an already lower-cased name; most names have no ``_`` to replace."""
+    return lower.replace("_", "-") if "_" in lower else lower
 
 
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
@@ -50,10 +60,6 @@ def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[
     return tokens
 
 
-def _is_hop_by_hop(lower: str, named: set[str]) -> bool:
-    return lower in HOP_BY_HOP or lower in named or lower.startswith("proxy-")
-
-
 def request_headers(
     incoming: CIMultiDictProxy[str],
     *,
@@ -62,16 +68,19 @@ def request_headers(
 ) -> CIMultiDict[str]:
     """Headers to send upstream: no hop-by-hop, no Host, no gateway-only or forwarded headers."""
     named = connection_tokens(incoming)
-    spoofable = GATEWAY_ONLY | {normalise(n) for n in extra_spoofable}
+    spoofable = GATEWAY_ONLY.union(map(normalise, extra_spoofable))
     strip = {n.lower() for n in strip_names}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
-        normalised = normalise(name)
+        normalised = _normalised_lower(lower)
         # Forwarded names are compared normalised too: X_Forwarded_For reaches a WSGI/PHP app as
         # HTTP_X_FORWARDED_FOR, the same variable as the gateway's own header.
+        # Hop-by-hop: the fixed set, what Connection names, and every Proxy-* header.
         if (
-            _is_hop_by_hop(lower, named)
+            lower in HOP_BY_HOP
+            or lower in named
+            or lower.startswith("proxy-")
             or lower == "host"
             or lower in strip
             or normalised in FORWARDED
@@ -87,24 +96,61 @@ def response_headers(
 ) -> CIMultiDict[str]:
     """Headers to send back to the client: every Set-Cookie kept, hop-by-hop dropped."""
     named = connection_tokens(incoming)
-    strip = {normalise(n) for n in strip_names}
-    out: CIMultiDict[str] = CIMultiDict()
+    strip = frozenset(map(normalise, strip_names))
+    kept: list[tuple[str, str]] = []
     for name, value in incoming.items():
         lower = name.lower()
-        if _is_hop_by_hop(lower, named) or normalise(name) in strip:
+        if (
+            lower in HOP_BY_HOP
+            or lower in named
+            or lower.startswith("proxy-")
+            or (strip and _normalised_lower(lower) in strip)
+        ):
             continue
-        out.add(name, value)
-    return out
+        kept.append((name, value))
+    return CIMultiDict(kept)
 
 
-def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+class TrustedNetworks(tuple[Network, ...]):
+    """The ``trusted_proxies`` networks, remembering the answer for each peer already tested.
+
+    A tuple, so it is any ``Sequence[Network]``; the peers of a gateway are few (its load
+    balancers), and parsing and testing the address on every request is needless work.
+    """
+
+    _memo: dict[str, bool]
+
+    def __new__(cls, networks: Iterable[Network]) -> TrustedNetworks:
+        self = super().__new__(cls, networks)
+        self._memo = {}
+        return self
+
+    def trusts(self, peer: str) -> bool:
+        """``is_trusted`` for this set, remembered per peer string."""
+        known = self._memo.get(peer)
+        if known is None:
+            known = _trusted(peer, self)
+            if len(self._memo) >= _MEMO_PEERS:
+                self._memo.clear()
+            self._memo[peer] = known
+        return known
+
+
+def parse_networks(cidrs: Sequence[str]) -> TrustedNetworks:
+    """The ``trusted_proxies`` CIDRs, parsed once (hosts bits allowed, as nginx does)."""
+    return TrustedNetworks(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 def is_trusted(peer: str | None, networks: Sequence[Network]) -> bool:
     """Whether the direct peer is one of ``trusted_proxies``."""
     if not peer or not networks:
         return False
+    if isinstance(networks, TrustedNetworks):
+        return networks.trusts(peer)
+    return _trusted(peer, networks)
+
+
+def _trusted(peer: str, networks: Sequence[Network]) -> bool:
     try:
         address = ipaddress.ip_address(peer.split("%", 1)[0])
     except ValueError:

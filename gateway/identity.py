@@ -8,11 +8,14 @@ streamed.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote
@@ -25,7 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from . import headers as hdr
 from .appkeys import CLOCK, REQUEST_ID, SESSION, UPSTREAM, USER
 from .config import Config
-from .keys import user_hash
+from .keys import hash_user, user_hash_key
 from .problems import NotAuthenticated, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,24 @@ class SessionData(Session):
 
 
 _MAX_USER_LENGTH = 256
+
+# Decrypted session cookies kept (a Fernet token is authenticated, so the same token is the same
+# session): about one per active browser; a few MiB at most.
+SESSION_CACHE_SIZE = 4096
+IDENTITY_CACHE_SIZE = 4096
+
+# cryptography's Fernet refuses tokens stamped more than this far in the future (its
+# _MAX_CLOCK_SKEW); the cached path applies the same rule.
+_MAX_CLOCK_SKEW = 60
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """An authentic session token's content: its data, when it was made, and under which key."""
+
+    data: dict[str, Any]
+    issued: int
+    rotated: bool
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,10 @@ class RotatingCookieStorage(AbstractStorage):
         secure: bool,
         samesite: str,
         max_age: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock``: seconds since the epoch, what token ages are measured against (Fernet's own
+        clock by default; tests move it)."""
         super().__init__(
             cookie_name=cookie_name,
             max_age=max_age,
@@ -81,28 +105,55 @@ class RotatingCookieStorage(AbstractStorage):
         fernets = [Fernet(k.encode()) for k in keys]
         self._primary = fernets[0]
         self._fernet = MultiFernet(fernets)
+        self._clock = clock
+        # Decrypting is an HMAC, an AES pass and a json.loads per request; only authentic tokens
+        # are cached (a refused one raises, and lru_cache keeps no exceptions), and the age is
+        # checked against the clock on every use, cached or not.
+        self._decode = functools.lru_cache(maxsize=SESSION_CACHE_SIZE)(self._decrypt)
+
+    def cache_info(self) -> functools._CacheInfo:
+        """Hits, misses and size of the decrypted-token cache."""
+        return self._decode.cache_info()
+
+    def _decrypt(self, cookie: str) -> _Decoded:
+        token = cookie.encode()
+        rotated = False
+        try:
+            plain = self._primary.decrypt(token)
+        except InvalidToken:
+            plain = self._fernet.decrypt(token)
+            rotated = True
+        data = json.loads(plain)
+        if not isinstance(data, dict) or not isinstance(data.get("session"), dict):
+            raise ValueError("not a session")
+        # Bytes 1-8 of an (authenticated) Fernet token are its creation time, big-endian.
+        issued = int.from_bytes(base64.urlsafe_b64decode(token[:12])[1:9], "big")
+        return _Decoded(data, issued, rotated)
+
+    def _fresh(self, issued: int) -> bool:
+        """Fernet's ttl rule (max_age) and its clock-skew rule, against this storage's clock."""
+        now = int(self._clock())
+        if self.max_age is not None and issued + self.max_age < now:
+            return False
+        return now + _MAX_CLOCK_SKEW >= issued
 
     async def load_session(self, request: web.Request) -> SessionData:
         cookie = self.load_cookie(request)
         if cookie is None:
             return SessionData(None, data=None, new=True, max_age=self.max_age)
-        token = cookie.encode()
-        rotated = False
         try:
-            try:
-                plain = self._primary.decrypt(token, ttl=self.max_age)
-            except InvalidToken:
-                plain = self._fernet.decrypt(token, ttl=self.max_age)
-                rotated = True
-            data = json.loads(plain)
-            if not isinstance(data, dict) or not isinstance(data.get("session"), dict):
-                raise ValueError("not a session")
+            decoded = self._decode(cookie)
+            if not self._fresh(decoded.issued):
+                raise InvalidToken
         except (InvalidToken, ValueError):
             # A tampered, expired or foreign cookie is no session, never an error page.
             log.info("session_cookie_rejected", extra={"request_id": request.get(REQUEST_ID)})
             return SessionData(None, data=None, new=True, max_age=self.max_age)
-        session = SessionData(None, data=cast(StoredSession, data), new=False, max_age=self.max_age)
-        if rotated:
+        # Session copies the stored mapping, so the cached data is never changed through it.
+        session = SessionData(
+            None, data=cast(StoredSession, decoded.data), new=False, max_age=self.max_age
+        )
+        if decoded.rotated:
             # Made under a retiring key: re-encrypted under the first key on this response, so
             # the old key can be dropped once every active user has been seen once.
             session.changed()
@@ -126,7 +177,11 @@ class IdentityService:
         self._config = config
         self._identity = config.identity
         keys = [k.get_secret_value() for k in config.session.keys]
-        self._hash_key = keys[0]
+        self._hash_key = user_hash_key(keys[0])
+        self._login = config.identity.login_header
+        self._logout = config.identity.logout_header
+        self._spoofed = frozenset({hdr.normalise(self._login), hdr.normalise(self._logout)})
+        self._identities = functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)(self._new_identity)
         self.storage = RotatingCookieStorage(
             keys,
             cookie_name=config.session.cookie_name,
@@ -137,7 +192,10 @@ class IdentityService:
 
     def identity_for(self, user: str) -> Identity:
         """The Identity of a user name: hash and key prefix derived from the first session key."""
-        digest = user_hash(self._hash_key, user)
+        return self._identities(user)
+
+    def _new_identity(self, user: str) -> Identity:
+        digest = hash_user(self._hash_key, user)
         return Identity(user, digest, self._identity.key_prefix.replace("{user_hash}", digest))
 
     async def session(self, request: web.Request) -> SessionData:
@@ -244,48 +302,60 @@ class IdentityService:
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Apply login/logout headers from the upstream, save the session, set the prefix."""
-        login_values = response.headers.popall(self._identity.login_header, [])
-        logout_values = response.headers.popall(self._identity.logout_header, [])
+        headers = response.headers
+        login = self._login in headers
+        logout = self._logout in headers
         # Same names written with _ instead of - must not leak to the client either.
-        for name in list(response.headers.keys()):
-            normalised = hdr.normalise(name)
-            if normalised in (
-                hdr.normalise(self._identity.login_header),
-                hdr.normalise(self._identity.logout_header),
-            ):
-                response.headers.popall(name, None)
+        for name in [n for n in headers if "_" in n and hdr.normalise(n) in self._spoofed]:
+            headers.popall(name, None)
         session = request.get(SESSION)
-        now = request.app[CLOCK]().timestamp()
+        if session is None and not login and not logout:
+            # The common proxied answer: no session was loaded and nothing to learn from it.
+            return
+        login_values = headers.popall(self._login, []) if login else []
+        logout_values = headers.popall(self._logout, []) if logout else []
         # aiohttp (3.14) turns response.cookies into headers before it runs on_response_prepare,
         # so cookies set on ``response`` here would be dropped: they are collected on a scratch
-        # response (aiohttp's own formatting) and added as Set-Cookie headers, once each.
-        jar = web.StreamResponse()
+        # response (aiohttp's own formatting), made only when a cookie is set, and added as
+        # Set-Cookie headers, once each.
+        jar: web.StreamResponse | None = None
         if logout_values:
             session = await self.session(request)
             session.invalidate()
+            jar = web.StreamResponse()
             self._clear_prefix(jar)
         elif login_values:
             user = _valid_user(login_values[-1])
             if user is not None:
                 session = await self.session(request)
+                now = request.app[CLOCK]().timestamp()
                 self._remember(session, user, via="login", request=request, now=now)
         if session is not None:
             if session.modified:
+                jar = jar or web.StreamResponse()
                 await self.storage.save_session(request, jar, session)
             user = session.get("user") if not session.empty else None
             if isinstance(user, str) and user:
-                self._set_prefix(request, jar, self.identity_for(user))
-        for morsel in jar.cookies.values():
-            response.headers.add(hdrs.SET_COOKIE, morsel.OutputString())
+                known = request.get(USER)
+                identity = known if known is not None and known.user == user else None
+                value = self._prefix_value(request, identity or self.identity_for(user))
+                if value is not None:
+                    jar = jar or web.StreamResponse()
+                    self._set_prefix(jar, value)
+        if jar is not None:
+            for morsel in jar.cookies.values():
+                headers.add(hdrs.SET_COOKIE, morsel.OutputString())
 
-    def _set_prefix(
-        self, request: web.Request, response: web.StreamResponse, identity: Identity
-    ) -> None:
+    def _prefix_value(self, request: web.Request, identity: Identity) -> str | None:
+        """The prefix cookie's value to set, or None when the browser already holds it."""
         # Percent-encoded so the cookie value carries no quotes (Python quotes values with "/");
         # the page reads it with decodeURIComponent.
         value = quote(identity.key_prefix, safe="")
         if request.cookies.get(self._identity.prefix_cookie) == value:
-            return
+            return None
+        return value
+
+    def _set_prefix(self, response: web.StreamResponse, value: str) -> None:
         response.set_cookie(
             self._identity.prefix_cookie,
             value,

@@ -45,10 +45,19 @@ def derive(key: str, purpose: str, length: int = 32) -> bytes:
     return hkdf.derive(_key_bytes(key))
 
 
-def user_hash(session_key: str, user: str) -> str:
+def user_hash_key(session_key: str) -> bytes:
+    """The HMAC key of user hashes; derive it once and pass it to ``hash_user``."""
+    return derive(session_key, USER_HASH_PURPOSE)
+
+
+def hash_user(hash_key: bytes, user: str) -> str:
     """16 hex chars naming ``user`` in object keys, without revealing the name."""
-    digest = hmac.new(derive(session_key, USER_HASH_PURPOSE), user.encode(), hashlib.sha256)
-    return digest.hexdigest()[:16]
+    return hmac.new(hash_key, user.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def user_hash(session_key: str, user: str) -> str:
+    """``hash_user`` under the key derived from ``session_key`` (derives it on every call)."""
+    return hash_user(user_hash_key(session_key), user)
 
 
 def fernet_for(keys: Sequence[str], purpose: str) -> MultiFernet:

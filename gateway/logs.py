@@ -1,18 +1,28 @@
-"""JSON log lines: one object a line, allow-listed fields, the request id from a contextvar."""
+"""JSON log lines: one object a line, allow-listed fields, the request id from a contextvar.
+
+Access lines skip stdlib logging's per-record machinery (a LogRecord, a stack walk, a locked
+write and flush per line): they are built as a dict, dumped once and written in batches by an
+``AccessLogBuffer``. Warnings and errors keep going through stdlib logging.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
+import select
 import sys
 import time
-import uuid
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
+
+from .appkeys import IDENTITY, REQUEST_ID, ROUTE_NAME, SESSION, USER
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -39,14 +49,39 @@ ALLOWED_FIELDS = frozenset(
     }
 )
 
+ACCESS_LOGGER = "aiohttp.access"
+
+# A write of at most PIPE_BUF bytes to a pipe is atomic (POSIX): with ``serve --workers N``
+# every worker writes to one stderr pipe, so a batch goes out in whole-line pieces this size.
+_ATOMIC_WRITE = getattr(select, "PIPE_BUF", 4096)
+
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def valid_request_id(value: str | None) -> str:
-    """The client's X-Request-ID when it is a sane token, else a fresh one."""
+    """The client's X-Request-ID when it is a sane token, else a fresh random one."""
     if value and _REQUEST_ID_RE.match(value):
         return value
-    return uuid.uuid4().hex
+    # 128 random bits, as uuid4().hex gave, without building a UUID object per request.
+    return os.urandom(16).hex()
+
+
+class RequestIds:
+    """``valid_request_id`` for the request path: fresh ids are a random prefix and a counter.
+
+    One per app (so per worker process): the 64-bit random prefix keeps ids of workers and
+    restarts apart, and the counter spares a getrandom call on every request.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def __call__(self, value: str | None) -> str:
+        if value and _REQUEST_ID_RE.match(value):
+            return value
+        # 32 hex digits, the shape valid_request_id's ids have.
+        return f"{self._prefix}{next(self._count):016x}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -74,13 +109,131 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure(level: int = logging.INFO) -> None:
-    """Send every gateway log line to stderr as JSON."""
-    handler = logging.StreamHandler(sys.stderr)
+class AccessLogBuffer:
+    """Whole log lines kept in order in memory and written in a few large writes.
+
+    Written when ``limit`` bytes are waiting, ``delay`` seconds after the first waiting line
+    (a timer on the running loop), on ``flush()`` (app cleanup, logging shutdown), or at once
+    when no event loop runs.
+    """
+
+    def __init__(self, stream: TextIO, *, limit: int = 64 * 1024, delay: float = 0.1) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.delay = delay
+        self._lines: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._second = -1
+        self._second_text = ""
+
+    def timestamp(self, now: float) -> str:
+        """``now`` as the JSON lines' UTC time; the seconds part is formatted once a second."""
+        second = int(now)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(now * 1000) % 1000:03d}Z"
+
+    def append(self, line: str) -> None:
+        """Queue one line (no newline); it is written within ``delay`` seconds."""
+        self._lines.append(line)
+        self._size += len(line) + 1
+        if self._size >= self.limit:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        # A timer left on a loop that has since stopped (tests run many loops) never fires.
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer = loop.call_later(self.delay, self.flush)
+            self._timer_loop = loop
+
+    def flush(self) -> None:
+        """Write every waiting line now, in order, in pieces of whole lines."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_loop = None
+        if not self._lines:
+            return
+        lines = self._lines
+        self._lines = []
+        self._size = 0
+        piece: list[str] = []
+        size = 0
+        for line in lines:
+            if piece and size + len(line) + 1 > _ATOMIC_WRITE:
+                self._write(piece)
+                piece = []
+                size = 0
+            piece.append(line)
+            size += len(line) + 1
+        self._write(piece)
+
+    def _write(self, lines: list[str]) -> None:
+        lines.append("")
+        try:
+            self.stream.write("\n".join(lines))
+            self.stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken stderr must not fail requests (stdlib logging drops the line
+            # too); ValueError is what a closed file raises.
+            return
+
+
+class AccessLogHandler(logging.Handler):
+    """The access logger's handler: holds the buffer AccessLogger writes to directly.
+
+    Records logged the stdlib way (by anything else) go through the same buffer, in order.
+    """
+
+    def __init__(self, buffer: AccessLogBuffer) -> None:
+        super().__init__()
+        self.buffer = buffer
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.buffer.append(self.format(record))
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.buffer.flush()
+
+
+def access_buffer(logger: logging.Logger) -> AccessLogBuffer | None:
+    """The buffer of ``logger``'s AccessLogHandler, if ``configure`` installed one."""
+    for handler in logger.handlers:
+        if isinstance(handler, AccessLogHandler):
+            return handler.buffer
+    return None
+
+
+def flush_access_log() -> None:
+    """Write the access lines still waiting (app cleanup: the process may end without atexit)."""
+    buffer = access_buffer(logging.getLogger(ACCESS_LOGGER))
+    if buffer is not None:
+        buffer.flush()
+
+
+def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send every gateway log line to stderr (or ``stream``) as JSON; access lines batched."""
+    out = stream or sys.stderr
+    handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    access = logging.getLogger(ACCESS_LOGGER)
+    flush_access_log()
+    access.handlers[:] = [AccessLogHandler(AccessLogBuffer(out))]
+    access.propagate = False
 
 
 def _user_hash(request: BaseRequest) -> str | None:
@@ -90,14 +243,14 @@ def _user_hash(request: BaseRequest) -> str | None:
     logout); a plain proxied request leaves the cookie undecrypted, and logging is no reason
     to pay for that on every request.
     """
-    from .appkeys import IDENTITY, SESSION, USER
-
     identity = request.get(USER)
     if identity is not None:
         return str(identity.user_hash)
     session = request.get(SESSION)
+    if session is None or session.empty:
+        return None
     app = getattr(request, "app", None)  # a BaseRequest refused before routing has none
-    if session is None or session.empty or app is None:
+    if app is None:
         return None
     user = session.get("user")
     if not isinstance(user, str) or not user:
@@ -106,25 +259,55 @@ def _user_hash(request: BaseRequest) -> str | None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One JSON line per request; the query string is never logged (presigned URLs live there)."""
+    """One JSON line per request; the query string is never logged (presigned URLs live there).
 
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        from .appkeys import REQUEST_ID, ROUTE_NAME
+    aiohttp makes one per connection; after ``configure`` they all share the access logger's
+    buffer, otherwise (tests, embedding apps) lines go through stdlib logging as records.
+    """
 
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._buffer = access_buffer(logger)
+        self._pid = os.getpid()
+
+    def log(self, request: BaseRequest, response: StreamResponse, elapsed: float) -> None:
         status = response.status
         # Refusals are the gateway doing its job (info); 5xx is the upstream, S3 or a bug.
         level = logging.INFO if status < 500 else logging.WARNING
-        self.logger.log(
-            level,
-            "request",
-            extra={
-                "request_id": request.get(REQUEST_ID),
-                "method": request.method,
-                "path": request.path,
-                "route": request.get(ROUTE_NAME, "proxy"),
-                "status": status,
-                "bytes": response.body_length,
-                "duration_ms": round(time * 1000, 2),
-                "user_hash": _user_hash(request),
-            },
-        )
+        buffer = self._buffer
+        if buffer is None:
+            self.logger.log(level, "request", extra=self._fields(request, response, elapsed))
+            return
+        if not self.logger.isEnabledFor(level):
+            return
+        line: dict[str, Any] = {
+            "time": buffer.timestamp(time.time()),
+            "level": "info" if level == logging.INFO else "warning",
+            "logger": self.logger.name,
+            "event": "request",
+            "request_id": request.get(REQUEST_ID),
+            "pid": self._pid,
+            "method": request.method,
+            "path": request.path.split("?", 1)[0],
+            "route": request.get(ROUTE_NAME, "proxy"),
+            "status": status,
+            "bytes": response.body_length,
+            "duration_ms": round(elapsed * 1000, 2),
+            "user_hash": _user_hash(request),
+        }
+        if line["request_id"] is None:
+            del line["request_id"]  # refused before the middlewares ran: as JsonFormatter does
+        buffer.append(json.dumps(line))
+
+    @staticmethod
+    def _fields(request: BaseRequest, response: StreamResponse, elapsed: float) -> dict[str, Any]:
+        return {
+            "request_id": request.get(REQUEST_ID),
+            "method": request.method,
+            "path": request.path,
+            "route": request.get(ROUTE_NAME, "proxy"),
+            "status": response.status,
+            "bytes": response.body_length,
+            "duration_ms": round(elapsed * 1000, 2),
+            "user_hash": _user_hash(request),
+        }

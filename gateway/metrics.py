@@ -8,15 +8,14 @@ all of them: per-process counters behind one port would jump between workers on 
 from __future__ import annotations
 
 import os
-import time
-from types import SimpleNamespace
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_MAX_CHILDREN = 4096
 
 
 class Metrics:
@@ -51,11 +50,39 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
+        # Labelled children looked up once: ``labels()`` validates and hashes its arguments
+        # under a lock on every call. Routes come from the config and statuses from HTTP, so
+        # these stay small; the cap only guards against an unforeseen label source.
+        self._request_counts: dict[tuple[str, int], Counter] = {}
+        self._signature_counts: dict[tuple[str, str, str], Counter] = {}
+
+    def count_request(self, route: str, status: int) -> None:
+        """One answered request of ``route`` (or "proxy") with ``status``."""
+        child = self._request_counts.get((route, status))
+        if child is None:
+            child = self.requests.labels(route, str(status))
+            if len(self._request_counts) < _MAX_CHILDREN:
+                self._request_counts[route, status] = child
+        child.inc()
+
+    def observe_upstream(self, seconds: float) -> None:
+        """One upstream round trip: request sent to response headers received."""
+        self.upstream_latency.observe(seconds)
+
     def signature_issued(self, route: str) -> None:
-        self.signatures.labels(route, "issued", "").inc()
+        self._signature(route, "issued", "").inc()
 
     def signature_refused(self, route: str, reason: str) -> None:
-        self.signatures.labels(route, "refused", reason).inc()
+        self._signature(route, "refused", reason).inc()
+
+    def _signature(self, route: str, outcome: str, reason: str) -> Counter:
+        key = (route, outcome, reason)
+        child = self._signature_counts.get(key)
+        if child is None:
+            child = self.signatures.labels(route, outcome, reason)
+            if len(self._signature_counts) < _MAX_CHILDREN:
+                self._signature_counts[key] = child
+        return child
 
     def render(self) -> bytes:
         """The text exposition: this app's registry, or every worker's files summed."""
@@ -64,28 +91,6 @@ class Metrics:
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=self.shared_dir)  # type: ignore[no-untyped-call]
         return generate_latest(merged)
-
-    def trace_config(self) -> aiohttp.TraceConfig:
-        """Measures upstream latency from aiohttp's client signals, outside the proxy's code."""
-        trace = aiohttp.TraceConfig()
-
-        async def on_start(
-            session: aiohttp.ClientSession,
-            context: SimpleNamespace,
-            params: aiohttp.TraceRequestStartParams,
-        ) -> None:
-            context.started = time.perf_counter()
-
-        async def on_end(
-            session: aiohttp.ClientSession,
-            context: SimpleNamespace,
-            params: aiohttp.TraceRequestEndParams,
-        ) -> None:
-            self.upstream_latency.observe(time.perf_counter() - context.started)
-
-        trace.on_request_start.append(on_start)
-        trace.on_request_end.append(on_end)
-        return trace
 
 
 def share_between_workers(directory: str) -> None:

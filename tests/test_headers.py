@@ -153,6 +153,23 @@ def test_is_trusted_by_cidr() -> None:
     assert not hdr.is_trusted("10.1.2.3", ())
 
 
+def test_is_trusted_memo_gives_the_same_answers_and_stays_bounded() -> None:
+    """The per-peer memo of parse_networks' result answers as a fresh test would, every time,
+    and does not grow without bound when every client is a direct peer."""
+    nets = hdr.parse_networks(["10.0.0.0/8", "fd00::/8"])
+    for _ in range(2):
+        assert hdr.is_trusted("10.9.8.7", nets)
+        assert not hdr.is_trusted("11.9.8.7", nets)
+        assert hdr.is_trusted("fd00::1%eth0", nets)
+        assert not hdr.is_trusted("garbage", nets)
+    for n in range(3000):
+        peer = f"192.0.{n // 256}.{n % 256}"
+        assert not hdr.is_trusted(peer, nets)
+    assert len(nets._memo) <= 1024
+    assert hdr.is_trusted("10.9.8.7", nets)
+    assert not hdr.is_trusted("11.9.8.7", nets)
+
+
 def test_is_trusted_ignores_ipv6_zone() -> None:
     """A link-local peer with a zone id (fe80::1%eth0) is compared by its address."""
     nets = (ipaddress.ip_network("fe80::/10"),)

@@ -26,6 +26,7 @@ from multidict import CIMultiDict
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.identity import IdentityService, RotatingCookieStorage
 from gateway.keys import user_hash
 from gateway.logs import JsonFormatter
 from tests.support.gateway import OTHER_SESSION_KEY, SESSION_KEY, SettableClock
@@ -416,6 +417,101 @@ async def test_expired_session_is_refused_even_if_the_cookie_is_replayed(
     )
     status, _, _ = await config_of(client, gw, {"Cookie": f"{COOKIE}={fresh.decode()}"})
     assert status == 200
+
+
+# ------------------------------------------------------------------ decrypted-session cache
+
+
+class EpochClock:
+    """Seconds since the epoch, moved by the test (the storage's clock for token ages)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def storage_server(aiohttp_server: Any) -> tuple[str, RotatingCookieStorage, EpochClock]:
+    """A real app answering the user of its session cookie, with a movable storage clock."""
+    clock = EpochClock(time.time())
+    storage = RotatingCookieStorage(
+        [SESSION_KEY], cookie_name=COOKIE, secure=False, samesite="Lax", max_age=600, clock=clock
+    )
+
+    async def whoami(request: web.Request) -> web.Response:
+        session = await storage.load_session(request)
+        return web.json_response({"user": session.get("user"), "changed": session.modified})
+
+    app = web.Application()
+    app.router.add_get("/", whoami)
+    server: TestServer = await aiohttp_server(app)
+    return str(server.make_url("/")), storage, clock
+
+
+def _token(key: str, user: str, at: float) -> str:
+    plain = json.dumps({"created": int(at), "session": {"user": user, "via": "login"}})
+    return Fernet(key.encode()).encrypt_at_time(plain.encode(), int(at)).decode()
+
+
+async def _user_of(client: aiohttp.ClientSession, url: str, token: str) -> Any:
+    async with client.get(url, headers={"Cookie": f"{COOKIE}={token}"}) as resp:
+        return (await resp.json())["user"]
+
+
+async def test_cached_session_still_expires_at_max_age(
+    storage_server: tuple[str, RotatingCookieStorage, EpochClock], client: aiohttp.ClientSession
+) -> None:
+    """A token decrypted once and cached is still refused once older than max_age: the cache
+    saves the decryption, never the expiry check."""
+    url, storage, clock = storage_server
+    token = _token(SESSION_KEY, "alice", clock.now)
+    assert await _user_of(client, url, token) == "alice"
+    assert await _user_of(client, url, token) == "alice"
+    assert storage.cache_info().hits == 1
+    clock.now += 601
+    assert await _user_of(client, url, token) is None
+    assert storage.cache_info().hits == 2  # refused from the cache, not by a fresh decryption
+
+
+async def test_cache_never_lets_a_tampered_or_future_token_in(
+    storage_server: tuple[str, RotatingCookieStorage, EpochClock], client: aiohttp.ClientSession
+) -> None:
+    """With the genuine token cached, a tampered copy is still refused (it is its own cache
+    key and fails authentication), and a token from the future is refused like Fernet does."""
+    url, _, clock = storage_server
+    token = _token(SESSION_KEY, "alice", clock.now)
+    assert await _user_of(client, url, token) == "alice"
+    assert await _user_of(client, url, _tampered(token)) is None
+    assert await _user_of(client, url, _tampered(token)) is None
+    future = _token(SESSION_KEY, "alice", clock.now + 120)
+    assert await _user_of(client, url, future) is None
+    clock.now += 90  # now within Fernet's 60 s clock-skew allowance
+    assert await _user_of(client, url, future) == "alice"
+
+
+async def test_rotated_cookie_is_renewed_on_every_cached_use(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """A cookie under a retiring key is re-encrypted each time it is presented, also when its
+    decryption comes from the cache."""
+    gw = await start_gateway(session={"keys": [OTHER_SESSION_KEY, SESSION_KEY]})
+    old = _token(SESSION_KEY, "alice", time.time())
+    for _ in range(2):
+        status, _, resp = await config_of(client, gw, {"Cookie": f"{COOKIE}={old}"})
+        assert status == 200
+        assert stored(only(set_cookies(resp), COOKIE).value, OTHER_SESSION_KEY)["user"] == "alice"
+
+
+def test_identity_is_derived_once_per_user(make_config: Callable[..., Config]) -> None:
+    """The cached Identity is the one the key derivation gives (hash and prefix), per user."""
+    service = IdentityService(make_config())
+    alice = service.identity_for("alice")
+    assert service.identity_for("alice") is alice
+    assert alice.user_hash == user_hash(SESSION_KEY, "alice")
+    assert alice.key_prefix == prefix_of("alice")
+    assert service.identity_for("bob").user_hash == user_hash(SESSION_KEY, "bob")
 
 
 def test_user_hash_is_a_keyed_16_hex_digest() -> None:
