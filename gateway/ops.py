@@ -42,22 +42,42 @@ async def _check(name: str, check: Awaitable[None]) -> str:
     return "ok"
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """Ready: the upstream and S3 both answer within a short timeout; 503 names which is down."""
+class Readiness:
+    """``/-/readyz`` of one app: probes arriving while a round of checks runs share its result.
+
+    Every probe costs a request to the upstream and two to S3; sharing the round in flight
+    keeps a burst of probes (or a client hammering the endpoint) from multiplying that load.
+    """
+
+    def __init__(self) -> None:
+        self._round: asyncio.Future[dict[str, str]] | None = None
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        """Ready: upstream and S3 both answer within a short timeout; 503 names which is down."""
+        if self._round is None or self._round.done():
+            self._round = asyncio.ensure_future(_probe(request.app))
+        # Shielded: one waiting client that goes away must not cancel the round for the others.
+        results = await asyncio.shield(self._round)
+        down = [name for name, state in results.items() if state != "ok"]
+        body = {"status": "not-ready" if down else "ready", "checks": results, "down": down}
+        return web.json_response(body, status=503 if down else 200)
+
+
+async def _probe(app: web.Application) -> dict[str, str]:
+    """One round: both dependencies at once, each within READY_TIMEOUT; logs what is down."""
     names = ("upstream", "s3")
     states = await asyncio.gather(
-        _check("upstream", request.app[UPSTREAM].ping(timeout=READY_TIMEOUT)),
-        _check("s3", request.app[STORAGE].ping()),
+        _check("upstream", app[UPSTREAM].ping(timeout=READY_TIMEOUT)),
+        _check("s3", app[STORAGE].ping()),
     )
     results = dict(zip(names, states, strict=True))
-    down = [name for name, state in results.items() if state != "ok"]
+    down = [name for name in names if results[name] != "ok"]
     if down:
         log.warning(
             "not_ready",
             extra={"detail": ",".join(down), "reason": ",".join(results[n] for n in down)},
         )
-    body = {"status": "not-ready" if down else "ready", "checks": results, "down": down}
-    return web.json_response(body, status=503 if down else 200)
+    return results
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -75,6 +95,6 @@ async def not_found(request: web.Request) -> web.Response:
 def add_routes(app: web.Application, prefix: str) -> None:
     named = route_handler(ROUTE)
     app.router.add_get(prefix + "/healthz", named(healthz))
-    app.router.add_get(prefix + "/readyz", named(readyz))
+    app.router.add_get(prefix + "/readyz", named(Readiness()))
     app.router.add_get(prefix + "/metrics", named(metrics))
     app.router.add_route("*", prefix + "/{tail:.*}", named(not_found))

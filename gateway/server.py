@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
 from .app import create_app
 from .config import Config
 from .logs import AccessLogger, configure
+from .metrics import Metrics, share_between_workers
 
 log = logging.getLogger(__name__)
+
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+# How often a worker checks that its parent still runs (a parent killed with SIGKILL cannot
+# stop its workers, which would go on holding the port unsupervised).
+PARENT_CHECK_INTERVAL = 0.5
 
 
 def _install_uvloop() -> None:
@@ -45,18 +58,65 @@ def runner_options(config: Config) -> dict[str, Any]:
     }
 
 
-def _run_one(config: Config, host: str, port: int, reuse_port: bool) -> None:
+def _stop_with_parent(parent: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that stops this worker gracefully once ``parent`` is gone."""
+
+    async def watch() -> None:
+        # Polled: no portable event tells a process that its parent died (PDEATHSIG is Linux's).
+        while os.getppid() == parent:  # noqa: ASYNC110
+            await asyncio.sleep(PARENT_CHECK_INTERVAL)
+        log.error("parent_gone", extra={"detail": f"parent {parent} exited"})
+        # The same way out as a SIGTERM from the parent: run_app shuts down gracefully.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+def _run_one(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool,
+    metrics_dir: str | None = None,
+    parent: int | None = None,
+) -> None:
+    """Serve in this process until SIGINT/SIGTERM (or, for a worker, its ``parent`` is gone);
+    ``metrics_dir``: the directory where the workers count together."""
     configure()
     _install_uvloop()
+    metrics = None
+    if metrics_dir is not None:
+        # Before any metric exists: prometheus-client picks the value store at creation.
+        share_between_workers(metrics_dir)
+        metrics = Metrics(shared_dir=metrics_dir)
+    app = create_app(config, metrics=metrics)
+    if parent is not None:
+        app.cleanup_ctx.append(_stop_with_parent(parent))
     log.info("gateway_listening", extra={"path": f"http://{host}:{port}"})
     web.run_app(
-        create_app(config),
+        app,
         host=host,
         port=port,
         reuse_port=reuse_port,
         print=None,
         **runner_options(config),
     )
+
+
+def _worker(config: Config, host: str, port: int, metrics_dir: str, parent: int) -> None:
+    """A forked worker: the parent's signal handlers and mask are the parent's, not its own."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    _run_one(config, host, port, reuse_port=True, metrics_dir=metrics_dir, parent=parent)
 
 
 def serve(config: Config, *, host: str | None, port: int | None, workers: int = 1) -> int:
@@ -69,21 +129,69 @@ def serve(config: Config, *, host: str | None, port: int | None, workers: int = 
     if not hasattr(socket, "SO_REUSEPORT"):
         print("error: --workers needs SO_REUSEPORT (Linux, BSD)", file=sys.stderr)
         return 2
+    configure()
+    # Fresh for every run: prometheus-client sums every file it finds there, and files left by
+    # an earlier run would be counted again.
+    metrics_dir = tempfile.mkdtemp(prefix="upload-gateway-metrics-")
+    try:
+        return _supervise(config, host, port, workers, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(config: Config, host: str, port: int, workers: int, metrics_dir: str) -> int:
+    """Start the workers, pass SIGINT/SIGTERM on to them, and wait for all of them to end.
+
+    A worker that ends on its own (a crash, a kill) stops the others and the parent exits 1:
+    the service manager restarts the whole, rather than it running short of workers unseen.
+    """
     ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_run_one, args=(config, host, port, True), daemon=False)
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
+    procs: list[BaseProcess] = []
+    stopping = False
 
-    def _stop(signum: int, frame: object) -> None:
+    def stop_all(signum: int | None = None, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
         for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
+            if proc.pid is not None and proc.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    for proc in procs:
-        proc.join()
-    return 0 if all(p.exitcode in (0, -signal.SIGTERM) for p in procs) else 1
+    # Blocked while forking: a signal arriving between two starts would otherwise run the
+    # handler in a half-made child, or leave later workers unstopped.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        signal.signal(signal.SIGTERM, stop_all)
+        signal.signal(signal.SIGINT, stop_all)
+        for index in range(workers):
+            worker = ctx.Process(
+                target=_worker,
+                args=(config, host, port, metrics_dir, os.getpid()),
+                name=f"gateway-worker-{index}",
+                daemon=False,
+            )
+            worker.start()
+            procs.append(worker)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    log.info("gateway_workers", extra={"detail": f"{workers} workers", "path": f"{host}:{port}"})
+
+    failed = False
+    running = list(procs)
+    while running:
+        ended = multiprocessing.connection.wait([proc.sentinel for proc in running])
+        for done in [p for p in running if p.sentinel in ended]:
+            done.join()
+            running.remove(done)
+            if done.pid is not None:
+                # prometheus-client's hook for an ended process (drops its live-gauge files).
+                multiprocess.mark_process_dead(done.pid, metrics_dir)  # type: ignore[no-untyped-call]
+            if not stopping:
+                failed = True
+                log.error(
+                    "worker_exited",
+                    extra={"detail": f"pid {done.pid}", "error": f"exit code {done.exitcode}"},
+                )
+                stop_all()
+    clean = all(proc.exitcode in (0, -signal.SIGTERM) for proc in procs)
+    return 0 if clean and not failed else 1

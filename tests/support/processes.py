@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from gateway.logs import AccessLogger
+from gateway.appkeys import CONFIG
+from gateway.server import runner_options
 from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_KEY, config_dict
 from tests.support.upstream import WEBHOOK_SECRET
 
@@ -43,11 +44,10 @@ SECRET_ENV = {
 @contextlib.asynccontextmanager
 async def served(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on a loopback port with the runner options gateway/server.py gives
-    ``web.run_app``; yields the base URL. aiohttp's TestServer cancels a handler when its client
-    leaves (handler_cancellation=True), which the gateway in production never does."""
-    runner = web.AppRunner(
-        app, handler_cancellation=False, keepalive_timeout=75, access_log_class=AccessLogger
-    )
+    ``web.run_app`` (``runner_options`` of the app's config); yields the base URL. aiohttp's
+    TestServer cancels a handler when its client leaves (handler_cancellation=True), which the
+    gateway in production never does."""
+    runner = web.AppRunner(app, **runner_options(app[CONFIG]))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -160,15 +160,24 @@ def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _environment() -> dict[str, str]:
+def _environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     env.update(SECRET_ENV)
+    env.update(extra or {})
     return env
 
 
-async def start_gateway_process(tree: dict[str, Any], workdir: Path) -> GatewayProcess:
-    """Write ``tree`` as YAML, run ``python -m gateway serve`` on a free port, await healthz."""
+async def start_gateway_process(
+    tree: dict[str, Any],
+    workdir: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> GatewayProcess:
+    """Write ``tree`` as YAML, run ``python -m gateway serve`` on a free port, await healthz.
+
+    ``workers``: passed as ``--workers``; ``env``: added to the process's environment."""
     config_path = workdir / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(subprocess_config(tree), sort_keys=False))
     port = free_port()
@@ -186,11 +195,13 @@ async def start_gateway_process(tree: dict[str, Any], workdir: Path) -> GatewayP
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_environment(),
+            env=_environment(env),
         )
     gateway = GatewayProcess(proc, f"http://127.0.0.1:{port}", log_path)
     try:
@@ -226,14 +237,17 @@ StartProcess = Callable[..., Awaitable[GatewayProcess]]
 @pytest.fixture
 async def gateway_process(tmp_path: Path, upstream_url: str) -> AsyncIterator[StartProcess]:
     """``await gateway_process(**config_overrides)``: a gateway subprocess at the test upstream
-    (no upload routes unless given); every one started is stopped after the test."""
+    (no upload routes unless given); every one started is stopped after the test.
+    ``workers=`` and ``env=`` (keyword-only) go to ``start_gateway_process``."""
     started: list[GatewayProcess] = []
 
-    async def start(**overrides: Any) -> GatewayProcess:
+    async def start(
+        *, workers: int = 1, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> GatewayProcess:
         tree = _merged({**config_dict(upstream_url), "routes": []}, overrides)
         workdir = tmp_path / f"gateway-{len(started)}"
         workdir.mkdir()
-        gateway = await start_gateway_process(tree, workdir)
+        gateway = await start_gateway_process(tree, workdir, workers=workers, env=env)
         started.append(gateway)
         return gateway
 
