@@ -305,7 +305,8 @@ async def test_grant_urls_equal_botocores_presigned_urls(
     clock: SettableClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The URLs granted come from our signer and equal botocore's for the same inputs and clock.
+    """The URLs granted come from our signer and equal botocore's for the same inputs and clock,
+    with the declared size (of the file, of each part) signed as Content-Length.
 
     tests/test_signing.py compares the signer with botocore over generated calls; this checks the
     api adapter feeds it the bucket, key, headers and query botocore would sign.
@@ -332,6 +333,8 @@ async def test_grant_urls_equal_botocores_presigned_urls(
             "Key": single["key"],
             "ContentType": "application/octet-stream",
             "ChecksumSHA256": single["headers"]["x-amz-checksum-sha256"],
+            # The declared size is signed, so S3 refuses a body of any other length.
+            "ContentLength": len(data),
         },
         ExpiresIn=900,
     )
@@ -348,6 +351,8 @@ async def test_grant_urls_equal_botocores_presigned_urls(
                 "Key": big["key"],
                 "PartNumber": part["part_number"],
                 "UploadId": s3_upload_id,
+                # Each part's own size: 8 MiB, then the 1 MiB left.
+                "ContentLength": min(8 * MiB, 9 * MiB - (part["part_number"] - 1) * 8 * MiB),
             },
             ExpiresIn=900,
         )

@@ -124,12 +124,12 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
                 headers["x-amz-checksum-sha256"] = base64.b64encode(
                     bytes.fromhex(body.sha256)
                 ).decode()
-            url = presigner.url(
-                key,
-                now=now,
-                expires=route.signature_ttl,
-                headers={k.lower(): v for k, v in headers.items()},
-            )
+            # The declared size is signed too: without it the URL would take up to S3's 5 GiB
+            # into the uploads bucket, refused only later by the completion. Clients send
+            # Content-Length themselves (browsers must), so it is not among the headers to send.
+            signed = {k.lower(): v for k, v in headers.items()}
+            signed["content-length"] = str(body.size)
+            url = presigner.url(key, now=now, expires=route.signature_ttl, headers=signed)
             answer: dict[str, Any] = {
                 "upload_id": tokens.seal(token),
                 "key": key,
@@ -151,7 +151,12 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
             {
                 "part_number": number,
                 "url": presigner.part_url(
-                    key, s3_upload_id, number, now=now, expires=route.signature_ttl
+                    key,
+                    s3_upload_id,
+                    number,
+                    now=now,
+                    expires=route.signature_ttl,
+                    length=min(part_size, body.size - (number - 1) * part_size),
                 ),
             }
             for number in range(1, count + 1)

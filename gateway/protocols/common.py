@@ -165,8 +165,19 @@ class Presigner:
         )
 
     def part_url(
-        self, key: str, upload_id: str, number: int, *, now: datetime, expires: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        *,
+        now: datetime,
+        expires: int,
+        length: int | None = None,
     ) -> str:
-        """A PUT of part ``number`` of the S3 multipart upload ``upload_id``."""
+        """A PUT of part ``number`` of the S3 multipart upload ``upload_id``.
+
+        With ``length``, the part's Content-Length is signed, so S3 takes no other size.
+        """
         query = {"partNumber": str(number), "uploadId": upload_id}
-        return self.url(key, now=now, expires=expires, query=query)
+        headers = None if length is None else {"content-length": str(length)}
+        return self.url(key, now=now, expires=expires, query=query, headers=headers)
