@@ -56,6 +56,9 @@ IDENTITY_CACHE_SIZE = 4096
 # cryptography's Fernet refuses tokens stamped more than this far in the future (its
 # _MAX_CLOCK_SKEW); the cached path applies the same rule.
 _MAX_CLOCK_SKEW = 60
+# On the request: (issue time, session contents) of a cookie that is re-encrypted only because
+# it was made under a retiring key.
+_ROTATING: web.RequestKey[tuple[int, dict[str, Any]]] = web.RequestKey("session_rotating")
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class RotatingCookieStorage(AbstractStorage):
         if decoded.rotated:
             # Made under a retiring key: re-encrypted under the first key on this response, so
             # the old key can be dropped once every active user has been seen once.
+            request[_ROTATING] = (decoded.issued, decoded.data["session"])
             session.changed()
         return session
 
@@ -165,8 +169,15 @@ class RotatingCookieStorage(AbstractStorage):
         if session.empty:
             self.save_cookie(response, "", max_age=session.max_age)
             return
-        plain = json.dumps(self._get_session_data(session), separators=(",", ":"))
-        token = self._fernet.encrypt(plain.encode()).decode()
+        data = self._get_session_data(session)
+        plain = json.dumps(data, separators=(",", ":")).encode()
+        rotating = request.get(_ROTATING)
+        if rotating is not None and rotating[1] == data["session"]:
+            # Only the key changes: the token keeps its issue time, so rotating keys never
+            # lengthens a session past max_age from when it was made.
+            token = self._fernet.encrypt_at_time(plain, rotating[0]).decode()
+        else:
+            token = self._fernet.encrypt(plain).decode()
         self.save_cookie(response, token, max_age=session.max_age)
 
 

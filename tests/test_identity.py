@@ -504,6 +504,21 @@ async def test_rotated_cookie_is_renewed_on_every_cached_use(
         assert stored(only(set_cookies(resp), COOKIE).value, OTHER_SESSION_KEY)["user"] == "alice"
 
 
+async def test_rotation_keeps_the_sessions_issue_time(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """Re-encrypting a cookie under the new key keeps its issue time: rotating keys must not
+    give an old (perhaps stolen) session a fresh max_age."""
+    gw = await start_gateway(session={"keys": [OTHER_SESSION_KEY, SESSION_KEY]})
+    issued = int(time.time()) - 100
+    old = _token(SESSION_KEY, "alice", issued)
+    status, _, resp = await config_of(client, gw, {"Cookie": f"{COOKIE}={old}"})
+    assert status == 200
+    renewed = only(set_cookies(resp), COOKIE).value
+    assert stored(renewed, OTHER_SESSION_KEY)["user"] == "alice"
+    assert Fernet(OTHER_SESSION_KEY.encode()).extract_timestamp(renewed.encode()) == issued
+
+
 def test_identity_is_derived_once_per_user(make_config: Callable[..., Config]) -> None:
     """The cached Identity is the one the key derivation gives (hash and prefix), per user."""
     service = IdentityService(make_config())
