@@ -8,8 +8,11 @@ the fault, lets the client retry, and checks the outcome: one stored object hold
 bytes, nothing left in the uploads bucket, every completion the upstream recorded under the
 same ``Idempotency-Key``.
 
-Each test prints its figures as a JSON line (and appends it to the file $RELIABILITY_FIGURES
-names, when set); docs/reliability.md lists them from a run.
+Each test prints its figures as one JSON line (run with ``-s`` to see them; they are appended
+to the file $RELIABILITY_FIGURES names, when set): what the client saw, the state the fault
+left, then objects stored, objects left in the uploads bucket, completions the upstream
+recorded, distinct Idempotency-Keys among the forwards, duplicates and objects lost.
+docs/reliability.md lists them from a run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import aiohttp
 import pytest
 
 from gateway.buckets import BucketNames
-from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
+from tests.support.faults import Fault, FaultProxy, Match, Rule, fault_proxy
 from tests.support.gateway import config_dict
 from tests.support.processes import GatewayProcess, RssSampler, start_gateway_process
 from tests.support.upstream import Recorded
@@ -61,7 +64,16 @@ class Figures:
     lost: int = 0
     duplicates: int = 0
     upstream_records: int = 0
+    # Forward requests that left the gateway (seen by the proxy in front of the upstream, the
+    # faulted ones too) and the distinct Idempotency-Keys they carried.
+    forwards: int = 0
+    idempotency_keys: int = 0
+    s3_calls: int = 0
     client_saw: str = ""
+    client_body: Any = None
+    # (stored, in uploads, recorded) right after the failed attempt.
+    after_fault: tuple[int, int, int] | None = None
+    detail: str = ""
     started: float = field(default_factory=time.monotonic)
 
     def p99(self) -> float:
@@ -86,8 +98,8 @@ def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
     """The test's figures: printed, and appended as a JSON line to $RELIABILITY_FIGURES if set."""
     collected = Figures(scenario=request.node.name)
     yield collected
-    line = json.dumps(collected.summary())
-    print(line)
+    line = json.dumps(collected.summary(), default=str)
+    print(f"\nFIGURES {line}")
     target = os.environ.get("RELIABILITY_FIGURES")
     if target:
         with Path(target).open("a") as out:
@@ -274,9 +286,12 @@ async def check_stored_once(
     *,
     records: int = 1,
     data: bytes = JPEG,
+    app_proxy: FaultProxy | None = None,
+    forward: str = FORWARD,
 ) -> None:
     """One stored object with the uploaded bytes, the uploads bucket empty (no multipart upload
-    open either), the upstream told ``records`` times under one Idempotency-Key about it."""
+    open either), the upstream told ``records`` times under one Idempotency-Key about it; every
+    forward that reached ``app_proxy`` (failed ones too) carried that same key."""
     stored = await keys_in(s3_client, buckets.storage)
     uploads = await keys_in(s3_client, buckets.uploads)
     multipart = await s3_client.list_multipart_uploads(Bucket=buckets.uploads)
@@ -287,14 +302,29 @@ async def check_stored_once(
     figures.lost = 0 if intact else 1
     figures.duplicates = max(0, len(stored) - 1)
     figures.upstream_records = len(recorded.completions)
+    recorded_keys = {entry["idempotency_key"] for entry in recorded.completions}
+    sent_keys = forward_keys(app_proxy, forward) if app_proxy is not None else []
+    figures.forwards = len(sent_keys)
+    figures.idempotency_keys = len(recorded_keys | set(sent_keys))
+    figures.duplicates += max(0, figures.idempotency_keys - 1)
     # Fine Uploader's answer has ``success``; an API client's is the upstream's JSON as it is.
     assert final.status == 200 and final.body.get("success", True) is True, final
     assert len(stored) == 1 and intact == stored, stored
     assert uploads == []
     assert len(recorded.completions) == records
-    assert len({entry["idempotency_key"] for entry in recorded.completions}) == 1
+    assert len(recorded_keys) == 1
+    assert set(sent_keys) <= recorded_keys, (sent_keys, recorded_keys)
     assert {entry["message"]["object"]["key"] for entry in recorded.completions} == set(stored)
     assert final.body["key"] == stored[0]
+
+
+def forward_keys(app_proxy: FaultProxy, forward: str) -> list[str]:
+    """The Idempotency-Key of every completion forward that reached the upstream's proxy."""
+    return [
+        next((v for k, v in seen.headers.items() if k.lower() == "idempotency-key"), "")
+        for seen in app_proxy.seen
+        if seen.matches(Match("POST", path=forward))
+    ]
 
 
 # --------------------------------------------------------------------------- one fault at a time
@@ -352,6 +382,17 @@ SCENARIOS = {
     "s3-delete-503": Scenario(
         "s3", "delete", Fault("status", 503), 503, "storage-failed", (1, 1, 0), hits=(3, 3)
     ),
+    # S3 removes the original but its answer is lost: the retry finds no upload, only the copy,
+    # and goes on from the copy.
+    "s3-delete-reset-after-deleting": Scenario(
+        "s3",
+        "delete",
+        Fault("reset", after_target=True),
+        503,
+        "storage-unreachable",
+        (1, 0, 0),
+        hits=(3, 6),
+    ),
     # The upstream refuses connections: the forward is never retried by the gateway itself.
     "upstream-refused": Scenario("app", "forward", None, 502, "upstream-refused", (1, 0, 0)),
     "upstream-timeout": Scenario(
@@ -363,11 +404,34 @@ SCENARIOS = {
         (1, 0, 0),
         hits=(1, 1),
     ),
+    # The upstream records the completion but answers too late: the gateway gives up at the
+    # webhook timeout; the upstream hears the retry under the same key.
+    "upstream-timeout-after-recording": Scenario(
+        "app",
+        "forward",
+        Fault("delay", seconds=WEBHOOK_TIMEOUT + 4, after_target=True),
+        504,
+        "upstream-timeout",
+        (1, 0, 1),
+        hits=(1, 1),
+        records=2,
+    ),
     "upstream-500": Scenario(
         "app", "forward", Fault("status", 500), 502, "upstream-failed", (1, 0, 0), hits=(1, 1)
     ),
     "upstream-reset": Scenario(
         "app", "forward", Fault("reset"), 502, "upstream-broken", (1, 0, 0), hits=(1, 1)
+    ),
+    # The upstream records the completion, then closes the connection without a word.
+    "upstream-closed-after-recording": Scenario(
+        "app",
+        "forward",
+        Fault("close", after_target=True),
+        502,
+        "upstream-broken",
+        (1, 0, 1),
+        hits=(1, 1),
+        records=2,
     ),
     # The upstream records the completion, then its answer is cut: it hears the retry too, under
     # the same Idempotency-Key and naming the same object, which is how it knows it is a repeat.
@@ -426,20 +490,29 @@ async def test_a_fault_at_one_step_then_a_retry_stores_once(
 
             first = await client.success(key, buckets.uploads, etag)
             figures.client_saw = f"{first.status} {_reason(first)}"
+            figures.client_body = first.body
             assert first.status == scenario.status, first
             if scenario.status == 200:
                 final = first
             else:
                 assert first.body["success"] is False and first.body["error"], first
                 assert first.body["reason"] == scenario.reason
-                assert await state(s3_client, buckets, recorded) == scenario.after
+                figures.after_fault = await state(s3_client, buckets, recorded)
+                assert figures.after_fault == scenario.after
                 proxy.clear()
                 await proxy.accept_connections()
                 final = await client.success(key, buckets.uploads, etag)
         figures.faults = s3_proxy.faulted + app_proxy.faulted
+        figures.s3_calls = len(s3_proxy.seen)
         figures.peak_rss = rss.peak
         await check_stored_once(
-            s3_client, buckets, recorded, figures, final, records=scenario.records
+            s3_client,
+            buckets,
+            recorded,
+            figures,
+            final,
+            records=scenario.records,
+            app_proxy=app_proxy,
         )
         low, high = scenario.hits
         assert low <= figures.faults <= high
@@ -452,6 +525,17 @@ def _reason(answer: Answer) -> str:
 
 
 # --------------------------------------------------------------------------- kill -9
+
+
+async def until_held(rule: Rule, attempt: asyncio.Task[Answer]) -> None:
+    """Wait until the completion reaches the held step; fail at once if it ends before."""
+    arrived = asyncio.ensure_future(rule.arrived.wait())
+    await asyncio.wait({arrived, attempt}, return_when=asyncio.FIRST_COMPLETED)
+    if not arrived.done():
+        arrived.cancel()
+        pytest.fail(
+            f"the completion ended before reaching {rule.match.describe()}: {attempt.result()}"
+        )
 
 
 @pytest.mark.parametrize("point", ["before-deleting-the-original", "during-the-forward"])
@@ -487,12 +571,14 @@ async def test_a_gateway_killed_between_copy_and_forward_then_restarted_stores_o
 
         with RssSampler(first.pid) as rss:
             attempt = asyncio.create_task(client.success(key, buckets.uploads, etag))
-            await rule.arrived.wait()
+            await until_held(rule, attempt)
         figures.peak_rss = rss.peak
-        assert await state(s3_client, buckets, recorded) == at_kill
+        figures.after_fault = await state(s3_client, buckets, recorded)
+        assert figures.after_fault == at_kill
         gateways.kill(first)
         answer = await attempt
         figures.client_saw = f"{answer.status} {answer.body}"
+        figures.detail = f"killed while {rule.match.describe()} was held"
         assert answer.status == 0  # the connection died with the process
         await rule.gone.wait()  # the held request died with its sender, never forwarded
         proxy.remove(rule)
@@ -504,4 +590,5 @@ async def test_a_gateway_killed_between_copy_and_forward_then_restarted_stores_o
             final = await client.success(key, buckets.uploads, etag)
         figures.peak_rss = max(figures.peak_rss, rss.peak)
         figures.faults = s3_proxy.faulted + app_proxy.faulted
-        await check_stored_once(s3_client, buckets, recorded, figures, final)
+        figures.s3_calls = len(s3_proxy.seen)
+        await check_stored_once(s3_client, buckets, recorded, figures, final, app_proxy=app_proxy)

@@ -42,9 +42,9 @@ from tests.test_faults import (
     figures,
     gateway_tree,
     gateways,
-    keys_in,
     stage,
     state,
+    until_held,
 )
 
 __all__ = ["figures", "gateways"]  # fixtures shared with test_faults
@@ -61,7 +61,7 @@ FILES_ROUTE = {
     "content_types": ["application/octet-stream"],
     "forward": FILES_FORWARD,
     "multipart_threshold": "6MiB",
-    "part_size": "5MiB",
+    "part_size": "8MiB",
 }
 SIGNING_REQUESTS = 1000
 
@@ -238,7 +238,10 @@ async def test_a_session_created_on_one_instance_works_on_the_other(
                 )
                 signed += answer.status == 200 and signed_for(answer.body, key)
         figures.peak_rss = rss_of(rss_a, rss_b)
-        assert balancer.served.count(0) == balancer.served.count(1) == 1 + SIGNING_REQUESTS // 2
+        served = (balancer.served.count(0), balancer.served.count(1))
+        figures.client_saw = f"{signed} signed of {SIGNING_REQUESTS}"
+        figures.detail = f"login on A, then requests served A {served[0]}, B {served[1]}"
+        assert served == (1 + SIGNING_REQUESTS // 2, 1 + SIGNING_REQUESTS // 2)
         assert (signed, figures.errors) == (SIGNING_REQUESTS, 0)
 
 
@@ -246,6 +249,8 @@ async def test_a_multipart_upload_created_on_one_instance_completes_on_the_other
     http: aiohttp.ClientSession,
     pair: tuple[GatewayProcess, GatewayProcess],
     balancer: Balancer,
+    app_proxy: FaultProxy,
+    s3_proxy: FaultProxy,
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
@@ -256,7 +261,7 @@ async def test_a_multipart_upload_created_on_one_instance_completes_on_the_other
     async with asyncio.timeout(BOUND):
         client = Client(http, balancer.url, figures)
         a, b = pair
-        data = b"scale-out payload\n" + os.urandom(7 * MiB)
+        data = b"scale-out payload\n" + os.urandom(9 * MiB)
         declared = {
             "filename": "big.bin",
             "content_type": "application/octet-stream",
@@ -276,21 +281,21 @@ async def test_a_multipart_upload_created_on_one_instance_completes_on_the_other
                 headers=ALICE,
             )
         figures.peak_rss = rss_of(rss_a, rss_b)
+        figures.client_saw = f"{granted.status} on A, {done.status} on B"
+        figures.detail = f"{len(data):,} bytes in {len(parts)} parts"
+        figures.s3_calls = len(s3_proxy.seen)
         assert balancer.served == [0, 1]
         assert done.status == 200, done.body
-
-        [stored] = await keys_in(s3_client, buckets.storage)
-        answer = await s3_client.get_object(Bucket=buckets.storage, Key=stored)
-        async with answer["Body"] as body:
-            intact = hashlib.sha256(await body.read()).digest() == hashlib.sha256(data).digest()
-        figures.stored, figures.lost = 1, int(not intact)
-        figures.upstream_records = len(recorded.completions)
-        assert intact
-        assert await keys_in(s3_client, buckets.uploads) == []
-        uploads = await s3_client.list_multipart_uploads(Bucket=buckets.uploads)
-        assert uploads.get("Uploads", []) == []
-        [entry] = recorded.completions
-        assert entry["message"]["object"]["key"] == done.body["key"] == stored
+        await check_stored_once(
+            s3_client,
+            buckets,
+            recorded,
+            figures,
+            done,
+            data=data,
+            app_proxy=app_proxy,
+            forward=FILES_FORWARD,
+        )
 
 
 async def put_parts(grant: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
@@ -316,6 +321,7 @@ async def test_a_completion_retried_on_the_other_instance_after_the_first_died_s
     balancer: Balancer,
     gateways: Gateways,
     app_proxy: FaultProxy,
+    s3_proxy: FaultProxy,
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
@@ -331,9 +337,10 @@ async def test_a_completion_retried_on_the_other_instance_after_the_first_died_s
 
         with RssSampler(pair[0].pid) as rss_a, RssSampler(pair[1].pid) as rss_b:
             attempt = asyncio.create_task(complete())
-            await rule.arrived.wait()
+            await until_held(rule, attempt)
         first = balancer.served[-1]
-        assert await state(s3_client, buckets, recorded) == (1, 0, 0)
+        at_kill = await state(s3_client, buckets, recorded)
+        assert at_kill == (1, 0, 0)
         gateways.kill(pair[first])
         answer = await attempt
         assert answer.status == 0
@@ -344,9 +351,23 @@ async def test_a_completion_retried_on_the_other_instance_after_the_first_died_s
             final = await complete()
         assert balancer.served[-1] == 1 - first
         figures.peak_rss = rss_of(rss_a, rss_b, rss_other)
+        figures.after_fault = at_kill
         figures.client_saw = f"{answer.status} {answer.body}"
+        figures.detail = (
+            f"killed {'AB'[first]} with its forward held; retry served by {'AB'[1 - first]}"
+        )
         figures.faults = app_proxy.faulted
-        await check_stored_once(s3_client, buckets, recorded, figures, final, data=data)
+        figures.s3_calls = len(s3_proxy.seen)
+        await check_stored_once(
+            s3_client,
+            buckets,
+            recorded,
+            figures,
+            final,
+            data=data,
+            app_proxy=app_proxy,
+            forward=forward,
+        )
 
 
 async def _prepared(
@@ -358,7 +379,7 @@ async def _prepared(
         key = f"{client.prefix}5e6f7a8b.jpg"
         etag = await stage(s3_client, buckets.uploads, key)
         return (lambda: client.success(key, buckets.uploads, etag)), FORWARD, JPEG
-    data = b"scale-out payload\n" + os.urandom(7 * MiB)
+    data = b"scale-out payload\n" + os.urandom(9 * MiB)
     declared = {
         "filename": "big.bin",
         "content_type": "application/octet-stream",

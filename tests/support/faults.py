@@ -89,8 +89,9 @@ class Fault:
     connection is closed unanswered. ``reset``: the connection is reset (RST). ``delay``: sent
     on after ``seconds``. ``hold``: sent on once the rule is released (``Rule.release``).
     ``cut``: sent on, then the answer is cut after ``cut_after`` bytes of its body.
-    ``after_target``: close or reset only once the target has answered (the work is done, the
-    answer lost). ``times``: how many requests it applies to; None until ``clear()``.
+    ``after_target``: close, reset or delay only once the target has answered (the work is
+    done, the answer lost or late). ``times``: how many requests it applies to; None until
+    ``clear()``.
     """
 
     action: Action
@@ -253,7 +254,7 @@ class FaultProxy:
             if fault.action in ("close", "reset") and not fault.after_target:
                 _drop(request, reset=fault.action == "reset")
             try:
-                if fault.action == "delay":
+                if fault.action == "delay" and not fault.after_target:
                     await asyncio.sleep(fault.seconds)
                 elif fault.action == "hold":
                     await rule.released.wait()
@@ -262,11 +263,12 @@ class FaultProxy:
                 rule.abandoned += 1
                 rule.gone.set()
                 raise
-        return await self._forward(request, body, fault)
+        return await self._forward(request, body, rule)
 
     async def _forward(
-        self, request: web.Request, body: bytes, fault: Fault | None
+        self, request: web.Request, body: bytes, rule: Rule | None
     ) -> web.StreamResponse:
+        fault = rule.fault if rule is not None else None
         assert self._client is not None
         headers = CIMultiDict(
             (name, value)
@@ -283,6 +285,14 @@ class FaultProxy:
             payload = await answer.read()
             if fault is not None and fault.action in ("close", "reset"):
                 _drop(request, reset=fault.action == "reset")
+            if rule is not None and rule.fault.action == "delay" and rule.fault.after_target:
+                try:
+                    await asyncio.sleep(rule.fault.seconds)
+                except asyncio.CancelledError:
+                    # The sender gave up waiting; the target did the work all the same.
+                    rule.abandoned += 1
+                    rule.gone.set()
+                    raise
             response = web.StreamResponse(
                 status=answer.status,
                 reason=answer.reason,
