@@ -174,7 +174,9 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         # No aiohttp TraceConfig: it makes a Trace and fires every client signal per request
         # (bench/PROFILE.md, ~10 % of a proxied request's CPU); the proxy times its own calls.
-        app[UPSTREAM] = await stack.enter_async_context(Upstream.open(config.upstream))
+        app[UPSTREAM] = await stack.enter_async_context(
+            Upstream.open(config.upstream, observe=app[METRICS].observe_upstream)
+        )
         client = await stack.enter_async_context(open_s3_client(config.s3))
         app[STORAGE] = Storage(
             client,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import re
+import time
 from urllib.parse import unquote
 
 import aiohttp
@@ -16,13 +17,20 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 
 from . import headers as hdr
-from .appkeys import CONFIG, REQUEST_ID, UPSTREAM
+from .appkeys import CONFIG, METRICS, REQUEST_ID, UPSTREAM
+from .forwarder import ForwardedResponse
 from .problems import BadRequest, NotFound
-from .upstream import Upstream, map_client_errors
+from .upstream import UPSTREAM_ERRORS, Upstream, map_client_errors, upstream_problem
 
 log = logging.getLogger(__name__)
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+# What makes a raw path differ from its normalised, decoded form (see _normalise_path).
+_NEEDS_NORMALISING = re.compile(r"[%\\;]|//|/\.")
+
+# Sized answers up to this are read whole and sent with their head in one write.
+_WHOLE_ANSWER_BYTES = 64 * 1024
 
 
 class Proxy:
@@ -37,39 +45,48 @@ class Proxy:
         # Paths only the gateway may call upstream (the routes' forward paths), compared after
         # the same normalisation an upstream framework would apply.
         self._reserved = tuple(p.lower().rstrip("/") for p in reserved)
+        self._reserved_below = tuple(p + "/" for p in self._reserved)
 
     def _is_reserved(self, path: str) -> bool:
-        normalised = _normalise_path(path).lower().rstrip("/")
-        return any(normalised == p or normalised.startswith(p + "/") for p in self._reserved)
+        return self._is_reserved_normalised(_normalise_path(path).lower().rstrip("/"))
+
+    def _is_reserved_normalised(self, normalised: str) -> bool:
+        return normalised in self._reserved or normalised.startswith(self._reserved_below)
+
+    def _is_reserved_target(self, request: web.Request, raw: str) -> bool:
+        """Whether the path names a forward path, in any spelling an upstream may resolve."""
+        if _NEEDS_NORMALISING.search(raw) is None:
+            # No escapes, dot segments, empty segments, params or backslashes: the path is
+            # already what normalising and decoding would make of it.
+            return self._is_reserved_normalised(raw.lower().rstrip("/"))
+        return self._is_reserved(request.path) or any(map(self._is_reserved, _decodings(raw)))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request upstream and stream the answer back."""
         target = origin_form(request.raw_path)
         if target is None:
             raise BadRequest("the request target must be a path", reason="bad-target")
-        raw = target.split("?", 1)[0]
-        if self._is_reserved(request.path) or any(map(self._is_reserved, _decodings(raw))):
+        if self._is_reserved_target(request, target.split("?", 1)[0]):
             raise NotFound("no such path", reason="not-found")
         upstream = self._app[UPSTREAM]
         headers = self._upstream_headers(request)
         if _is_websocket(request):
             return await self._websocket(request, upstream, headers, target)
-        url = upstream.url(target)
-        data: Any = request.content if request.body_exists else None
-        with map_client_errors():
-            upstream_resp = await upstream.session.request(
+        body = request.content if request.body_exists else None
+        metrics = self._app[METRICS]
+        started = time.perf_counter()
+        try:
+            upstream_resp = await upstream.forwarder.request(
                 request.method,
-                url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                compress=False,
-                chunked=None,
-                auto_decompress=False,
-                # A body sent without a type goes on without one: aiohttp would otherwise label
-                # it application/octet-stream, which some apps then refuse or mis-parse.
-                skip_auto_headers=("Content-Type",),
+                target,
+                headers.items(),
+                body,
+                # A chunked body (no length known) is re-chunked toward the upstream.
+                chunked=body is not None and "Content-Length" not in headers,
             )
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_problem(exc, time.perf_counter() - started) from exc
+        metrics.observe_upstream(time.perf_counter() - started)
         try:
             return await self._relay(request, upstream_resp)
         finally:
@@ -95,45 +112,64 @@ class Proxy:
             )
         )
         out["X-Request-ID"] = request[REQUEST_ID]
-        if request.body_exists and "Content-Length" not in out:
-            # The client sent a chunked body; aiohttp re-chunks it toward the upstream.
-            out.pop("Content-Length", None)
         return out
 
     async def _relay(
-        self, request: web.Request, upstream_resp: aiohttp.ClientResponse
+        self, request: web.Request, upstream_resp: ForwardedResponse
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
-        response.headers.extend(hdr.response_headers(upstream_resp.headers))
+        status = upstream_resp.status
+        headers = hdr.response_headers(upstream_resp.headers)
         length = upstream_resp.headers.get("Content-Length")
-        no_body = request.method == "HEAD" or upstream_resp.status in _NO_BODY_STATUSES
-        if length is not None and length.isdigit():
-            response.content_length = int(length)
+        no_body = request.method == "HEAD" or status in _NO_BODY_STATUSES
+        size = int(length) if length is not None and length.isdigit() else None
+        if not no_body and size is not None and size <= _WHOLE_ANSWER_BYTES:
+            # A small sized answer goes out in one write (head and body), not two.
+            content = upstream_resp.content
+            if content.is_eof():
+                data = content.read_nowait(-1)
+            else:
+                # Nothing is sent yet, so a failure here is still the gateway's 502 or 504.
+                with map_client_errors():
+                    data = await content.read()
+            upstream_resp.release()
+            whole = web.Response(status=status, reason=upstream_resp.reason, body=data)
+            whole.headers.extend(headers)
+            return whole
+        response = web.StreamResponse(status=status, reason=upstream_resp.reason)
+        response.headers.extend(headers)
+        if size is not None:
+            response.content_length = size
         # Without a length aiohttp itself picks chunked for HTTP/1.1 and close-delimited for
         # HTTP/1.0 (which forbids chunked), so no framing is forced here.
         await response.prepare(request)
         if no_body:
             return response
-        try:
-            async for chunk in upstream_resp.content.iter_any():
-                try:
-                    await response.write(chunk)
-                except ConnectionError:
-                    # The client hung up (aiohttp's ClientConnectionResetError is one): not an
-                    # upstream failure. The caller's release() drops the half-read upstream
-                    # connection instead of pooling it.
-                    log.info("client_went_away", extra={"path": request.path})
-                    return response
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            # Headers are gone: no problem body is possible any more. Close the connection so
-            # the client sees a truncated answer rather than a complete-looking short one.
-            log.warning(
-                "upstream_failed_mid_response",
-                extra={"error": type(exc).__name__, "path": request.path},
-            )
-            if request.transport is not None:
-                request.transport.close()
-            return response
+        content = upstream_resp.content
+        while True:
+            try:
+                chunk = await content.readany()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                # Headers are gone: no problem body is possible any more. Close the connection
+                # so the client sees a truncated answer rather than a complete-looking short one.
+                log.warning(
+                    "upstream_failed_mid_response",
+                    extra={"error": type(exc).__name__, "path": request.path},
+                )
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            if not chunk:
+                break
+            try:
+                await response.write(chunk)
+            except ConnectionError:
+                # The client hung up (aiohttp's ClientConnectionResetError is one): not an
+                # upstream failure. The caller's release() drops the half-read upstream
+                # connection instead of pooling it.
+                log.info("client_went_away", extra={"path": request.path})
+                return response
+        # Read whole: the upstream connection goes back to the pool before the last write.
+        upstream_resp.release()
         await response.write_eof()
         return response
 

@@ -1,6 +1,8 @@
-"""The one owner of the pooled connection to the upstream app.
+"""The one owner of the pooled connections to the upstream app.
 
-Shared by the proxy, ``auth_request`` and the completion forward. No cookie jar (a shared jar
+Proxied requests, ``auth_request`` and the completion forward all go through ``forwarder`` (a
+lean keep-alive pool of ``max_connections``, gateway/forwarder.py); only WebSocket upgrades use
+``session``, an aiohttp ``ClientSession`` with a pool of its own. No cookie jar (a shared jar
 would replay one user's upstream cookies for the next user), no decompression (bodies pass
 through untouched), no redirects followed. Client errors are mapped here, once, to the gateway's
 502 and 504.
@@ -8,17 +10,20 @@ through untouched), no redirects followed. Client errors are mapped here, once, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .config import UpstreamConfig
-from .problems import UpstreamTimeout, UpstreamUnavailable
+from .forwarder import Forwarder, UpstreamConnectError
+from .problems import GatewayError, UpstreamTimeout, UpstreamUnavailable
 
 # Answers read into memory (auth_request, completion replies) are capped: the upstream is trusted
 # but a runaway body must not grow the gateway without bound.
@@ -35,22 +40,36 @@ class UpstreamAnswer:
 
 
 class Upstream:
-    """A pooled ``ClientSession`` to ``upstream.url``; build with ``Upstream.open``."""
+    """The pools to ``upstream.url``; build with ``Upstream.open``."""
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        session: aiohttp.ClientSession,
+        forwarder: Forwarder,
+        *,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
         self.config = config
         self.session = session
+        self.forwarder = forwarder
+        self._observe = observe
         self.base = config.base
-        self.read_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
-        )
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, config: UpstreamConfig, *, trace_configs: list[aiohttp.TraceConfig] | None = None
+        cls,
+        config: UpstreamConfig,
+        *,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+        observe: Callable[[float], None] | None = None,
     ) -> AsyncIterator[Upstream]:
-        """Open the pool for the app's lifetime (used from ``cleanup_ctx``)."""
+        """Open the pools for the app's lifetime (used from ``cleanup_ctx``).
+
+        ``observe``: told the seconds from sending each ``call`` to its answer's head (the
+        proxy times its own requests).
+        """
         connector = aiohttp.TCPConnector(
             limit=config.max_connections,
             limit_per_host=config.max_connections,
@@ -65,11 +84,20 @@ class Upstream:
                 total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
             ),
             trace_configs=trace_configs,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+            # Content-Type too: a body sent without a type goes on without one (aiohttp would
+            # label it application/octet-stream); callers with a type set it themselves.
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        )
+        forwarder = Forwarder(
+            config.base,
+            limit=config.max_connections,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
         )
         try:
-            yield cls(config, session)
+            yield cls(config, session, forwarder, observe=observe)
         finally:
+            await forwarder.close()
             await session.close()
 
     def url(self, raw_path: str) -> URL:
@@ -83,32 +111,35 @@ class Upstream:
         *,
         headers: Mapping[str, str] | CIMultiDict[str] | None = None,
         body: bytes | None = None,
-        # Passed to aiohttp as its connect and read limits, which asyncio.timeout cannot express.
+        # The whole exchange's limit, on top of connect_timeout and read_timeout; callers with
+        # their own limit (the completion's webhook.timeout) pass it here.
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> UpstreamAnswer:
-        """Send a small request and read the whole answer (capped); 502/504 on failure."""
-        client_timeout = self.read_timeout
-        if timeout is not None:
-            client_timeout = aiohttp.ClientTimeout(
-                total=timeout, sock_connect=self.config.connect_timeout, sock_read=timeout
-            )
-        with map_client_errors():
-            async with self.session.request(
-                method,
-                self.url(raw_path),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=client_timeout,
-            ) as resp:
-                return UpstreamAnswer(resp.status, resp.headers, await _read_capped(resp))
+        """Send a small request through the proxy's pool and read the whole answer (capped);
+        502/504 on failure."""
+        sent = list(headers.items()) if headers is not None else []
+        if body is not None:
+            sent.append(("Content-Length", str(len(body))))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await self.forwarder.request(method, raw_path, sent, body)
+                if self._observe is not None:
+                    self._observe(time.perf_counter() - started)
+                try:
+                    data = await _read_capped(answer.content)
+                finally:
+                    answer.release()
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_problem(exc, time.perf_counter() - started) from exc
+        return UpstreamAnswer(answer.status, answer.headers, data)
 
     async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
         """Raise UpstreamUnavailable unless the upstream accepts a connection and answers."""
         await self.call("HEAD", "/", timeout=timeout)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_capped(content: StreamReader) -> bytes:
     """The whole body, or UpstreamUnavailable past MAX_ANSWER_BYTES.
 
     ``StreamReader.read(n)`` returns what has arrived so far, not n bytes, so a body sent in
@@ -116,7 +147,7 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
     """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_any():
+    async for chunk in content.iter_any():
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             raise UpstreamUnavailable(
@@ -127,23 +158,28 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+# What an upstream exchange can fail with; ``upstream_problem`` turns each into a 502 or 504.
+UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, ConnectionError)
+
+
+def upstream_problem(exc: BaseException, waited: float) -> GatewayError:
+    """The gateway's 502 or 504 for one of ``UPSTREAM_ERRORS``, ``waited`` seconds in."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout(
+            f"the upstream did not answer in time ({waited:.1f}s)", reason="upstream-timeout"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError | UpstreamConnectError):
+        return UpstreamUnavailable("the upstream refused the connection", reason="upstream-refused")
+    return UpstreamUnavailable(
+        "the upstream closed the connection or sent a broken answer", reason="upstream-broken"
+    )
+
+
 @contextlib.contextmanager
 def map_client_errors() -> Iterator[None]:
     """Translate aiohttp client failures into the gateway's 502 and 504 problems."""
     started = time.monotonic()
     try:
         yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        waited = time.monotonic() - started
-        raise UpstreamTimeout(
-            f"the upstream did not answer in time ({waited:.1f}s)", reason="upstream-timeout"
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnavailable(
-            "the upstream refused the connection", reason="upstream-refused"
-        ) from exc
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        raise UpstreamUnavailable(
-            "the upstream closed the connection or sent a broken answer",
-            reason="upstream-broken",
-        ) from exc
+    except UPSTREAM_ERRORS as exc:
+        raise upstream_problem(exc, time.monotonic() - started) from exc

@@ -842,3 +842,99 @@ async def test_custom_ops_prefix(
     async with client.get(gw + "/-/healthz") as resp:
         assert (await resp.json())["raw_path"] == "/-/healthz"
     assert trace.paths == ["/-/healthz"]
+
+
+@pytest.fixture
+async def short_cut_upstream(aiohttp_server: Any) -> str:
+    """An upstream promising 10,000 bytes and closing after 1,000 (a small sized answer)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 10_000
+        await response.prepare(request)
+        await response.write(b"x" * 1000)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    server: TestServer = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_small_answer_cut_short_is_502_not_a_short_200(
+    start_gateway: StartGateway, short_cut_upstream: str, client: aiohttp.ClientSession
+) -> None:
+    """A small sized answer is read whole before anything is sent, so an upstream that breaks
+    off inside it still gets the client a 502 problem, never 1,000 bytes labelled 10,000."""
+    gw = await start_gateway(upstream={"url": short_cut_upstream})
+    async with client.get(gw + "/small") as resp:
+        assert resp.status == 502
+        assert resp.content_type == "application/problem+json"
+        assert (await resp.json(content_type=None))["reason"] == "upstream-broken"
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
+async def test_upstream_latency_is_observed_per_proxied_request(
+    gw: str, client: aiohttp.ClientSession
+) -> None:
+    """Each proxied request adds one sample to gateway_upstream_latency_seconds (the proxy
+    times its own upstream calls; no aiohttp tracing does it any more)."""
+    async with client.get(gw + "/-/metrics") as resp:
+        before = _metric(await resp.text(), "gateway_upstream_latency_seconds_count")
+    for path in ("/echo/1", "/stream?size=100000", "/status/404"):
+        async with client.get(gw + path) as resp:
+            await resp.read()
+    async with client.get(gw + "/-/metrics") as resp:
+        text = await resp.text()
+    assert _metric(text, "gateway_upstream_latency_seconds_count") == before + 3
+    assert _metric(text, "gateway_upstream_latency_seconds_sum") > 0
+
+
+async def test_connection_reused_after_a_head_and_a_204(
+    gw: str, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """Answers without a body (HEAD, 204, 304) leave the upstream connection reusable: a run of
+    them and ordinary requests one after another uses one connection."""
+    sequence = [
+        ("HEAD", "/echo/a"),
+        ("GET", "/status/204"),
+        ("GET", "/status/304"),
+        ("GET", "/echo/b"),
+        ("HEAD", "/echo/c"),
+        ("GET", "/echo/d"),
+    ]
+    for method, path in sequence:
+        async with client.request(method, gw + path) as resp:
+            await resp.read()
+    assert len(trace.peers) == 1
+
+
+async def test_gateway_calls_share_the_proxys_pool_limit(
+    start_gateway: StartGateway, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """The gateway's own upstream calls (here readyz's ping) queue in the same pool as proxied
+    requests: with max_connections 1 the upstream never sees two requests at once."""
+    gw = await start_gateway(upstream={"max_connections": 1})
+
+    async def slow() -> int:
+        async with client.get(gw + "/slow?delay=0.5") as resp:
+            await resp.read()
+            return resp.status
+
+    held = asyncio.ensure_future(slow())
+    async with asyncio.timeout(5):
+        while "/slow?delay=0.5" not in trace.paths:
+            await asyncio.sleep(0.01)
+    async with client.get(gw + "/-/readyz") as resp:
+        await resp.read()
+    assert await held == 200
+    assert trace.paths == ["/slow?delay=0.5", "/"]
+    assert trace.max_active == 1

@@ -1,0 +1,479 @@
+"""The proxied path's HTTP/1.1 pool against real upstreams on loopback: the reflecting app, and
+raw asyncio servers for the misbehaviours an app framework will not produce on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.forwarder import ForwardedResponse, Forwarder, UpstreamConnectError
+from tests.support.upstream import generated_sha256, make_upstream_app
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Peers:
+    """Client ports the upstream saw (one per TCP connection) and the most requests at once."""
+
+    ports: list[int] = field(default_factory=list)
+    active: int = 0
+    max_active: int = 0
+
+
+PEERS = web.AppKey("peers", Peers)
+
+
+@web.middleware
+async def _count(request: web.Request, handler: Any) -> web.StreamResponse:
+    peers = request.app[PEERS]
+    assert request.transport is not None
+    peers.ports.append(request.transport.get_extra_info("peername")[1])
+    peers.active += 1
+    peers.max_active = max(peers.max_active, peers.active)
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    finally:
+        peers.active -= 1
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> TestServer:
+    """The reflecting upstream, counting connections."""
+    app = make_upstream_app()
+    app[PEERS] = Peers()
+    app.middlewares.append(_count)
+    server: TestServer = await aiohttp_server(app)
+    return server
+
+
+MakeForwarder = Callable[..., Forwarder]
+
+
+@pytest.fixture
+async def make_forwarder() -> AsyncIterator[MakeForwarder]:
+    """``make_forwarder(base, **options)``; every one made is closed after the test."""
+    made: list[Forwarder] = []
+
+    def make(base: str, **options: Any) -> Forwarder:
+        settings: dict[str, Any] = {"limit": 10, "connect_timeout": 2, "read_timeout": 5}
+        forwarder = Forwarder(base, **(settings | options))
+        made.append(forwarder)
+        return forwarder
+
+    yield make
+    for forwarder in made:
+        await forwarder.close()
+
+
+def _base(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+async def _get(forwarder: Forwarder, target: str, method: str = "GET") -> tuple[int, bytes]:
+    response = await forwarder.request(method, target, [("X-Test", "1")])
+    try:
+        return response.status, await response.content.read()
+    finally:
+        response.release()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """``await raw_server(handler)``: a bare asyncio server's base URL, closed after the test."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(handler: Handler) -> str:
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+# ------------------------------------------------------------------ pooling
+
+
+async def test_sequential_requests_reuse_one_connection(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """Keep-alive: five requests in a row use one upstream connection, pooled in between."""
+    forwarder = make_forwarder(_base(upstream))
+    for i in range(5):
+        status, body = await _get(forwarder, f"/echo/{i}")
+        assert status == 200
+        assert json.loads(body)["raw_path"] == f"/echo/{i}"
+    assert len(set(upstream.app[PEERS].ports)) == 1
+    assert (forwarder.idle, forwarder.in_use) == (1, 0)
+
+
+async def test_limit_queues_requests_and_never_opens_more(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """With limit 2, six concurrent slow requests run two at a time on two connections; the
+    rest wait their turn instead of failing or opening more."""
+    forwarder = make_forwarder(_base(upstream), limit=2)
+    results = await asyncio.gather(*(_get(forwarder, "/slow?delay=0.1") for _ in range(6)))
+    assert [status for status, _ in results] == [200] * 6
+    peers = upstream.app[PEERS]
+    assert peers.max_active == 2
+    assert len(set(peers.ports)) == 2
+
+
+async def test_a_cancelled_waiter_leaves_the_line(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """A request cancelled while queued for the pool gives up its place and takes no slot."""
+    forwarder = make_forwarder(_base(upstream), limit=1)
+    held = await forwarder.request("GET", "/echo/held", [])
+    queued = asyncio.ensure_future(_get(forwarder, "/echo/queued"))
+    async with asyncio.timeout(5):
+        while not forwarder._waiters:
+            await asyncio.sleep(0.005)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    await held.content.read()
+    held.release()
+    assert await _echoed(forwarder, "/echo/after") == "/echo/after"
+    assert forwarder.in_use == 0
+
+
+async def _echoed(forwarder: Forwarder, target: str) -> str:
+    """The raw path the reflecting upstream says it received."""
+    status, body = await _get(forwarder, target)
+    assert status == 200
+    path: str = json.loads(body)["raw_path"]
+    return path
+
+
+async def test_stale_pooled_connection_is_retried_for_get_only(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """An upstream closing a kept-alive connection as the next request arrives (the keep-alive
+    race): a GET is sent again on a fresh connection and answered; a POST, which the upstream
+    may have acted on, is not sent twice but fails."""
+    connections: list[int] = []
+    requests: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        first = True
+        while True:
+            try:
+                head = await _read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            requests.append(head.split(b"\r\n", 1)[0])
+            if not first:
+                return  # closed without an answer: the request met a connection going away
+            first = False
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    forwarder = make_forwarder(await raw_server(handler))
+    assert await _get(forwarder, "/one") == (200, b"ok")
+    assert await _get(forwarder, "/two") == (200, b"ok")
+    assert len(connections) == 2
+    assert requests == [b"GET /one HTTP/1.1", b"GET /two HTTP/1.1", b"GET /two HTTP/1.1"]
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await _get(forwarder, "/three", method="POST")
+    assert requests[-1] == b"POST /three HTTP/1.1"
+    assert requests.count(b"POST /three HTTP/1.1") == 1
+    assert forwarder.in_use == 0
+
+
+async def test_connection_closed_by_the_upstream_while_idle_is_not_reused(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """An idle pooled connection the upstream has closed is dropped at once; the next request
+    opens a new one (no error, no retry needed)."""
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+        closed.set()
+
+    forwarder = make_forwarder(await raw_server(handler))
+    assert await _get(forwarder, "/a") == (200, b"ok")
+    await closed.wait()
+    async with asyncio.timeout(5):
+        while forwarder.idle and forwarder._idle[0][0].is_connected():
+            await asyncio.sleep(0.005)
+    assert await _get(forwarder, "/b") == (200, b"ok")
+
+
+async def test_connection_close_answer_is_not_pooled(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """An answer with ``Connection: close`` ends that connection's use, even read whole."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+
+    forwarder = make_forwarder(await raw_server(handler))
+    assert await _get(forwarder, "/a") == (200, b"ok")
+    assert forwarder.idle == 0
+
+
+# ------------------------------------------------------------------ bodies
+
+
+async def test_chunked_answer_is_relayed_whole_and_the_connection_reused(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """A chunked answer arrives as its bytes (no chunk framing) and, read to its end, leaves
+    the connection reusable."""
+    forwarder = make_forwarder(_base(upstream))
+    size = 5 * MiB + 3
+    response = await forwarder.request("GET", f"/stream?size={size}", [])
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    digest = hashlib.sha256()
+    received = 0
+    while chunk := await response.content.readany():
+        digest.update(chunk)
+        received += len(chunk)
+    response.release()
+    assert received == size
+    assert digest.hexdigest() == generated_sha256(size)
+    assert forwarder.idle == 1
+    assert await _echoed(forwarder, "/echo/next") == "/echo/next"
+    assert len(set(upstream.app[PEERS].ports)) == 1
+
+
+async def test_head_answer_has_no_body_and_keeps_the_connection(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """HEAD: the Content-Length is the GET's, no body is read, and the connection stays usable."""
+    forwarder = make_forwarder(_base(upstream))
+    status, body = await _get(forwarder, "/stream?size=1000&length=1", method="HEAD")
+    assert (status, body) == (200, b"")
+    assert await _echoed(forwarder, "/echo/after-head") == "/echo/after-head"
+    assert len(set(upstream.app[PEERS].ports)) == 1
+
+
+async def test_slow_reader_holds_the_upstream_back(
+    aiohttp_server: Any, make_forwarder: MakeForwarder
+) -> None:
+    """Back-pressure: while nobody reads the answer the upstream's writes stall (socket buffers
+    and one read buffer, not the 256 MiB body), and reading again finishes it intact."""
+    size = 256 * MiB
+    sent = [0]
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = size
+        await response.prepare(request)
+        block = b"z" * MiB
+        while sent[0] < size:
+            await response.write(block)
+            sent[0] += len(block)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    server = await aiohttp_server(app)
+    forwarder = make_forwarder(_base(server))
+    response = await forwarder.request("GET", "/big", [])
+    assert len(await response.content.readexactly(MiB)) == MiB
+    stable = 0
+    last = -1
+    async with asyncio.timeout(10):
+        while stable < 10:
+            await asyncio.sleep(0.02)
+            stable = stable + 1 if sent[0] == last else 0
+            last = sent[0]
+    assert sent[0] < 32 * MiB, sent[0]
+    received = MiB
+    while chunk := await response.content.readany():
+        received += len(chunk)
+    response.release()
+    assert received == size
+
+
+async def test_upstream_cut_mid_body_is_an_error_not_an_end(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """An answer cut short of its Content-Length raises while reading (never a clean short
+    end), and its connection is not pooled."""
+    forwarder = make_forwarder(_base(upstream))
+    response = await forwarder.request("GET", "/cut", [])
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.content.read()
+    response.release()
+    assert (forwarder.idle, forwarder.in_use) == (0, 0)
+
+
+async def test_cut_chunked_answer_is_an_error(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """A chunked answer closed before its last chunk raises too: close is no end for chunked."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+
+    forwarder = make_forwarder(await raw_server(handler))
+    response = await forwarder.request("GET", "/x", [])
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.content.read()
+    response.release()
+    assert forwarder.idle == 0
+
+
+async def test_unsized_answer_ends_at_the_close(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """Neither length nor chunked (HTTP/1.0 style): the body is what came before the close."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+        await writer.drain()
+
+    forwarder = make_forwarder(await raw_server(handler))
+    assert await _get(forwarder, "/x") == (200, b"until the end")
+    assert forwarder.idle == 0
+
+
+async def test_interim_100_continue_is_skipped(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """A 1xx before the answer is not the answer: the caller gets the final status."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\n!"
+        )
+        await writer.drain()
+        await reader.read()
+
+    forwarder = make_forwarder(await raw_server(handler))
+    assert await _get(forwarder, "/x") == (201, b"!")
+
+
+# ------------------------------------------------------------------ the request head
+
+
+async def test_head_is_sent_as_given_with_the_upstreams_host(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """Method, raw target (escapes untouched), headers in order and repeated, and Host naming
+    the upstream, below the base URL's path."""
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await _read_head(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    base = await raw_server(handler)
+    forwarder = make_forwarder(base + "/app/")
+    headers = [("X-A", "1"), ("Cookie", "a=1"), ("X-A", "2")]
+    assert await _get_with(forwarder, "PROPFIND", "/a%2Fb/%7e?x=%2F+&y", headers) == (204, b"")
+    port = base.rsplit(":", 1)[1]
+    assert heads == [
+        b"PROPFIND /app/a%2Fb/%7e?x=%2F+&y HTTP/1.1\r\nHost: 127.0.0.1:" + port.encode()
+        + b"\r\nX-A: 1\r\nCookie: a=1\r\nX-A: 2\r\n\r\n"
+    ]  # fmt: skip
+
+
+async def _get_with(
+    forwarder: Forwarder, method: str, target: str, headers: list[tuple[str, str]]
+) -> tuple[int, bytes]:
+    response: ForwardedResponse = await forwarder.request(method, target, headers)
+    try:
+        return response.status, await response.content.read()
+    finally:
+        response.release()
+
+
+@pytest.mark.parametrize("header", [("X-A", "1\r\nX-Evil: 1"), ("X-A\r\nX-Evil", "1"), ("X", "\r")])
+async def test_a_line_break_in_a_header_is_refused(
+    upstream: TestServer, make_forwarder: MakeForwarder, header: tuple[str, str]
+) -> None:
+    """A CR or LF in a name or value would split the head (request smuggling): nothing is sent."""
+    forwarder = make_forwarder(_base(upstream))
+    with pytest.raises(ValueError, match="line break"):
+        await forwarder.request("GET", "/echo/x", [header])
+    assert upstream.app[PEERS].ports == []
+    assert forwarder.in_use == 0
+
+
+# ------------------------------------------------------------------ failures
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_refused_connection_is_a_connect_error(make_forwarder: MakeForwarder) -> None:
+    """Nothing listening: UpstreamConnectError (the gateway's upstream-refused), slot freed."""
+    forwarder = make_forwarder(f"http://127.0.0.1:{_closed_port()}", limit=1)
+    for _ in range(2):
+        with pytest.raises(UpstreamConnectError):
+            await forwarder.request("GET", "/", [])
+    assert forwarder.in_use == 0
+
+
+async def test_silent_upstream_times_out_after_read_timeout(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """No answer within read_timeout is a TimeoutError (the gateway's 504), connection dropped."""
+    forwarder = make_forwarder(_base(upstream), read_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await forwarder.request("GET", "/slow?delay=3", [])
+    assert 0.25 <= loop.time() - started < 2
+    assert (forwarder.idle, forwarder.in_use) == (0, 0)
