@@ -104,6 +104,26 @@ def build_cases(env: Env, settings: Settings, login: gw.Login) -> list[LoadCase]
         f"{gateway.url}{gw.UPPY_PATH}/s3/params?filename=photo.jpg&type=image%2Fjpeg",
         headers=(cookie,),
     )
+    w2 = env.servers.get("gateway-w2")
+    if w2 is not None:
+        # The same signing on both cores: that server's own session (its keys differ) and Origin.
+        w2_login = gw.login(w2.url)
+        w2_headers = (headers[0], ("Origin", w2.url), ("Cookie", w2_login.cookie_header))
+
+        def policy_request_w2() -> load.Request:
+            document = documents.policy_v4(
+                key_prefix=w2_login.key_prefix,
+                bucket=gw.UPLOADS_BUCKET,
+                access_key_id=gw.ACCESS_KEY_ID,
+                region=gw.REGION,
+                now=documents.utc_now(),
+            )
+            url = f"{w2.url}{gw.FINEUPLOADER_PATH}/signature?v4=true"
+            return load.Request(url, "POST", w2_headers, documents.as_body(document))
+
+        cases.append(
+            LoadCase(_case("signing", "policy v4", "gateway-w2", n), w2, policy_request_w2, _signed)
+        )
     cases += [
         LoadCase(_case("signing", "policy v4", "gateway", n), gateway, policy_request, _signed),
         LoadCase(_case("signing", "REST v4", "gateway", n), gateway, rest_request, _signed),
