@@ -81,15 +81,22 @@ def build_cases(env: Env, settings: Settings, login: gw.Login) -> list[LoadCase]
     signature_url = f"{gateway.url}{gw.FINEUPLOADER_PATH}/signature?v4=true"
     n = settings.signing_connections
 
-    def policy_request() -> load.Request:
-        document = documents.policy_v4(
-            key_prefix=login.key_prefix,
-            bucket=gw.UPLOADS_BUCKET,
-            access_key_id=gw.ACCESS_KEY_ID,
-            region=gw.REGION,
-            now=documents.utc_now(),
-        )
-        return load.Request(signature_url, "POST", headers, documents.as_body(document))
+    def policy_requests(server: procs.Server, who: gw.Login) -> Callable[[], load.Request]:
+        """Fresh v4 policies (their dates move) for ``server``, as its logged-in ``who``."""
+        url = f"{server.url}{gw.FINEUPLOADER_PATH}/signature?v4=true"
+        sent = (headers[0], ("Origin", server.url), ("Cookie", who.cookie_header))
+
+        def make() -> load.Request:
+            document = documents.policy_v4(
+                key_prefix=who.key_prefix,
+                bucket=gw.UPLOADS_BUCKET,
+                access_key_id=gw.ACCESS_KEY_ID,
+                region=gw.REGION,
+                now=documents.utc_now(),
+            )
+            return load.Request(url, "POST", sent, documents.as_body(document))
+
+        return make
 
     def rest_request() -> load.Request:
         raw = documents.rest_v4_part(
@@ -106,26 +113,18 @@ def build_cases(env: Env, settings: Settings, login: gw.Login) -> list[LoadCase]
     )
     w2 = env.servers.get("gateway-w2")
     if w2 is not None:
-        # The same signing on both cores: that server's own session (its keys differ) and Origin.
-        w2_login = gw.login(w2.url)
-        w2_headers = (headers[0], ("Origin", w2.url), ("Cookie", w2_login.cookie_header))
-
-        def policy_request_w2() -> load.Request:
-            document = documents.policy_v4(
-                key_prefix=w2_login.key_prefix,
-                bucket=gw.UPLOADS_BUCKET,
-                access_key_id=gw.ACCESS_KEY_ID,
-                region=gw.REGION,
-                now=documents.utc_now(),
-            )
-            url = f"{w2.url}{gw.FINEUPLOADER_PATH}/signature?v4=true"
-            return load.Request(url, "POST", w2_headers, documents.as_body(document))
-
+        # The same signing on both cores: that server's own session (its keys differ).
+        w2_policies = policy_requests(w2, gw.login(w2.url))
         cases.append(
-            LoadCase(_case("signing", "policy v4", "gateway-w2", n), w2, policy_request_w2, _signed)
+            LoadCase(_case("signing", "policy v4", "gateway-w2", n), w2, w2_policies, _signed)
         )
     cases += [
-        LoadCase(_case("signing", "policy v4", "gateway", n), gateway, policy_request, _signed),
+        LoadCase(
+            _case("signing", "policy v4", "gateway", n),
+            gateway,
+            policy_requests(gateway, login),
+            _signed,
+        ),
         LoadCase(_case("signing", "REST v4", "gateway", n), gateway, rest_request, _signed),
         LoadCase(_case("signing", "Uppy params", "gateway", n), gateway, _fixed(uppy)),
     ]
