@@ -349,7 +349,7 @@ _UPLOADS_OBJECT_ACTIONS = frozenset(
         # Browsers: POST-policy forms, presigned PUTs, and multipart initiate, part and complete.
         # Storage.create_multipart and complete_multipart (CreateMultipartUpload, Complete...).
         "s3:PutObject",
-        # Fine Uploader's policies always carry an `acl` field (rules.py requires it), and S3
+        # Fine Uploader's policies always carry an `acl` field (gateway/rules requires it), and S3
         # authorizes a write that sets an ACL as s3:PutObjectAcl too.
         "s3:PutObjectAcl",
         # Storage.head, read_prefix, sha256 (HeadObject, GetObject), and the source of

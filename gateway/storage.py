@@ -42,7 +42,7 @@ _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _DENIED = frozenset({"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 # Errors that are the client's fault: what it named does not exist or its parts are wrong.
 # PreconditionFailed is 400, not 412 or 403: the client's claim about its own upload (the
-# ETag it was given) is wrong, the same answer completion.py gives when it notices first.
+# ETag it was given) is wrong, the same answer gateway/completion gives when it notices first.
 _CLIENT_FAULTS: Mapping[str, tuple[type[GatewayError], str, str]] = MappingProxyType(
     {
         "NoSuchUpload": (NotFound, "no-such-upload", "no such multipart upload"),

@@ -1093,7 +1093,7 @@ def test_declared_file_rules() -> None:
 
 # --- property-based: mutations are accepted only when still within the rules ---------------------
 # The oracles below restate the rules independently (whole-value regexes, no shared helpers), so a
-# rule dropped from gateway/rules.py shows up as a signed input the oracle calls out of bounds.
+# rule dropped from gateway/rules/ shows up as a signed input the oracle calls out of bounds.
 
 _TCHAR = r"[A-Za-z0-9!#$%&'+.^_`|~-]"
 _ORACLE_TYPE = re.compile(
