@@ -7,12 +7,11 @@ needs an identity and answers the user's key prefix.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from http.cookies import Morsel, SimpleCookie
 from typing import Any
 from urllib.parse import quote
@@ -24,13 +23,12 @@ from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from multidict import CIMultiDict
 
-from gateway.app import create_app
 from gateway.config import Config
 from gateway.identity import IdentityService, RotatingCookieStorage
 from gateway.keys import user_hash
 from gateway.logs import JsonFormatter
 from tests.support.gateway import OTHER_SESSION_KEY, SESSION_KEY, SettableClock
-from tests.support.processes import served
+from tests.support.processes import StartGateway
 from tests.support.upstream import make_upstream_app
 
 CONFIG_PATH = "/uploads/photos/config"
@@ -61,29 +59,6 @@ async def upstream_server(aiohttp_server: Any) -> TestServer:
 def seen(upstream_server: TestServer) -> Counter[str]:
     """How many requests reached the upstream, by path."""
     return upstream_server.app[SEEN]
-
-
-StartGateway = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture
-async def start_gateway(
-    make_config: Callable[..., Config], clock: SettableClock
-) -> AsyncIterator[StartGateway]:
-    """``await start_gateway(**config_overrides)``: the gateway's base URL on a real port,
-    served with production's runner options."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(**overrides: Any) -> str:
-            app = create_app(make_config(**overrides), clock=clock)
-            return await stack.enter_async_context(served(app))
-
-        yield start
-
-
-@pytest.fixture
-async def gw(start_gateway: StartGateway) -> str:
-    return await start_gateway()
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
 import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +20,8 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.app import create_app
-from gateway.config import Config
 from gateway.logs import JsonFormatter
-from tests.support.gateway import SettableClock
-from tests.support.processes import served
+from tests.support.processes import StartGateway
 from tests.support.upstream import generated_sha256, make_upstream_app
 
 MiB = 1024 * 1024
@@ -73,30 +69,6 @@ async def upstream_server(aiohttp_server: Any) -> TestServer:
 @pytest.fixture
 def trace(upstream_server: TestServer) -> Trace:
     return upstream_server.app[TRACE]
-
-
-StartGateway = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture
-async def start_gateway(
-    make_config: Callable[..., Config], clock: SettableClock
-) -> AsyncIterator[StartGateway]:
-    """``await start_gateway(**config_overrides)``: the gateway's base URL on a real port,
-    served with production's runner options."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(**overrides: Any) -> str:
-            app = create_app(make_config(**overrides), clock=clock)
-            return await stack.enter_async_context(served(app))
-
-        yield start
-
-
-@pytest.fixture
-async def gw(start_gateway: StartGateway) -> str:
-    """The gateway with the default test config."""
-    return await start_gateway()
 
 
 @pytest.fixture

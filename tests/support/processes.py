@@ -26,9 +26,17 @@ import pytest
 import yaml
 from aiohttp import web
 
+from gateway.app import create_app
 from gateway.appkeys import CONFIG
+from gateway.config import Config
 from gateway.server import runner_options
-from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_KEY, config_dict
+from tests.support.gateway import (
+    ACCESS_KEY_ID,
+    SECRET_ACCESS_KEY,
+    SESSION_KEY,
+    SettableClock,
+    config_dict,
+)
 from tests.support.upstream import WEBHOOK_SECRET
 
 START_TIMEOUT = 30.0
@@ -56,6 +64,30 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+StartGateway = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def start_gateway(
+    make_config: Callable[..., Config], clock: SettableClock
+) -> AsyncIterator[StartGateway]:
+    """``await start_gateway(**config_overrides)``: the gateway's base URL on a real port,
+    served with production's runner options."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> str:
+            app = create_app(make_config(**overrides), clock=clock)
+            return await stack.enter_async_context(served(app))
+
+        yield start
+
+
+@pytest.fixture
+async def gw(start_gateway: StartGateway) -> str:
+    """The gateway with the default test config."""
+    return await start_gateway()
 
 
 def free_port() -> int:
