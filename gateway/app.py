@@ -1,4 +1,4 @@
-"""Builds the ``web.Application`` from a Config: middlewares, routes, shared clients.
+"""Builds the ``web.Application`` from a Config: the front, routes, shared clients.
 
 Everything a request needs is created here and held under AppKeys; nothing is global.
 """
@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from . import ops
 from .appkeys import (
     CLOCK,
     COMPLETION,
     CONFIG,
+    FRONT,
     IDENTITY,
     METRICS,
-    REQUEST_ID,
-    ROUTE_NAME,
     SIGNING_KEYS,
     STORAGE,
     TOKENS,
@@ -31,13 +29,11 @@ from .appkeys import (
     Clock,
 )
 from .config import Config
-from .guard import guard_middleware
+from .front import Front
 from .identity import IdentityService
-from .logs import RequestIds, flush_access_log, request_id_var
+from .logs import flush_access_log
 from .metrics import Metrics
-from .problems import GatewayError
 from .proxy import Proxy
-from .render import PROBLEM_FIELDS, problem_response
 from .signing import SigningKeys
 from .storage import Storage, open_s3_client
 from .tokens import TokenSealer
@@ -45,81 +41,9 @@ from .upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def request_id_middleware(ids: RequestIds) -> Middleware:
-    """Keep a valid X-Request-ID or make one; it goes upstream, into logs and back out."""
-
-    @web.middleware
-    async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = ids(request.headers.get("X-Request-ID"))
-        request[REQUEST_ID] = request_id
-        token = request_id_var.set(request_id)
-        try:
-            return await handler(request)
-        finally:
-            request_id_var.reset(token)
-
-    return request_id
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render the gateway's errors once, as problem+json; count every answer."""
-    metrics = request.app[METRICS]
-    try:
-        response = await handler(request)
-    except GatewayError as exc:
-        _log_problem(request, exc.status, exc.reason)
-        response = problem_response(exc, request.get(PROBLEM_FIELDS))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        error = GatewayError(exc.reason, reason=_http_reason(exc.status))
-        _log_problem(request, exc.status, error.reason)
-        response = problem_response(error, None, status=exc.status, title=exc.reason)
-    except Exception:
-        # A bug: the traceback goes to the log with the request id, never to the client.
-        log.exception("unhandled_error", extra={"path": request.path})
-        response = problem_response(
-            GatewayError("the gateway failed; the request id names it in the logs"),
-            request.get(PROBLEM_FIELDS),
-        )
-    metrics.count_request(request.get(ROUTE_NAME, "proxy"), response.status)
-    return response
-
-
-def _log_problem(request: web.Request, status: int, reason: str) -> None:
-    """One line per refusal (info) or failure (warning), with its reason, beside the access line."""
-    log.log(
-        logging.WARNING if status >= 500 else logging.INFO,
-        "request_refused" if status < 500 else "request_failed",
-        extra={
-            "reason": reason,
-            "status": status,
-            "path": request.path,
-            "route": request.get(ROUTE_NAME, "proxy"),
-        },
-    )
-
-
-def _http_reason(status: int) -> str:
-    return {
-        404: "not-found",
-        405: "method-not-allowed",
-        413: "too-large",
-    }.get(status, f"http-{status}")
-
-
-async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    if REQUEST_ID in request:
-        response.headers["X-Request-ID"] = request[REQUEST_ID]
-    await request.app[IDENTITY].on_prepare(request, response)
 
 
 async def _flush_logs(app: web.Application) -> None:
@@ -141,28 +65,29 @@ def create_app(
 
     ``metrics``: where it counts; ``serve --workers`` passes one shared by its workers.
     """
-    app = web.Application(
-        middlewares=[
-            request_id_middleware(RequestIds()),
-            problem_middleware,
-            guard_middleware(config.limits),
-        ]
-    )
+    clock = clock or utc_now
+    metrics = metrics or Metrics()
+    identity = IdentityService(config, clock=clock)
+    front = Front(config, metrics=metrics, identity=identity)
+    app = web.Application(middlewares=[front.middleware()])
     app[CONFIG] = config
-    app[CLOCK] = clock or utc_now
-    app[METRICS] = metrics or Metrics()
-    app[IDENTITY] = IdentityService(config)
+    app[CLOCK] = clock
+    app[METRICS] = metrics
+    app[IDENTITY] = identity
+    app[FRONT] = front
     app[SIGNING_KEYS] = SigningKeys(config.s3.secret_access_key.get_secret_value())
     app[TOKENS] = TokenSealer([k.get_secret_value() for k in config.session.keys])
     app.cleanup_ctx.append(_clients)
-    app.on_response_prepare.append(_on_prepare)
     app.on_cleanup.append(_flush_logs)
 
     ops.add_routes(app, config.ops_prefix)
     for route in config.routes:
         _adapter(route.protocol)(app, route)
-    proxy = Proxy(app, reserved=tuple(r.forward for r in config.routes))
+    proxy = Proxy(app, reserved=tuple(r.forward for r in config.routes), finish=front.finish)
+    # The catch-all serves what the front sends to the app below its own paths, and every
+    # request when the app runs without the front (aiohttp's test server).
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    front.proxy = proxy.handle
     return app
 
 

@@ -1,4 +1,4 @@
-"""Typed keys for the state ``create_app`` builds and the per-request values middlewares set."""
+"""Typed keys for the state ``create_app`` builds and the per-request values handlers set."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .config import Config
 
 if TYPE_CHECKING:
     from .completion import Completion
+    from .front import Front
     from .identity import Identity, IdentityService, SessionData
     from .metrics import Metrics
     from .signing import SigningKeys
@@ -30,6 +31,7 @@ IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity")
 SIGNING_KEYS: web.AppKey[SigningKeys] = web.AppKey("signing_keys")
 TOKENS: web.AppKey[TokenSealer] = web.AppKey("tokens")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+FRONT: web.AppKey[Front] = web.AppKey("front")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 SESSION: web.RequestKey[SessionData] = web.RequestKey("session")

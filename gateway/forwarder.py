@@ -293,26 +293,47 @@ class Forwarder:
         message = head if whole is None else head + whole
         conn, reused = await self._acquire()
         while True:
+            sender: asyncio.Task[None] | None = None
             try:
-                return await self._exchange(conn, method, message, body, chunked)
+                sender = self._send(conn, method, message, body, chunked)
+                while True:
+                    raw, payload = await conn.read()
+                    if raw.code not in _INFORMATIONAL:
+                        break
+                # The final answer's head is in: read_timeout is now the parser's business.
+                conn.final = True
+                return ForwardedResponse(
+                    self,
+                    conn,
+                    sender,
+                    raw.code,
+                    raw.reason,
+                    raw.headers,
+                    payload,
+                    (raw.version.major, raw.version.minor),
+                )
             except (ServerDisconnectedError, ClientOSError):
+                _stop(sender)
                 self.pool_release(conn, reuse=False)
                 if not (retry and reused and not conn.answered):
                     raise
             except BaseException:
+                _stop(sender)
                 self.pool_release(conn, reuse=False)
                 raise
             # The upstream closed a kept-alive connection as this request went out on it.
             conn, reused = await self._acquire(fresh=True)
 
-    async def _exchange(
+    def _send(
         self,
         conn: _Connection,
         method: str,
         message: bytes,
         body: StreamReader | None,
         chunked: bool,
-    ) -> ForwardedResponse:
+    ) -> asyncio.Task[None] | None:
+        """Write the request (head, and the body when in hand) and start the read timeout;
+        a body still to come is streamed by the task returned."""
         skip_payload = method == "HEAD"
         if conn.parser_for_head is not skip_payload:
             # llhttp starts afresh after each complete answer, so a pooled connection keeps
@@ -332,33 +353,17 @@ class Forwarder:
         if transport is None:
             raise ServerDisconnectedError()
         transport.write(message)
-        sender: asyncio.Task[None] | None = None
         if body is None:
             # read_timeout counts from the end of the request: a slow upload is not the
             # upstream's delay.
             conn.start_timeout()
-        else:
-            sender = asyncio.ensure_future(_send_body(conn, body, chunked))
-        try:
-            while True:
-                raw, payload = await conn.read()
-                if raw.code not in _INFORMATIONAL:
-                    conn.final = True
-                    break
-        except BaseException:
-            if sender is not None and not sender.done():
-                sender.cancel()
-            raise
-        return ForwardedResponse(
-            self,
-            conn,
-            sender,
-            raw.code,
-            raw.reason,
-            raw.headers,
-            payload,
-            (raw.version.major, raw.version.minor),
-        )
+            return None
+        return asyncio.ensure_future(_send_body(conn, body, chunked))
+
+
+def _stop(sender: asyncio.Task[None] | None) -> None:
+    if sender is not None and not sender.done():
+        sender.cancel()
 
 
 async def _send_body(conn: _Connection, body: StreamReader, chunked: bool) -> None:

@@ -11,18 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from .config import LimitsConfig
 from .problems import BadRequest, GatewayError
 from .render import problem_response
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # %00, and the overlong UTF-8 forms: C0/C1 lead bytes (2-byte encodings of ASCII, %c0%ae is
 # "."), E0 80-9F and F0 80-8F (3- and 4-byte encodings of what fits in fewer). Legacy decoders
@@ -56,7 +52,7 @@ def unsafe_target(raw_path: str) -> str | None:
     return None
 
 
-class _BodyWatch:
+class BodyWatch:
     """Closes the connection of a request whose body arrives slower than ``limits`` allow.
 
     The allowance is ``body_timeout`` seconds, plus one second per ``body_min_rate`` bytes
@@ -104,37 +100,38 @@ class _BodyWatch:
             self._handle = None
 
 
-def guard_middleware(limits: LimitsConfig) -> Middleware:
-    """The middleware refusing bad framing and unsafe targets and timing request bodies."""
+def refusal(request: web.Request) -> web.Response | None:
+    """The answer to framing no handler may see, or None; raises for an unsafe target."""
+    if request.version < (1, 1) and "Transfer-Encoding" in request.headers:
+        # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty, whatever
+        # a Content-Length says; the connection must close after the answer.
+        error = BadRequest("Transfer-Encoding is not HTTP/1.0", reason="bad-framing")
+        log.info("request_refused", extra={"reason": error.reason, "status": error.status})
+        response = problem_response(error, None)
+        response.force_close()
+        return response
+    reason = unsafe_target(request.raw_path)
+    if reason is not None:
+        raise BadRequest("the path holds a NUL or an overlong UTF-8 form", reason=reason)
+    return None
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.version < (1, 1) and "Transfer-Encoding" in request.headers:
-            # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty, whatever
-            # a Content-Length says; the connection must close after the answer.
-            error = BadRequest("Transfer-Encoding is not HTTP/1.0", reason="bad-framing")
-            log.info("request_refused", extra={"reason": error.reason, "status": error.status})
-            response = problem_response(error, None)
-            response.force_close()
-            return response
-        reason = unsafe_target(request.raw_path)
-        if reason is not None:
-            raise BadRequest("the path holds a NUL or an overlong UTF-8 form", reason=reason)
-        watch = None
-        if request.body_exists and not request.content.is_eof():
-            watch = _BodyWatch(request, limits)
-        try:
-            return await handler(request)
-        except Exception as exc:
-            if watch is not None and watch.fired:
-                raise RequestTimeout("the request body arrived too slowly") from exc
-            if request.transport is None or request.transport.is_closing():
-                # A read or a relay failed because the client hung up: not the gateway's fault
-                # nor the upstream's, so neither an error traceback nor a 502 in the metrics.
-                raise ClientClosedRequest("the client closed the connection first") from exc
-            raise
-        finally:
-            if watch is not None:
-                watch.cancel()
 
-    return guard
+def watch_body(request: web.Request, limits: LimitsConfig) -> BodyWatch | None:
+    """A watch on the body still to come, if any; the caller cancels it when the handler ends."""
+    if request.body_exists and not request.content.is_eof():
+        return BodyWatch(request, limits)
+    return None
+
+
+def client_fault(
+    request: web.Request, watch: BodyWatch | None, exc: Exception
+) -> GatewayError | None:
+    """What a handler's failure is when the client caused it (a body too slow, a hang-up), or
+    None when it is the gateway's, the upstream's or S3's."""
+    if watch is not None and watch.fired:
+        return RequestTimeout("the request body arrived too slowly")
+    if request.transport is None or request.transport.is_closing():
+        # A read or a relay failed because the client hung up: not the gateway's fault nor the
+        # upstream's, so neither an error traceback nor a 502 in the metrics.
+        return ClientClosedRequest("the client closed the connection first")
+    return None

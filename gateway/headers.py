@@ -5,6 +5,7 @@ Pure functions over multidicts, so each rule is tested on its own.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -60,6 +61,12 @@ def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[
     return tokens
 
 
+@functools.lru_cache(maxsize=16)
+def _spoofable(extra: tuple[str, ...]) -> frozenset[str]:
+    """GATEWAY_ONLY and the config's identity headers, normalised (the same few every time)."""
+    return GATEWAY_ONLY.union(map(normalise, extra))
+
+
 def request_headers(
     incoming: CIMultiDictProxy[str],
     *,
@@ -67,8 +74,8 @@ def request_headers(
     extra_spoofable: Iterable[str] = (),
 ) -> CIMultiDict[str]:
     """Headers to send upstream: no hop-by-hop, no Host, no gateway-only or forwarded headers."""
-    named = connection_tokens(incoming)
-    spoofable = GATEWAY_ONLY.union(map(normalise, extra_spoofable))
+    named = connection_tokens(incoming) if "Connection" in incoming else ()
+    spoofable = _spoofable(tuple(extra_spoofable))
     strip = {n.lower() for n in strip_names}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
@@ -92,10 +99,18 @@ def request_headers(
 
 
 def response_headers(
-    incoming: CIMultiDictProxy[str], *, strip_names: Iterable[str] = ()
-) -> CIMultiDict[str]:
-    """Headers to send back to the client: every Set-Cookie kept, hop-by-hop dropped."""
-    named = connection_tokens(incoming)
+    incoming: CIMultiDictProxy[str],
+    *,
+    strip_names: Iterable[str] = (),
+    underscored: frozenset[str] = frozenset(),
+) -> list[tuple[str, str]]:
+    """Headers to send back to the client: every Set-Cookie kept, hop-by-hop dropped.
+
+    ``strip_names`` go in every spelling; ``underscored`` (normalised names, the identity's
+    login/logout headers) go only when spelt with ``_``: the exact name is the identity's to
+    read and take out, and a ``_`` spelling reaches a WSGI/PHP client as the same header.
+    """
+    named = connection_tokens(incoming) if "Connection" in incoming else ()
     strip = frozenset(map(normalise, strip_names))
     kept: list[tuple[str, str]] = []
     for name, value in incoming.items():
@@ -105,10 +120,11 @@ def response_headers(
             or lower in named
             or lower.startswith("proxy-")
             or (strip and _normalised_lower(lower) in strip)
+            or ("_" in lower and lower.replace("_", "-") in underscored)
         ):
             continue
         kept.append((name, value))
-    return CIMultiDict(kept)
+    return kept
 
 
 class TrustedNetworks(tuple[Network, ...]):

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -26,12 +27,16 @@ from aiohttp_session import SessionData as StoredSession
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from . import headers as hdr
-from .appkeys import CLOCK, REQUEST_ID, SESSION, UPSTREAM, USER
+from .appkeys import REQUEST_ID, SESSION, UPSTREAM, USER, Clock
 from .config import Config
 from .keys import hash_user, user_hash_key
 from .problems import NotAuthenticated, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class SessionData(Session):
@@ -184,14 +189,15 @@ class RotatingCookieStorage(AbstractStorage):
 class IdentityService:
     """Loads, learns and saves who the caller is; one per app."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        """``clock``: the app's (tests move it), for the auth_request cache and login times."""
         self._config = config
+        self._now = clock or _utc_now
         self._identity = config.identity
         keys = [k.get_secret_value() for k in config.session.keys]
         self._hash_key = user_hash_key(keys[0])
         self._login = config.identity.login_header
         self._logout = config.identity.logout_header
-        self._spoofed = frozenset({hdr.normalise(self._login), hdr.normalise(self._logout)})
         self._identities = functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)(self._new_identity)
         self.storage = RotatingCookieStorage(
             keys,
@@ -225,7 +231,7 @@ class IdentityService:
 
     async def _identify(self, request: web.Request) -> Identity | None:
         session = await self.session(request)
-        now = request.app[CLOCK]().timestamp()
+        now = self._now().timestamp()
         user = session.get("user")
         known = user if isinstance(user, str) and user else None
         via = session.get("via")
@@ -316,9 +322,8 @@ class IdentityService:
         headers = response.headers
         login = self._login in headers
         logout = self._logout in headers
-        # Same names written with _ instead of - must not leak to the client either.
-        for name in [n for n in headers if "_" in n and hdr.normalise(n) in self._spoofed]:
-            headers.popall(name, None)
+        # (Their spellings with _ never reach here: the proxy drops them with the hop-by-hop
+        # headers, in the one pass it makes over the upstream's headers.)
         session = request.get(SESSION)
         if session is None and not login and not logout:
             # The common proxied answer: no session was loaded and nothing to learn from it.
@@ -339,7 +344,7 @@ class IdentityService:
             user = _valid_user(login_values[-1])
             if user is not None:
                 session = await self.session(request)
-                now = request.app[CLOCK]().timestamp()
+                now = self._now().timestamp()
                 self._remember(session, user, via="login", request=request, now=now)
         if session is not None:
             if session.modified:
@@ -348,8 +353,10 @@ class IdentityService:
             user = session.get("user") if not session.empty else None
             if isinstance(user, str) and user:
                 known = request.get(USER)
-                identity = known if known is not None and known.user == user else None
-                value = self._prefix_value(request, identity or self.identity_for(user))
+                if known is None or known.user != user:
+                    # Who the answer was for, as the access line names them (a login, say).
+                    known = request[USER] = self.identity_for(user)
+                value = self._prefix_value(request, known)
                 if value is not None:
                     jar = jar or web.StreamResponse()
                     self._set_prefix(jar, value)

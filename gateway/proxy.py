@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 import aiohttp
@@ -36,12 +37,24 @@ _WHOLE_ANSWER_BYTES = 64 * 1024
 class Proxy:
     """Request handler bound to one app's config; built once by ``create_app``."""
 
-    def __init__(self, app: web.Application, *, reserved: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        reserved: tuple[str, ...],
+        finish: Callable[[web.Request, web.StreamResponse], Awaitable[None]],
+    ) -> None:
+        """``finish``: what every answer gets before its head goes out (``Front.finish``); run
+        here for the answers this sends itself, streamed ones and WebSockets."""
         config = app[CONFIG]
         self._app = app
+        self._finish = finish
+        self._metrics = app[METRICS]
+        self._upstream: Upstream | None = None
         self._networks = hdr.parse_networks(config.trusted_proxies)
         self._session_cookie = config.session.cookie_name
         self._spoofable = (config.identity.login_header, config.identity.logout_header)
+        self._identity_headers = frozenset(map(hdr.normalise, self._spoofable))
         # Paths only the gateway may call upstream (the routes' forward paths), compared after
         # the same normalisation an upstream framework would apply.
         self._reserved = tuple(p.lower().rstrip("/") for p in reserved)
@@ -68,12 +81,14 @@ class Proxy:
             raise BadRequest("the request target must be a path", reason="bad-target")
         if self._is_reserved_target(request, target.split("?", 1)[0]):
             raise NotFound("no such path", reason="not-found")
-        upstream = self._app[UPSTREAM]
+        upstream = self._upstream
+        if upstream is None:
+            # Opened by the app's start-up, after this handler was made.
+            upstream = self._upstream = self._app[UPSTREAM]
         headers = self._upstream_headers(request)
         if _is_websocket(request):
             return await self._websocket(request, upstream, headers, target)
         body = request.content if request.body_exists else None
-        metrics = self._app[METRICS]
         started = time.perf_counter()
         try:
             upstream_resp = await upstream.forwarder.request(
@@ -86,7 +101,7 @@ class Proxy:
             )
         except UPSTREAM_ERRORS as exc:
             raise upstream_problem(exc, time.perf_counter() - started) from exc
-        metrics.observe_upstream(time.perf_counter() - started)
+        self._metrics.observe_upstream(time.perf_counter() - started)
         try:
             return await self._relay(request, upstream_resp)
         finally:
@@ -118,7 +133,7 @@ class Proxy:
         self, request: web.Request, upstream_resp: ForwardedResponse
     ) -> web.StreamResponse:
         status = upstream_resp.status
-        headers = hdr.response_headers(upstream_resp.headers)
+        headers = hdr.response_headers(upstream_resp.headers, underscored=self._identity_headers)
         length = upstream_resp.headers.get("Content-Length")
         no_body = request.method == "HEAD" or status in _NO_BODY_STATUSES
         size = int(length) if length is not None and length.isdigit() else None
@@ -141,6 +156,7 @@ class Proxy:
             response.content_length = size
         # Without a length aiohttp itself picks chunked for HTTP/1.1 and close-delimited for
         # HTTP/1.0 (which forbids chunked), so no framing is forced here.
+        await self._finish(request, response)
         await response.prepare(request)
         if no_body:
             return response
@@ -199,6 +215,7 @@ class Proxy:
         client_ws = web.WebSocketResponse(
             protocols=[upstream_ws.protocol] if upstream_ws.protocol else (), max_msg_size=0
         )
+        await self._finish(request, client_ws)
         await client_ws.prepare(request)
 
         async def pump(

@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import multiprocess
 
 from .app import create_app
+from .appkeys import FRONT
 from .config import Config
 from .logs import AccessLogger, configure
 from .metrics import Metrics, share_between_workers
@@ -43,7 +44,7 @@ def _install_uvloop() -> None:
 
 
 def runner_options(config: Config) -> dict[str, Any]:
-    """The keyword arguments ``web.run_app`` (or a ``web.AppRunner``) gets for this config."""
+    """The keyword arguments a ``web.AppRunner`` (``start_runner``) gets for this config."""
     limits = config.limits
     return {
         "access_log_class": AccessLogger,
@@ -67,7 +68,7 @@ def _stop_with_parent(parent: int) -> Callable[[web.Application], AsyncIterator[
         while os.getppid() == parent:  # noqa: ASYNC110
             await asyncio.sleep(PARENT_CHECK_INTERVAL)
         log.error("parent_gone", extra={"detail": f"parent {parent} exited"})
-        # The same way out as a SIGTERM from the parent: run_app shuts down gracefully.
+        # The same way out as a SIGTERM from the parent: the runner shuts down gracefully.
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
@@ -106,14 +107,54 @@ def _run_one(
     gc.collect()
     gc.freeze()
     log.info("gateway_listening", extra={"path": f"http://{host}:{port}"})
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        reuse_port=reuse_port,
-        print=None,
-        **runner_options(config),
-    )
+    _run_until_stopped(app, host, port, reuse_port=reuse_port, options=runner_options(config))
+
+
+async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
+    """An AppRunner for a ``create_app`` app, set up, with the app's front as the server's
+    handler (gateway/front.py); ``options`` as ``runner_options`` gives them."""
+    runner = web.AppRunner(app, **options)
+    await runner.setup()
+    server = runner.server
+    if server is None:  # pragma: no cover - setup() always makes one
+        raise RuntimeError("the runner has no server")
+    server.request_handler = app[FRONT].dispatcher(server.request_handler)
+    return runner
+
+
+def _run_until_stopped(
+    app: web.Application, host: str, port: int, *, reuse_port: bool, options: dict[str, Any]
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop gracefully: what ``web.run_app`` does, with the
+    front installed (run_app offers no way to reach its server's handler)."""
+
+    async def serve() -> None:
+        runner = await start_runner(app, handle_signals=True, **options)
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            # Until a stop signal: the runner's handler raises GracefulExit out of the loop.
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(serve())
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
+        rest = asyncio.all_tasks(loop)
+        for task in rest:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _worker(config: Config, host: str, port: int, metrics_dir: str, parent: int) -> None:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from gateway.app import create_app
-from gateway.server import runner_options
+from gateway.server import runner_options, start_runner
 from tests.support.gateway import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -90,8 +90,7 @@ async def signer(upstream_url: str) -> AsyncIterator[Signer]:
     tree = config_dict(upstream_url, s3_endpoint="http://s3.test:9000", uploads_bucket=BUCKET)
     tree["s3"]["addressing_style"] = "virtual"
     config = build_config(tree)
-    runner = web.AppRunner(create_app(config, clock=SettableClock()), **runner_options(config))
-    await runner.setup()
+    runner = await start_runner(create_app(config, clock=SettableClock()), **runner_options(config))
     jar = aiohttp.CookieJar(unsafe=True)  # the default jar ignores cookies of IP hosts
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(runner.cleanup)

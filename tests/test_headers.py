@@ -115,7 +115,7 @@ def test_response_headers_keep_every_set_cookie_and_drop_hop_by_hop() -> None:
             ("Content-Encoding", "gzip"),
         )
     )
-    assert list(out.items()) == [
+    assert out == [
         ("Set-Cookie", "a=1"),
         ("Set-Cookie", "b=2"),
         ("Set-Cookie", "c=3"),
@@ -129,7 +129,16 @@ def test_response_headers_strip_names_in_every_spelling() -> None:
         _incoming(("X_Upload_User", "m"), ("x-upload-user", "m"), ("X-Z", "1")),
         strip_names=("X-Upload-User",),
     )
-    assert list(out.items()) == [("X-Z", "1")]
+    assert out == [("X-Z", "1")]
+
+
+def test_response_headers_drop_only_underscore_spellings_of_identity_headers() -> None:
+    """The exact login header stays for the identity to read; its '_' spellings go."""
+    out = hdr.response_headers(
+        _incoming(("X_Upload_Login", "m"), ("X-Upload-Login", "alice"), ("X_Other", "1")),
+        underscored=frozenset({"x-upload-login"}),
+    )
+    assert out == [("X-Upload-Login", "alice"), ("X_Other", "1")]
 
 
 def test_connection_tokens_from_every_connection_header() -> None:

@@ -32,7 +32,7 @@ from gateway import webhook
 from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
-from gateway.server import runner_options
+from gateway.server import runner_options, start_runner
 from tests.support.gateway import OTHER_SESSION_KEY, SettableClock, build_config, config_dict
 from tests.support.upstream import WEBHOOK_SECRET, Recorded, make_upstream_app
 
@@ -87,8 +87,7 @@ StartGateway = Callable[..., Awaitable[Gateway]]
 
 @contextlib.asynccontextmanager
 async def _serve(config: Config, clock: SettableClock | None) -> AsyncIterator[Gateway]:
-    runner = web.AppRunner(create_app(config, clock=clock), **runner_options(config))
-    await runner.setup()
+    runner = await start_runner(create_app(config, clock=clock), **runner_options(config))
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         port = runner.addresses[0][1]

@@ -122,6 +122,34 @@ async def test_access_lines_are_whole_json_in_order_without_secrets(
     assert first["bytes"] > 0
 
 
+async def test_access_lines_are_the_text_json_dumps_would_write(
+    log_stream: Recorder, make_config: Callable[..., Config]
+) -> None:
+    """The access line is written out by hand for speed: it must be exactly json.dumps's text
+    for the same fields, whatever the path holds (quotes, backslashes, controls, non-ASCII)."""
+    async with (
+        served(create_app(make_config())) as gw,
+        aiohttp.ClientSession() as client,
+    ):
+        async with client.get(
+            gw + "/echo/%22q%22%5Cb%01%E2%82%AC%ff", headers={"X-Request-ID": "req-exact"}
+        ) as resp:
+            assert resp.status == 200
+
+        def raw() -> list[str]:
+            return [
+                text
+                for text in log_stream.getvalue().splitlines()
+                if '"req-exact"' in text and f'"logger": "{ACCESS_LOGGER}"' in text
+            ]
+
+        await _until(lambda: bool(raw()))
+    (text,) = raw()
+    line = json.loads(text)
+    assert line["path"].startswith('/echo/"q"\\b\x01\u20ac')
+    assert text == json.dumps(line)
+
+
 async def test_access_lines_of_5xx_are_warnings(
     log_stream: Recorder, make_config: Callable[..., Config]
 ) -> None:

@@ -27,6 +27,7 @@ from ..app import create_app
 from ..buckets import BucketNames, setup_buckets
 from ..config import Config, S3Config
 from ..logs import AccessLogger, configure
+from ..server import start_runner
 from ..storage import open_s3_client
 from .app import make_demo_app
 from .assets import INSTALL_HINT, Assets, locate
@@ -225,14 +226,13 @@ async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: Demo
         )
         async with open_s3_client(config.s3) as client:
             await setup_buckets(client, BUCKETS, origins=origins, region=REGION)
-        gateway = web.AppRunner(
+        gateway = await start_runner(
             create_app(config),
             access_log_class=AccessLogger,
             handler_cancellation=False,
             keepalive_timeout=75,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
-        await gateway.setup()
         try:
             await web.SockSite(gateway, sock, shutdown_timeout=SHUTDOWN_TIMEOUT).start()
             print(_banner(config, f"http://localhost:{port}/", app_url, s3_port, assets))

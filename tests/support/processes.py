@@ -29,7 +29,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.appkeys import CONFIG
 from gateway.config import Config
-from gateway.server import runner_options
+from gateway.server import runner_options, start_runner
 from tests.support.gateway import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -51,12 +51,11 @@ SECRET_ENV = {
 
 @contextlib.asynccontextmanager
 async def served(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a loopback port with the runner options gateway/server.py gives
-    ``web.run_app`` (``runner_options`` of the app's config); yields the base URL. aiohttp's
+    """Serve ``app`` on a loopback port as gateway/server.py does (``start_runner``: the front
+    in place, ``runner_options`` of the app's config); yields the base URL. aiohttp's
     TestServer cancels a handler when its client leaves (handler_cancellation=True), which the
-    gateway in production never does."""
-    runner = web.AppRunner(app, **runner_options(app[CONFIG]))
-    await runner.setup()
+    gateway in production never does, and has no front."""
+    runner = await start_runner(app, **runner_options(app[CONFIG]))
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
