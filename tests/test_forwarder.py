@@ -477,3 +477,61 @@ async def test_silent_upstream_times_out_after_read_timeout(
         await forwarder.request("GET", "/slow?delay=3", [])
     assert 0.25 <= loop.time() - started < 2
     assert (forwarder.idle, forwarder.in_use) == (0, 0)
+
+
+async def test_read_timeout_is_between_reads_not_for_the_whole_answer(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """An answer trickling in (a piece every 0.1 s for 1 s) is not cut by a 0.3 s read_timeout:
+    each read moves the deadline on; and the connection is then pooled and reused."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await _read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            for _ in range(10):
+                await asyncio.sleep(0.1)
+                writer.write(b"x")
+                await writer.drain()
+
+    forwarder = make_forwarder(await raw_server(trickle), read_timeout=0.3)
+    assert await _get(forwarder, "/a") == (200, b"x" * 10)
+    assert forwarder.idle == 1
+    assert await _get(forwarder, "/b") == (200, b"x" * 10)
+
+
+async def test_answer_stalling_mid_body_times_out_after_read_timeout(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """A body that stops halfway fails its reader about read_timeout after the last byte."""
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nxxxxx")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    forwarder = make_forwarder(await raw_server(stall), read_timeout=0.3)
+    response = await forwarder.request("GET", "/a", [])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises((TimeoutError, aiohttp.ClientError)):
+            await response.content.read()
+    finally:
+        response.release()
+    assert 0.2 <= loop.time() - started < 1.5
+    assert (forwarder.idle, forwarder.in_use) == (0, 0)
+
+
+async def test_a_pooled_connection_idle_past_read_timeout_still_serves(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """A timer armed for an answer that came in time never fires on the idle connection."""
+    forwarder = make_forwarder(_base(upstream), read_timeout=0.2)
+    assert (await _get(forwarder, "/echo/one"))[0] == 200
+    await asyncio.sleep(0.5)
+    assert forwarder.idle == 1
+    assert (await _get(forwarder, "/echo/two"))[0] == 200
+    assert len(upstream.app[PEERS].ports) == 2
+    assert len(set(upstream.app[PEERS].ports)) == 1
