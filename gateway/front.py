@@ -110,7 +110,10 @@ class Front:
                 response = _bug(request)
             if not response.prepared:
                 try:
-                    await self.finish(request, response)
+                    # finish() inlined: most answers need no identity work, and no coroutine.
+                    response.headers["X-Request-ID"] = request_id
+                    if self._identity.has_news(request, response):
+                        await self._identity.on_prepare(request, response)
                 except Exception:
                     response = _bug(request)
                     response.headers["X-Request-ID"] = request_id
@@ -123,7 +126,8 @@ class Front:
         """What every answer gets before its head is sent: the request id and what the
         identity learnt (session and prefix cookies, login/logout headers taken out)."""
         response.headers["X-Request-ID"] = request[REQUEST_ID]
-        await self._identity.on_prepare(request, response)
+        if self._identity.has_news(request, response):
+            await self._identity.on_prepare(request, response)
 
 
 def _bug(request: web.Request) -> web.Response:

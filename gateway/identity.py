@@ -317,6 +317,12 @@ class IdentityService:
             user = value if isinstance(value, str) else None
         return _valid_user(user)
 
+    def has_news(self, request: web.Request, response: web.StreamResponse) -> bool:
+        """Whether ``on_prepare`` has work: a session was loaded, or the answer logs a user in
+        or out. Most proxied answers have none, and skip making a coroutine."""
+        headers = response.headers
+        return request.get(SESSION) is not None or self._login in headers or self._logout in headers
+
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Apply login/logout headers from the upstream, save the session, set the prefix."""
         headers = response.headers

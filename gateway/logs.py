@@ -144,13 +144,19 @@ class AccessLogBuffer:
         if self._size >= self.limit:
             self.flush()
             return
+        timer_loop = self._timer_loop
+        if timer_loop is not None and timer_loop.is_running():
+            # The common case, answered without get_running_loop (a getpid syscall per call
+            # in CPython 3.11): a timer is armed on the loop this runs on (one thread, one
+            # running loop).
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
         # A timer left on a loop that has since stopped (tests run many loops) never fires.
-        if self._timer is None or self._timer_loop is not loop:
+        if self._timer is None or timer_loop is not loop:
             self._timer = loop.call_later(self.delay, self.flush)
             self._timer_loop = loop
 

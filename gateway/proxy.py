@@ -103,9 +103,28 @@ class Proxy:
             raise upstream_problem(exc, time.perf_counter() - started) from exc
         self._metrics.observe_upstream(time.perf_counter() - started)
         try:
-            return await self._relay(request, upstream_resp)
+            # Most small answers are in whole with their head: answered without a coroutine.
+            whole = self._whole(request, upstream_resp)
+            return whole if whole is not None else await self._relay(request, upstream_resp)
         finally:
             upstream_resp.release()
+
+    def _whole(self, request: web.Request, upstream_resp: ForwardedResponse) -> web.Response | None:
+        """The answer in one write (head and body), when it is sized, small and all here."""
+        content = upstream_resp.content
+        if not content.is_eof() or request.method == "HEAD":
+            return None
+        status = upstream_resp.status
+        size = _small_size(upstream_resp.headers.get("Content-Length"))
+        if size is None or status in _NO_BODY_STATUSES:
+            return None
+        data = content.read_nowait(-1)
+        upstream_resp.release()
+        whole = web.Response(status=status, reason=upstream_resp.reason, body=data)
+        whole.headers.extend(
+            hdr.response_headers(upstream_resp.headers, underscored=self._identity_headers)
+        )
+        return whole
 
     def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
         out = hdr.request_headers(request.headers, extra_spoofable=self._spoofable)
@@ -137,15 +156,11 @@ class Proxy:
         length = upstream_resp.headers.get("Content-Length")
         no_body = request.method == "HEAD" or status in _NO_BODY_STATUSES
         size = int(length) if length is not None and length.isdigit() else None
-        if not no_body and size is not None and size <= _WHOLE_ANSWER_BYTES:
-            # A small sized answer goes out in one write (head and body), not two.
-            content = upstream_resp.content
-            if content.is_eof():
-                data = content.read_nowait(-1)
-            else:
-                # Nothing is sent yet, so a failure here is still the gateway's 502 or 504.
-                with map_client_errors():
-                    data = await content.read()
+        if not no_body and _small_size(length) is not None:
+            # A small sized answer goes out in one write (head and body), not two. Nothing is
+            # sent yet, so a failure while it comes in is still the gateway's 502 or 504.
+            with map_client_errors():
+                data = await upstream_resp.content.read()
             upstream_resp.release()
             whole = web.Response(status=status, reason=upstream_resp.reason, body=data)
             whole.headers.extend(headers)
@@ -242,6 +257,14 @@ class Proxy:
             await upstream_ws.close()
             await client_ws.close()
         return client_ws
+
+
+def _small_size(length: str | None) -> int | None:
+    """A Content-Length small enough to send the answer whole, as an int; else None."""
+    if length is None or not length.isdigit():
+        return None
+    size = int(length)
+    return size if size <= _WHOLE_ANSWER_BYTES else None
 
 
 def _close_code(code: int | None) -> int:
