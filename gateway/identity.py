@@ -58,6 +58,13 @@ _MAX_USER_LENGTH = 256
 SESSION_CACHE_SIZE = 4096
 IDENTITY_CACHE_SIZE = 4096
 
+
+@functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)
+def _cookie_value(key_prefix: str) -> str:
+    """A key prefix as the prefix cookie holds it (the same few per process: cached)."""
+    return quote(key_prefix, safe="")
+
+
 # cryptography's Fernet refuses tokens stamped more than this far in the future (its
 # _MAX_CLOCK_SKEW); the cached path applies the same rule.
 _MAX_CLOCK_SKEW = 60
@@ -374,7 +381,7 @@ class IdentityService:
         """The prefix cookie's value to set, or None when the browser already holds it."""
         # Percent-encoded so the cookie value carries no quotes (Python quotes values with "/");
         # the page reads it with decodeURIComponent.
-        value = quote(identity.key_prefix, safe="")
+        value = _cookie_value(identity.key_prefix)
         if request.cookies.get(self._identity.prefix_cookie) == value:
             return None
         return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
@@ -1649,3 +1650,15 @@ def test_valid_forms_satisfy_the_oracles() -> None:
     assert all(v4_within_rules(raw) for raw in v4_forms)
     assert all(v2_within_rules(raw) for raw in [V2_INITIATE, V2_PART, V2_COMPLETE, V2_ABORT])
     assert policy_within_rules(V4_POLICY, 4) and policy_within_rules(V2_POLICY, 2)
+
+
+def test_bad_key_characters_are_exactly_the_unicode_categories() -> None:
+    """The key check's one regex refuses exactly a backslash and the characters of categories
+    Cc, Cs, Zl and Zp, over every code point (what a per-character lookup would refuse)."""
+    from gateway.rules.object_keys import _BAD_KEY_CHARS
+
+    bad = {"Cc", "Cs", "Zl", "Zp"}
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        expected = char == "\\" or unicodedata.category(char) in bad
+        assert (_BAD_KEY_CHARS.search(char) is not None) is expected, hex(code)
