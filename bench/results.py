@@ -34,6 +34,10 @@ RATIO_DEFINITIONS = {
         "Companion is one Node process)"
     ),
     "signing_workers2_p99_ms": "p99 of the v4 policy signing with `--workers 2`, ms",
+    "signing_workers2_vs_workers1": (
+        "`serve --workers 2` / one worker on v4 policy signing, req/s at 64 connections: the "
+        "cores' scaling where the gateway, not wrk or the upstream, takes most of the CPU"
+    ),
     "signing_p99_ms": "p99 latency of the gateway's v4 policy signing at 64 connections, ms",
     "rest_v4_vs_companion": "gateway's REST v4 (chunk) signing / Companion's /s3/params, req/s",
     "uppy_params_vs_companion": (
@@ -90,6 +94,11 @@ def compute_ratios(
         "signing_workers2_vs_companion",
         sign.format("policy v4", "gateway --workers 2"),
         companion_name,
+    )
+    pair(
+        "signing_workers2_vs_workers1",
+        sign.format("policy v4", "gateway --workers 2"),
+        sign.format("policy v4", "gateway"),
     )
     for key, target in (
         ("signing_p99_ms", "gateway"),
