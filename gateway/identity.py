@@ -1,9 +1,9 @@
 """Who the caller is: the encrypted session cookie, login/logout headers, auth_request, prefix.
 
-The session is loaded lazily (only requests that need it pay for the decryption) and saved from
-``on_response_prepare``, which aiohttp runs for streamed responses too; aiohttp-session's own
-middleware skips streamed responses (its issues #373 and #640), and every proxied response is
-streamed.
+The session is loaded lazily (only requests that need it pay for the decryption) and saved by
+``on_prepare``, which the front (gateway/front.py) runs on every answer before its head goes
+out, streamed ones too; aiohttp-session's own middleware skips streamed responses (its issues
+#373 and #640), and the proxy streams large answers.
 """
 
 from __future__ import annotations
@@ -343,10 +343,9 @@ class IdentityService:
             return
         login_values = headers.popall(self._login, []) if login else []
         logout_values = headers.popall(self._logout, []) if logout else []
-        # aiohttp (3.14) turns response.cookies into headers before it runs on_response_prepare,
-        # so cookies set on ``response`` here would be dropped: they are collected on a scratch
-        # response (aiohttp's own formatting), made only when a cookie is set, and added as
-        # Set-Cookie headers, once each.
+        # Cookies are collected on a scratch response (aiohttp's own formatting), made only when
+        # a cookie is set, and added as Set-Cookie headers, once each, beside the upstream's own
+        # Set-Cookie headers, which pass untouched.
         jar: web.StreamResponse | None = None
         if logout_values:
             session = await self.session(request)

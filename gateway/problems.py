@@ -16,7 +16,7 @@
 
 Every instance carries a short kebab-case ``reason`` (``key-outside-prefix``): the same string is
 the log field, the metric label and the suffix of the problem ``type``. Pure modules raise these;
-only the middleware in ``app.py`` turns them into responses (RFC 9457).
+only the front (``front.py``) turns them into responses (RFC 9457).
 """
 
 from __future__ import annotations

@@ -179,6 +179,24 @@ async def test_raw_path_and_query_kept_byte_for_byte(gw: str) -> None:
     assert echo["raw_path"] == target
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["/-/healthz", "/%2D/healthz", "/-/%68ealthz", "http://elsewhere.example/-/healthz"],
+)
+async def test_gateway_paths_are_the_gateways_however_spelt(
+    gw: str, trace: Trace, target: str
+) -> None:
+    """The front sends a request straight to the proxy only when its path is outside the
+    gateway's own; it reads the path as aiohttp's router does (escapes decoded, absolute form
+    reduced), so no spelling of a gateway path reaches the upstream instead."""
+    head, body = await _raw(
+        _port(gw), f"GET {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body) == {"status": "ok"}
+    assert trace.paths == []
+
+
 async def test_content_length_request_body_is_forwarded_with_its_length(
     gw: str, client: aiohttp.ClientSession
 ) -> None:
