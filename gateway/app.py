@@ -6,7 +6,6 @@ Everything a request needs is created here and held under AppKeys; nothing is gl
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -38,8 +37,6 @@ from .signing import SigningKeys
 from .storage import Storage, open_s3_client
 from .tokens import TokenSealer
 from .upstream import Upstream
-
-log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
