@@ -61,7 +61,9 @@ class _Connection(ResponseHandler):
     # read_timeout as a lazy timer: ResponseHandler cancels and re-arms a TimerHandle at the
     # start of every answer and on every read (two of each per small answer, about 2 % of a
     # proxied request's CPU); here a read only moves the deadline, and the one timer, when it
-    # fires early, re-arms itself for the deadline as it now stands.
+    # fires early, re-arms itself for the deadline as it now stands. A deadline only moves
+    # later (read_timeout is the same for every answer on a connection), so the armed timer
+    # is never late.
     _deadline: float | None = None
 
     def _reschedule_timeout(self) -> None:
