@@ -15,9 +15,10 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -57,6 +58,11 @@ _MAX_USER_LENGTH = 256
 # session): about one per active browser; a few MiB at most.
 SESSION_CACHE_SIZE = 4096
 IDENTITY_CACHE_SIZE = 4096
+# Parsed Cookie headers kept: a browser sends the same header with each of its requests (every
+# chunk of an upload is signed), and aiohttp parses it into morsels anew each time. A header is
+# at most 8 KiB (the server's field limit), so this holds at most a few MiB.
+COOKIE_HEADER_CACHE_SIZE = 512
+_NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
 @functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)
@@ -125,6 +131,30 @@ class RotatingCookieStorage(AbstractStorage):
         # are cached (a refused one raises, and lru_cache keeps no exceptions), and the age is
         # checked against the clock on every use, cached or not.
         self._decode = functools.lru_cache(maxsize=SESSION_CACHE_SIZE)(self._decrypt)
+        self._parsed: dict[str, Mapping[str, str]] = {}
+
+    def cookies(self, request: web.Request) -> Mapping[str, str]:
+        """``request.cookies``, parsed once per distinct Cookie header (aiohttp's parser, so the
+        same names and values; the mapping is read-only, so sharing it is safe)."""
+        header = request.headers.get(hdrs.COOKIE)
+        if not header:
+            return _NO_COOKIES
+        parsed = self._parsed.get(header)
+        if parsed is None:
+            parsed = request.cookies
+            if len(self._parsed) >= COOKIE_HEADER_CACHE_SIZE:
+                # The oldest entry goes (dicts keep insertion order): a bound, not an LRU.
+                del self._parsed[next(iter(self._parsed))]
+            self._parsed[header] = parsed
+        return parsed
+
+    @property
+    def parsed_headers(self) -> int:
+        """How many distinct Cookie headers are held parsed."""
+        return len(self._parsed)
+
+    def load_cookie(self, request: web.Request) -> str | None:
+        return self.cookies(request).get(self.cookie_name)
 
     def cache_info(self) -> functools._CacheInfo:
         """Hits, misses and size of the decrypted-token cache."""
@@ -381,7 +411,7 @@ class IdentityService:
         # Percent-encoded so the cookie value carries no quotes (Python quotes values with "/");
         # the page reads it with decodeURIComponent.
         value = _cookie_value(identity.key_prefix)
-        if request.cookies.get(self._identity.prefix_cookie) == value:
+        if self.storage.cookies(request).get(self._identity.prefix_cookie) == value:
             return None
         return value
 

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from multidict import CIMultiDict
 
+from gateway import identity as identity_module
 from gateway.config import Config
 from gateway.identity import IdentityService, RotatingCookieStorage
 from gateway.keys import user_hash
@@ -448,6 +449,31 @@ async def test_cached_session_still_expires_at_max_age(
     clock.now += 601
     assert await _user_of(client, url, token) is None
     assert storage.cache_info().hits == 2  # refused from the cache, not by a fresh decryption
+
+
+async def test_parsed_cookie_headers_are_kept_within_their_bound(
+    storage_server: tuple[str, RotatingCookieStorage, EpochClock],
+    client: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each distinct Cookie header is parsed once and kept, at most COOKIE_HEADER_CACHE_SIZE of
+    them; a kept header gives the same session as a fresh parse (other cookies, quoting and a
+    repeated name included: the last one counts, as in aiohttp's request.cookies)."""
+    monkeypatch.setattr(identity_module, "COOKIE_HEADER_CACHE_SIZE", 4)
+    url, storage, clock = storage_server
+    alice = _token(SESSION_KEY, "alice", clock.now)
+    bob = _token(SESSION_KEY, "bob", clock.now)
+    headers = [f'theme="dark; wide"; n{i}=x; {COOKIE}={alice}' for i in range(10)]
+    for _ in range(2):
+        for header in headers:
+            async with client.get(url, headers={"Cookie": header}) as resp:
+                assert (await resp.json())["user"] == "alice"
+            assert 1 <= storage.parsed_headers <= 4
+    repeated = f"{COOKIE}={alice}; {COOKIE}={bob}"
+    for _ in range(2):
+        async with client.get(url, headers={"Cookie": repeated}) as resp:
+            assert (await resp.json())["user"] == "bob"
+    assert storage.parsed_headers == 4
 
 
 async def test_cache_never_lets_a_tampered_or_future_token_in(
