@@ -53,12 +53,18 @@ def _normalised_lower(lower: str) -> str:
     return lower.replace("_", "-") if "_" in lower else lower
 
 
-def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     """Header names listed in Connection, which are hop-by-hop for this one hop."""
-    tokens: set[str] = set()
-    for value in headers.getall("Connection", ()):
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return tokens
+    values = headers.getall("Connection", ())
+    if len(values) == 1:
+        return _tokens(values[0])
+    return frozenset().union(*map(_tokens, values))
+
+
+@functools.lru_cache(maxsize=64)
+def _tokens(value: str) -> frozenset[str]:
+    # Nearly every answer says "keep-alive" or "close": the same few values, parsed once.
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
 @functools.lru_cache(maxsize=16)

@@ -30,6 +30,9 @@ _POLICY_FIELDS = frozenset({
 _V4_POLICY_FIELDS = frozenset({"x-amz-algorithm", "x-amz-credential", "x-amz-date"})
 _FREE_HEADER_FIELDS = frozenset({"cache-control", "content-disposition", "content-encoding"})
 _LENGTH_RANGE = "content-length-range"
+_ALLOWED_V4 = _POLICY_FIELDS | _V4_POLICY_FIELDS
+_REQUIRED = ("acl", "bucket", "key")
+_REQUIRED_V4 = (*_REQUIRED, *sorted(_V4_POLICY_FIELDS))
 
 
 def _length_bound(value: object) -> int:
@@ -143,7 +146,7 @@ def tighten_policy(
     conditions = document["conditions"]
     if not isinstance(conditions, list):
         refuse("conditions-invalid", "The conditions must be a list.")
-    allowed = _POLICY_FIELDS | (_V4_POLICY_FIELDS if version == 4 else frozenset())
+    allowed = _ALLOWED_V4 if version == 4 else _POLICY_FIELDS
     seen: dict[str, str] = {}
     tightened: list[Any] = []
     meta_bytes = 0
@@ -168,8 +171,7 @@ def tighten_policy(
         seen[name] = value
         tightened.append(entry)
     check_meta_total(meta_bytes, ctx)
-    required = ("acl", "bucket", "key", *(sorted(_V4_POLICY_FIELDS) if version == 4 else ()))
-    for name in required:
+    for name in _REQUIRED_V4 if version == 4 else _REQUIRED:
         if name not in seen:
             refuse("missing-condition", f"The condition {name!r} is required.")
     if "success_action_status" in seen and "success_action_redirect" in seen:
