@@ -161,15 +161,26 @@ class Storage:
             metadata=dict(answer.get("Metadata", {})),
         )
 
-    async def read_prefix(self, bucket: str, key: str, n: int) -> bytes:
-        """The first ``n`` bytes (one ranged GET), to sniff the type; b"" for an empty object."""
+    async def read_prefix(
+        self, bucket: str, key: str, n: int, *, etag: str | None = None
+    ) -> bytes:
+        """The first ``n`` bytes (one ranged GET), to sniff the type; b"" for an empty object.
+
+        With ``etag``, only of that version (If-Match): otherwise 400 ``etag-mismatch``, so what
+        is sniffed is what a copy made If-Match the same ETag takes, whatever is written between.
+        """
         if n <= 0:
             return b""
         with s3_errors("read an object"):
             try:
-                answer = await self.client.get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes=0-{n - 1}"
-                )
+                if etag:
+                    answer = await self.client.get_object(
+                        Bucket=bucket, Key=key, Range=f"bytes=0-{n - 1}", IfMatch=etag
+                    )
+                else:
+                    answer = await self.client.get_object(
+                        Bucket=bucket, Key=key, Range=f"bytes=0-{n - 1}"
+                    )
             except ClientError as exc:
                 # S3 answers 416 InvalidRange to any range of an empty object.
                 if _code(exc) == "InvalidRange":
@@ -198,16 +209,19 @@ class Storage:
         dst_key: str,
         *,
         source_etag: str | None = None,
+        checked: StoredObject | None = None,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> StoredObject:
         """Copy an upload into the storage bucket; the copy's HEAD, checked against the source.
 
         ``source_etag`` is the version the caller checked: any other is refused (etag-mismatch),
-        also when it changes between this HEAD and the copy (If-Match). ``metadata`` None keeps
-        the upload's own. Above ``multipart_copy_threshold`` the copy goes part by part.
+        also when it changes between this HEAD and the copy (If-Match). ``checked`` is the
+        caller's own HEAD of the upload, taken as the source without a second one (the copy is
+        If-Match its ETag). ``metadata`` None keeps the upload's own. Above
+        ``multipart_copy_threshold`` the copy goes part by part.
         """
-        source = await self.head(self.uploads_bucket, src_key)
+        source = checked if checked is not None else await self.head(self.uploads_bucket, src_key)
         if source is None:
             raise NotFound("no such upload: it was never sent, or is gone", reason="no-such-upload")
         if source_etag is not None and not _same_etag(source.etag, source_etag):

@@ -434,6 +434,40 @@ async def test_an_etag_that_differs_is_refused_but_the_object_is_kept(
     assert list(await contents(s3_client, buckets.uploads)) == [key]
 
 
+async def test_bytes_swapped_in_for_the_sniffing_read_are_refused_not_stored(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """The same user races the completion: HTML is uploaded as image/png, then a real PNG is
+    written over it just for the sniffing read and the HTML put back. The read is If-Match the
+    completion's first HEAD, so the PNG is never what gets judged: refused, nothing stored."""
+    key = f"{ALICE.key_prefix}swap.png"
+    html = b"<!DOCTYPE html><script>alert(1)</script>".ljust(len(PNG), b" ")
+    await put(s3_client, buckets.uploads, key, html)
+
+    async def png_for_the_read(**_: Any) -> None:
+        await put(s3_client, buckets.uploads, key, PNG)
+
+    async def html_again(**_: Any) -> None:
+        await put(s3_client, buckets.uploads, key, html)
+
+    s3_client.meta.events.register("before-parameter-build.s3.GetObject", png_for_the_read)
+    s3_client.meta.events.register("after-call.s3.GetObject", html_again)
+    try:
+        with pytest.raises(BadRequest) as raised:
+            await completion.complete(request(route, key))
+    finally:
+        s3_client.meta.events.unregister("before-parameter-build.s3.GetObject", png_for_the_read)
+        s3_client.meta.events.unregister("after-call.s3.GetObject", html_again)
+
+    assert raised.value.reason == "etag-mismatch"
+    assert await contents(s3_client, buckets.storage) == {}
+    assert recorded.completions == []
+
+
 # ------------------------------------------------------------------------ the upstream's answers
 
 

@@ -80,6 +80,18 @@ async def test_read_prefix_reads_only_the_first_bytes(
     assert await storage.read_prefix(buckets.uploads, "u/big", 10 * MiB) == body
 
 
+async def test_read_prefix_of_a_version_is_refused_once_the_object_changed(
+    storage: Storage, s3_client: Any, buckets: BucketNames
+) -> None:
+    """With the checked ETag the read is If-Match it: bytes written since are never returned."""
+    first = await put(s3_client, buckets.uploads, "u/v", b"first version")
+    assert await storage.read_prefix(buckets.uploads, "u/v", 5, etag=first) == b"first"
+    await put(s3_client, buckets.uploads, "u/v", b"other version")
+    with pytest.raises(BadRequest) as raised:
+        await storage.read_prefix(buckets.uploads, "u/v", 5, etag=first)
+    assert raised.value.reason == "etag-mismatch"
+
+
 async def test_read_prefix_of_an_empty_object_is_empty(
     storage: Storage, s3_client: Any, buckets: BucketNames
 ) -> None:
@@ -179,6 +191,25 @@ async def test_copy_is_conditional_on_the_checked_etag(
     [copy] = [c for c in s3_operations if c.operation == "CopyObject"]
     assert copy.params["CopySourceIfMatch"] == etag
     assert (copy.bucket, copy.source_bucket) == (buckets.storage, buckets.uploads)
+
+
+async def test_copy_of_a_checked_upload_takes_its_head_and_asks_no_other(
+    storage: Storage, s3_client: Any, buckets: BucketNames, s3_operations: list[S3Call]
+) -> None:
+    """Given the caller's HEAD, the copy is made If-Match its ETag with no second HEAD first;
+    the fresh copy's HEAD still checks what landed."""
+    etag = await put(s3_client, buckets.uploads, "u/c", b"checked bytes")
+    checked = await storage.head(buckets.uploads, "u/c")
+    assert checked is not None
+    s3_operations.clear()
+    copied = await storage.copy_to_storage("u/c", "s/c", checked=checked)
+    assert [(c.operation, c.bucket) for c in s3_operations] == [
+        ("CopyObject", buckets.storage),
+        ("HeadObject", buckets.storage),
+    ]
+    assert s3_operations[0].params["CopySourceIfMatch"] == etag
+    assert copied.size == len(b"checked bytes")
+    assert await read(s3_client, buckets.storage, "s/c") == b"checked bytes"
 
 
 async def test_copy_of_a_missing_upload_is_not_found(

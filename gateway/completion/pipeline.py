@@ -138,8 +138,10 @@ class Completion:
             raise BadRequest("the object changed since it was uploaded", reason="etag-mismatch")
         head = b""
         if 0 < upload.size <= req.route.max_size:
+            # If-Match the checked ETag: the bytes judged are those the copy (If-Match too) takes,
+            # even if the same user writes the key again in between.
             head = await self._storage.read_prefix(
-                self._storage.uploads_bucket, upload.key, self._sniff_bytes
+                self._storage.uploads_bucket, upload.key, self._sniff_bytes, etag=upload.etag
             )
         try:
             return check_upload(req, upload, sniff.sniff(head))
@@ -182,9 +184,11 @@ class Completion:
             ours[META_SOURCE] = source
         metadata = _copy_metadata(upload.metadata, ours)
         # If-Match on the checked ETag: bytes written over the upload since it was checked (by
-        # the same user, racing the completion) are never what gets stored.
+        # the same user, racing the completion) are never what gets stored. The HEAD this
+        # completion began with is the copy's source: S3 applies If-Match as it copies, so a
+        # second HEAD here would only cost a round trip.
         copy = await self._storage.copy_to_storage(
-            req.key, dest, source_etag=upload.etag, content_type=content_type, metadata=metadata
+            req.key, dest, checked=upload, content_type=content_type, metadata=metadata
         )
         if copy.size != upload.size or copy.metadata.get(META_ID) != upload_id:
             raise StorageUnavailable(
