@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         generator_name = "bench/loadgen.py (aiohttp; wrk not installed)"
     started = time.monotonic()
+    probe_at_start = results.speed_probe()
     with environment() as env:
         log(f"starting servers (work dir {env.workdir}, logs in {env.logs})")
         start_base(env)
@@ -105,7 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             costs = {k: round(report.median(v), 1) for k, v in inproc.items()}
             log(f"in-process µs per call: {costs}")
     written = results.write_results(
-        out_dir, plot_path, settings, cases, inproc, stream, completion, env.notes, generator_name
+        out_dir,
+        plot_path,
+        settings,
+        cases,
+        inproc,
+        stream,
+        completion,
+        env.notes,
+        generator_name,
+        probe_at_start,
     )
     log(f"done in {time.monotonic() - started:.0f} s: {out_dir / 'results.md'}")
     print(json.dumps({"ratios": written["ratios"]}, indent=2))

@@ -129,6 +129,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"of the machine when the run ended: {results['load_average_at_end']}.",
         "",
     ]
+    probe = results.get("speed_probe_ms")
+    if probe:
+        lines += [
+            f"Host speed probe (a fixed pure-Python loop, ms, lower is faster): {probe['start']} "
+            f"at the start, {probe['end']} at the end. A VM's neighbours show here and in no load "
+            "average; runs whose probes differ much are not comparable in absolute figures.",
+            "",
+        ]
     lines += [f"- {note}" for note in results.get("notes", [])]
     lines += [
         "",

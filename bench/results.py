@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def speed_probe() -> float:
+    """Milliseconds for a fixed pure-Python loop, best of three: how fast this host runs Python
+    right now. On a VM the neighbours' load shows in no load average, but it shows here."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def write_results(
     out_dir: Path,
     plot_path: Path,
@@ -236,12 +250,14 @@ def write_results(
     completion: dict[str, Any] | None,
     notes: list[str],
     generator_name: str,
+    probe_at_start: float,
 ) -> dict[str, Any]:
     ratios, ranges = compute_ratios(cases, inproc, stream)
     results: dict[str, Any] = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         # Other work on the machine during the run (the alternation is what keeps ratios fair).
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "speed_probe_ms": {"start": probe_at_start, "end": speed_probe()},
         "quick": settings.quick,
         "command": "bench/run.sh" + (" --quick" if settings.quick else ""),
         "machine": machine(),
