@@ -76,8 +76,30 @@ class _Connection(ResponseHandler):
             self._read_timeout_handle = self._loop.call_at(deadline, self._check_deadline)
 
     def _drop_timeout(self) -> None:
-        # A timer still armed finds no deadline and ends; it holds the connection till then.
+        # Between answers: a timer still armed finds no deadline and ends (it is re-armed for
+        # the next answer if it is still there, which is the point of keeping it).
         self._deadline = None
+
+    def _cancel_timer(self) -> None:
+        # A closed connection's timer goes at once: armed, it would hold the connection (parser,
+        # buffers) in the loop's timer queue for up to read_timeout after its end.
+        self._deadline = None
+        handle = self._read_timeout_handle
+        if handle is not None:
+            handle.cancel()
+            self._read_timeout_handle = None
+
+    def close(self) -> None:
+        self._cancel_timer()
+        super().close()
+
+    def abort(self) -> None:
+        self._cancel_timer()
+        super().abort()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
 
     def _check_deadline(self) -> None:
         self._read_timeout_handle = None
@@ -334,6 +356,11 @@ class Forwarder:
                     raw, payload = await conn.read()
                     if raw.code not in _INFORMATIONAL:
                         break
+                    # The parser drops the deadline at the end of each answer, 1xx ones too:
+                    # the final answer gets read_timeout afresh (the sender starts it instead
+                    # when the body is still going out).
+                    if sender is None or sender.done():
+                        conn.start_timeout()
                 # The final answer's head is in: read_timeout is now the parser's business.
                 conn.final = True
                 return ForwardedResponse(

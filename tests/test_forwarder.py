@@ -4,6 +4,7 @@ raw asyncio servers for the misbehaviours an app framework will not produce on d
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import socket
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.forwarder import ForwardedResponse, Forwarder, UpstreamConnectError
+from gateway.forwarder import ForwardedResponse, Forwarder, UpstreamConnectError, _Connection
 from tests.support.upstream import generated_sha256, make_upstream_app
 
 MiB = 1024 * 1024
@@ -258,6 +259,27 @@ async def test_connection_close_answer_is_not_pooled(
     assert forwarder.idle == 0
 
 
+async def test_closed_connections_are_freed_at_once_not_after_read_timeout(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """A connection that ends (here: every answer says Connection: close) leaves nothing
+    behind: its read timer is cancelled, not left to hold it in the loop for read_timeout."""
+
+    async def close_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+
+    before = {id(o) for o in gc.get_objects() if isinstance(o, _Connection)}
+    forwarder = make_forwarder(await raw_server(close_each), read_timeout=60)
+    for n in range(20):
+        assert await _get(forwarder, f"/{n}") == (200, b"ok")
+    await asyncio.sleep(0.1)  # each closed transport's connection_lost runs
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, _Connection) and id(o) not in before]
+    assert alive == []
+
+
 # ------------------------------------------------------------------ bodies
 
 
@@ -396,6 +418,32 @@ async def test_interim_100_continue_is_skipped(
 
     forwarder = make_forwarder(await raw_server(handler))
     assert await _get(forwarder, "/x") == (201, b"!")
+
+
+async def test_a_final_answer_stalling_after_a_1xx_times_out(
+    raw_server: Callable[[Handler], Awaitable[str]], make_forwarder: MakeForwarder
+) -> None:
+    """The parser drops the deadline at the end of every answer, a 100 Continue's too: the final
+    answer still gets read_timeout, so an upstream that says 100 and then nothing is a 504, not
+    a request (and a pooled connection) held for ever. A client's Expect header is forwarded,
+    so any client can make an aiohttp or WSGI upstream send that 100."""
+
+    async def continue_then_nothing(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    forwarder = make_forwarder(await raw_server(continue_then_nothing), read_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(4):
+            await forwarder.request("GET", "/x", [("Expect", "100-continue")])
+    assert loop.time() - started < 2
+    assert (forwarder.idle, forwarder.in_use) == (0, 0)
 
 
 # ------------------------------------------------------------------ the request head
