@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from .. import webhook
 from .fields import CookieName, HeaderName, StrictModel, cidr, media_type, origin, rule
 from .sizes import GiB, MiB, Size
 
@@ -146,14 +147,15 @@ class LimitsConfig(StrictModel):
 
 
 class WebhookConfig(StrictModel):
-    secret: SecretStr = Field(description="HMAC key of X-Upload-Signature.")
+    secret: SecretStr = Field(
+        description="Key of both message signatures: whsec_<base64> (Standard Webhooks) or plain."
+    )
     timeout: float = Field(30, gt=0, description="Seconds the upstream has to answer.")
 
     @field_validator("secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("is too short: use at least 16 characters")
+    def _usable(cls, value: SecretStr) -> SecretStr:
+        webhook.check_secret(value.get_secret_value())  # says what is wrong, never the secret
         return value
 
 
