@@ -25,8 +25,6 @@ from typing import Any, TextIO
 import aiohttp
 from yarl import URL
 
-from .problems import PROBLEM_TYPE_BASE
-
 CHUNK = 256 * 1024
 # Seconds to open a connection, at most; ``--timeout`` bounds every silence after that.
 CONNECT_TIMEOUT = 30.0
@@ -57,7 +55,8 @@ _LATER = {
     504: "the app behind the gateway did not answer in time; try again later",
     503: "S3 or the gateway is unavailable; try again later",
 }
-# Statuses by which something other than an api route answers the first call.
+# Statuses of a first call that no api route answered: an api route answers its POST with a
+# grant or a refusal of the file or the caller, never with these.
 _NOT_AN_API_ROUTE = frozenset({404, 405, 501})
 
 
@@ -145,13 +144,11 @@ def _one_line(text: object, limit: int = 300) -> str:
 
 @dataclass(frozen=True)
 class _Answer:
-    """An error answer as one line, and whether the gateway itself gave it (a problem+json of
-    its own type, not the app's or another server's answer)."""
+    """An error answer: its status line ("404 Not Found") and all it says, as one line."""
 
     status: int
-    head: str  # "404 Not Found"
+    head: str
     line: str
-    from_gateway: bool
 
 
 async def _error_answer(resp: aiohttp.ClientResponse) -> _Answer:
@@ -163,18 +160,15 @@ async def _error_answer(resp: aiohttp.ClientResponse) -> _Answer:
     try:
         body = json.loads(text)
     except ValueError:
-        body = None
         short = resp.content_type == "text/plain" and text.strip() and len(text) <= 200
         line = f"{status}: {text}" if short and "\n" not in text.strip() else status
-        return _Answer(resp.status, status, _one_line(line), from_gateway=False)
+        return _Answer(resp.status, status, _one_line(line))
     if not isinstance(body, dict):
-        return _Answer(resp.status, status, status, from_gateway=False)
+        return _Answer(resp.status, status, status)
     title = body.get("title") or body.get("error") or resp.reason
     detail = body.get("detail")
     line = _one_line(f"{resp.status} {title}" + (f": {detail}" if detail else ""))
-    kind = body.get("type")
-    ours = isinstance(kind, str) and kind.startswith(PROBLEM_TYPE_BASE)
-    return _Answer(resp.status, status, line, from_gateway=ours)
+    return _Answer(resp.status, status, line)
 
 
 def _transport_failure(exc: BaseException, url: str, timeout: float) -> str:
@@ -209,8 +203,7 @@ def _failure(answer: _Answer, url: str, *, first: bool) -> Exception:
         return UploadFailed(f"{answer.line}: {later}")
     if answer.status in _RETRYABLE:
         return _Retryable(answer.line)
-    if first and answer.status in _NOT_AN_API_ROUTE and not answer.from_gateway:
-        # The gateway's api route never answers its POST so; the app (or another server) did.
+    if first and answer.status in _NOT_AN_API_ROUTE:
         return UploadFailed(f"{url} is not an api route (it answered {answer.head})" + _WHICH_URL)
     if first and answer.status == 401:
         return UploadFailed(
