@@ -1,8 +1,8 @@
 """The ``upload-gateway`` command line: serve, demo, check-config, s3 ..., upload.
 
 Every expected failure (a network error, an HTTP status, a bad file or config, Ctrl-C) is one
-line on stderr saying what failed and what to do, never a traceback, and one of these exit
-codes (README, "Exit codes"):
+line on stderr saying what failed and what to do, never a traceback, and one of the exit codes
+below (OK, FAILED, USAGE, INTERRUPTED), which README's table documents.
 """
 
 from __future__ import annotations
