@@ -2,8 +2,8 @@
 
 SECURITY.md says S3 enforces what the gateway signs: the route's max_size (or the declared size)
 in every POST policy, each form field the policy names, the declared length of a presigned PUT
-and of each API part, the part number, upload and key a part URL was signed for, and the expiry
-of each signature. Each test here asks the running gateway for a signature over HTTP, as a browser
+and of each API part, the part number, upload and key a part URL was signed for, the part number
+and bytes of a Fine Uploader chunk, and the expiry of each signature. Each test here asks the running gateway for a signature over HTTP, as a browser
 or an API client does, sends radosgw the request built from it with one thing changed and asserts
 radosgw's refusal, then sends the same request unchanged and asserts radosgw takes it: the
 refusal is due to the change alone. moto accepts every changed request, so these run on radosgw
@@ -13,6 +13,7 @@ only (the module's parametrisation), with the gateway's clock at the real time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import uuid
@@ -26,6 +27,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames
@@ -114,6 +116,9 @@ async def stack(
         uploads_bucket=buckets.uploads,
         storage_bucket=buckets.storage,
     )
+    # Fine Uploader's chunks name the bucket by host: <bucket>.localhost:PORT (rgw_dns_name).
+    tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
+    tree["s3"]["addressing_style"] = "auto"
     config = build_config(tree, routes=ROUTES, identity={"auth_request": {"path": "/api/me"}})
     gateway: Client = await aiohttp_client(create_app(config, clock=clock))
     origin = {"Origin": str(gateway.make_url("")).rstrip("/")}
@@ -212,7 +217,7 @@ async def test_a_form_one_byte_over_max_size_is_refused_by_s3(stack: Stack, form
     more is 400 EntityTooLarge and nothing stored; exactly max_size is stored."""
     if form == "uppy":
         url, fields = await uppy_form(stack)
-        assert url.endswith(f"/{stack.buckets.uploads}")
+        assert urlsplit(url).hostname == f"{stack.buckets.uploads}.localhost"
     else:
         key = f"{await prefix_of(stack)}{uuid.uuid4()}.jpg"
         fields = await fine_uploader_form(stack, v4=form == "fineuploader-v4", key=key)
@@ -299,7 +304,12 @@ async def grant(stack: Stack, size: int) -> dict[str, Any]:
 
 
 async def put(stack: Stack, url: str, data: bytes, headers: dict[str, str] | None = None) -> Any:
-    async with stack.http.put(url, data=data, headers=headers or {}) as answer:
+    """PUT ``url`` as signed, through 127.0.0.1 with the URL's own Host (a virtual host name
+    ``<bucket>.localhost`` resolves only in browsers): S3's status and error code."""
+    parts = urlsplit(url)
+    loopback = urlunsplit(parts._replace(netloc=f"127.0.0.1:{stack.server.port}"))
+    sent = {**(headers or {}), "Host": parts.netloc}
+    async with stack.http.put(URL(loopback, encoded=True), data=data, headers=sent) as answer:
         return await refusal(answer)
 
 
@@ -375,10 +385,87 @@ async def test_a_part_url_used_for_another_part_or_upload_is_refused_by_s3(
     assert await list_parts(stack, mine["key"], my_upload) == [2]
 
 
+# --------------------------------------------------------------------------- Fine Uploader chunks
+
+
+async def initiate(stack: Stack) -> tuple[str, str]:
+    """A multipart upload under the user's prefix (made directly: only parts are under test)."""
+    key = f"{await prefix_of(stack)}{uuid.uuid4()}.jpg"
+    answer = await stack.s3.create_multipart_upload(Bucket=stack.buckets.uploads, Key=key)
+    return key, answer["UploadId"]
+
+
+async def chunk_headers(stack: Stack, key: str, upload_id: str, number: int, body: bytes) -> Any:
+    """The headers of Fine Uploader's v4 part PUT, its string signed at ``P/signature``."""
+    now = stack.clock.now
+    amz, day = at_amz(now), f"{now:%Y%m%d}"
+    host = f"{stack.buckets.uploads}.localhost:{stack.server.port}"
+    payload = hashlib.sha256(body).hexdigest()
+    canonical = "\n".join(
+        [
+            "PUT",
+            "/" + quote(key, safe="/~"),
+            f"partNumber={number}&uploadId={quote(upload_id, safe='~')}",
+            f"host:{host}",
+            f"x-amz-content-sha256:{payload}",
+            f"x-amz-date:{amz}",
+            "",
+            "host;x-amz-content-sha256;x-amz-date",
+            payload,
+        ]
+    )
+    scope = f"{day}/us-east-1/s3/aws4_request"
+    raw = f"AWS4-HMAC-SHA256\n{amz}\n{scope}\n{canonical}"
+    answer = await stack.gateway.post(
+        f"{PHOTOS}/signature?v4=true", json={"headers": raw}, headers=stack.origin
+    )
+    signed = await answer.json()
+    assert answer.status == 200, signed
+    authorization = (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{scope}, "
+        f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signed['signature']}"
+    )
+    return {
+        "Authorization": authorization,
+        "x-amz-content-sha256": payload,
+        "x-amz-date": amz,
+    }
+
+
+def chunk_url(stack: Stack, key: str, upload_id: str, number: int) -> str:
+    host = f"{stack.buckets.uploads}.localhost:{stack.server.port}"
+    query = urlencode({"partNumber": number, "uploadId": upload_id}, quote_via=quote)
+    return f"http://{host}/{quote(key, safe='/~')}?{query}"
+
+
+@pytest.mark.parametrize("change", ["part-number", "body"])
+async def test_a_chunk_signature_used_for_another_part_or_body_is_refused_by_s3(
+    stack: Stack, change: str
+) -> None:
+    """A Fine Uploader chunk's signature covers its part number and its bytes' SHA-256: sent
+    for another part it is 403 SignatureDoesNotMatch, with other bytes 400
+    XAmzContentSHA256Mismatch, and nothing is written; as signed, the part is stored."""
+    key, upload_id = await initiate(stack)
+    body = b"chunk one"
+    headers = await chunk_headers(stack, key, upload_id, 1, body)
+    url = chunk_url(stack, key, upload_id, 1)
+    if change == "part-number":
+        moved = chunk_url(stack, key, upload_id, 2)
+        assert await put(stack, moved, body, headers) == (403, "SignatureDoesNotMatch")
+    else:
+        other = b"chunk two"  # the same length
+        assert await put(stack, url, other, headers) == (400, "XAmzContentSHA256Mismatch")
+    assert await list_parts(stack, key, upload_id) == []
+    assert (await put(stack, url, body, headers))[0] == 200
+    assert await list_parts(stack, key, upload_id) == [1]
+
+
 # --------------------------------------------------------------------------- expiry
 
 
-@pytest.mark.parametrize("signed", ["api-put", "api-part", "policy-v4", "policy-v2", "uppy"])
+@pytest.mark.parametrize(
+    "signed", ["api-put", "api-part", "chunk-v4", "policy-v4", "policy-v2", "uppy"]
+)
 async def test_an_expired_signature_is_refused_by_s3(stack: Stack, signed: str) -> None:
     """A signature lives signature_ttl seconds: signed by the gateway ttl + 60 s ago it is 403
     at S3 and stores nothing; the same request signed now is stored."""
@@ -391,6 +478,10 @@ async def test_an_expired_signature_is_refused_by_s3(stack: Stack, signed: str) 
         if signed == "api-part":
             granted = await grant(stack, 8 * MiB + 1)
             return await put(stack, granted["parts"][1]["url"], b"y"), granted["key"]
+        if signed == "chunk-v4":
+            key, upload_id = await initiate(stack)
+            headers = await chunk_headers(stack, key, upload_id, 1, b"z")
+            return await put(stack, chunk_url(stack, key, upload_id, 1), b"z", headers), key
         if signed == "uppy":
             _, fields = await uppy_form(stack)
         else:
@@ -399,10 +490,12 @@ async def test_an_expired_signature_is_refused_by_s3(stack: Stack, signed: str) 
         return await post_form(stack, fields, jpeg(1000)), fields["key"]
 
     now = stack.clock.now
-    (status, code), key = await send(now - timedelta(seconds=TTL + 60))
-    assert (status, code) == (403, "AccessDenied")
+    # A header-signed chunk carries its date, not an expiry: S3 allows 15 minutes of skew.
+    refused = (403, "RequestTimeTooSkewed" if signed == "chunk-v4" else "AccessDenied")
+    answer, key = await send(now - timedelta(seconds=TTL + 60))
+    assert answer == refused
     assert not await stack.stored(key)
     (status, _), key = await send(now)
     assert status == 200
-    if signed != "api-part":  # a part is stored only at the completion
+    if not signed.endswith(("part", "chunk-v4")):  # parts are stored only at the completion
         assert await stack.stored(key)
