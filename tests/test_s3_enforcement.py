@@ -3,11 +3,12 @@
 SECURITY.md says S3 enforces what the gateway signs: the route's max_size (or the declared size)
 in every POST policy, each form field the policy names, the declared length of a presigned PUT
 and of each API part, the part number, upload and key a part URL was signed for, the part number
-and bytes of a Fine Uploader chunk, and the expiry of each signature. Each test here asks the running gateway for a signature over HTTP, as a browser
-or an API client does, sends radosgw the request built from it with one thing changed and asserts
-radosgw's refusal, then sends the same request unchanged and asserts radosgw takes it: the
-refusal is due to the change alone. moto accepts every changed request, so these run on radosgw
-only (the module's parametrisation), with the gateway's clock at the real time.
+and bytes of a Fine Uploader chunk, and the expiry of each signature. Each test here asks the
+running gateway for a signature over HTTP, as a browser or an API client does, sends radosgw the
+request built from it with one thing changed and asserts radosgw's refusal, then sends the same
+request unchanged and asserts radosgw takes it: the refusal is due to the change alone. moto
+accepts every changed request, so these run on radosgw only (the module's parametrisation), with
+the gateway's clock at the real time.
 """
 
 from __future__ import annotations
