@@ -37,7 +37,7 @@ import pytest
 from tests.support.gateway import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from tests.support.s3 import S3Server
 
-__all__ = ["ACCESS_KEY_ID", "PACKAGES", "SECRET_ACCESS_KEY", "Radosgw", "RadosgwError"]
+__all__ = ["PACKAGES", "Radosgw", "RadosgwError"]
 
 PACKAGES = ("radosgw", "ceph-mon", "ceph-osd", "ceph-common")
 START_TIMEOUT = 90.0
@@ -151,17 +151,17 @@ class Radosgw:
         began = time.monotonic()
         for folder in ("run", "log", "crash", "mon", "osd", "rgw"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        gateway = cls(root=root, port=_free_port())
+        cluster = cls(root=root, port=_free_port())
         fsid = str(uuid.uuid4())
         mon_host = f"[v2:127.0.0.1:{_free_port()}]"
-        gateway.conf.write_text(_config(root, fsid, mon_host, gateway.port))
+        cluster.conf.write_text(_config(root, fsid, mon_host, cluster.port))
         try:
-            gateway._bootstrap(fsid, mon_host)
+            cluster._bootstrap(fsid, mon_host)
         except BaseException:
-            gateway.stop()
+            cluster.stop()
             raise
-        gateway.started_in = time.monotonic() - began
-        return gateway
+        cluster.started_in = time.monotonic() - began
+        return cluster
 
     # ------------------------------------------------------------------ steps
 
@@ -290,6 +290,10 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)  # the group this module created for it (start_new_session)
 
 
+# The session's cluster, once started: the run's summary says how long it took to start.
+_STARTED: list[Radosgw] = []
+
+
 @pytest.fixture(scope="session")
 def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One radosgw for the session, started when a test first needs it; stopped at the end."""
@@ -297,6 +301,7 @@ def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Serve
         cluster = Radosgw.start(tmp_path_factory.mktemp("radosgw"))
     except RadosgwError as exc:
         pytest.fail(f"radosgw did not start: {exc}", pytrace=False)
+    _STARTED.append(cluster)
     try:
         yield S3Server(
             "radosgw",
@@ -309,20 +314,28 @@ def radosgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Serve
         cluster.stop()
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for cluster in _STARTED:
+        phases = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in cluster.phases.items())
+        terminalreporter.write_line(
+            f"radosgw started in {cluster.started_in:.1f}s ({phases}); logs in {cluster.log_dir}"
+        )
+
+
 def main() -> None:  # pragma: no cover - manual runs: python -m tests.support.radosgw
     """Start a cluster in a fresh temporary directory, print its endpoint, stop on SIGINT/TERM."""
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="radosgw-"))
-    gateway = Radosgw.start(root)
+    cluster = Radosgw.start(root)
     # Blocked only now: the daemons would inherit the mask and ignore their SIGTERM.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    print(f"{gateway.endpoint} started in {gateway.started_in:.1f}s {gateway.phases}; {root}")
-    print(f"keys {gateway.access_key_id} {gateway.secret_access_key}", flush=True)
+    print(f"{cluster.endpoint} started in {cluster.started_in:.1f}s {cluster.phases}; {root}")
+    print(f"keys {cluster.access_key_id} {cluster.secret_access_key}", flush=True)
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
-        gateway.stop()
+        cluster.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover
