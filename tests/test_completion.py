@@ -1,4 +1,5 @@
-"""gateway.completion against moto's S3 server and the real reflecting upstream app, no mocks."""
+"""gateway.completion against a real S3 server (moto; moto and radosgw where S3 behaviour matters)
+and the real reflecting upstream app, no mocks."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from gateway.problems import (
 from gateway.storage import Storage
 from gateway.upstream import Upstream
 from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.s3 import S3Server
 from tests.support.upstream import WEBHOOK_SECRET, Recorded
 
 ID_KEY = keys.derive(SESSION_KEY, ID_PURPOSE)
@@ -181,6 +183,7 @@ async def test_completion_stores_once_and_forwards_a_signed_message(
     buckets: BucketNames,
     recorded: Recorded,
     metrics: Metrics,
+    s3_server: S3Server,
 ) -> None:
     """The file ends in storage once, the upload is gone, the upstream got the exact message."""
     key = f"{ALICE.key_prefix}4f1c.png"
@@ -422,6 +425,7 @@ async def test_an_etag_that_differs_is_refused_but_the_object_is_kept(
     route: RouteConfig,
     s3_client: Any,
     buckets: BucketNames,
+    s3_server: S3Server,
 ) -> None:
     """The object was replaced since this client sent it; the newer upload may still complete."""
     key = f"{ALICE.key_prefix}etag.png"
@@ -440,6 +444,7 @@ async def test_bytes_swapped_in_for_the_sniffing_read_are_refused_not_stored(
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """The same user races the completion: HTML is uploaded as image/png, then a real PNG is
     written over it just for the sniffing read and the HTML put back. The read is If-Match the
@@ -680,6 +685,7 @@ async def test_a_crash_between_copy_and_delete_still_stores_once(
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """Copied but the original not removed (the process died): the retry copies over the same
     stored key, removes the original, and forwards; one stored object in the end."""
@@ -724,6 +730,7 @@ async def test_an_object_without_the_gateways_id_is_not_taken_for_the_copy(
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """Only the copy's metadata proves it is this upload's: anything else at its place is not."""
     key = f"{ALICE.key_prefix}gone.png"
