@@ -588,12 +588,14 @@ JSON_ENDPOINTS = [
 ]
 
 
-@pytest.mark.parametrize("depth", [3_000, 30_000])
+@pytest.mark.parametrize("depth", [7, 975, 3_000, 30_000])
 async def test_deeply_nested_json_is_a_400_on_every_json_endpoint(
     start_gateway: StartGateway, upstream_url: str, depth: int
 ) -> None:
-    """JSON nested past Python's recursion limit (a few kilobytes) is refused as not JSON (or
-    as too large) by every endpoint that parses JSON, never a 500."""
+    """JSON nested past 6 levels is refused by every endpoint that parses JSON, through the one
+    bounded reader: 400 json-too-deep naming the limit (or 413 when the body is too large to
+    read), never a 500. 975 levels parse in Python and then fail to encode; 3,000 and more fail
+    to parse."""
     tree = config_dict(upstream_url)
     tree["routes"] += [
         {"name": "docs", "protocol": "uppy", "path": "/uploads/uppy", "max_size": "1GB",
@@ -608,7 +610,13 @@ async def test_deeply_nested_json_is_a_400_on_every_json_endpoint(
     async with aiohttp.ClientSession() as client:
         for path in JSON_ENDPOINTS:
             async with client.post(f"{gw.url}{path}", data=body, headers=headers) as resp:
-                assert resp.status in (400, 413), (path, await resp.text())
+                answer = await resp.json(content_type=None)
+                assert (resp.status, answer["reason"]) in {
+                    (400, "json-too-deep"),
+                    (413, "body-too-large"),
+                }, (path, answer)
+                if resp.status == 400:
+                    assert answer["limit"] == 6, (path, answer)
 
 
 # --------------------------------------------------------------------------- completion messages

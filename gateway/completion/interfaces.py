@@ -38,6 +38,7 @@ class CompletionStorage(Protocol):
         checked: StoredObject | None = ...,
         content_type: str | None = ...,
         metadata: Mapping[str, str] | None = ...,
+        only_new: bool = ...,
     ) -> StoredObject: ...
 
     async def delete(self, bucket: str, key: str) -> None: ...
