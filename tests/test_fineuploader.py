@@ -891,8 +891,9 @@ async def test_success_params_nested_too_deep_are_refused_before_anything_is_sto
 ) -> None:
     """Params nested past 6 levels (form bodies' limit, one for the body itself) are a 400
     naming the limit, before any S3 work: nothing stored, the upload untouched, the app never
-    told. 975 levels parse in Python but could not be encoded into the message (a 500 after the
-    copy, which was then orphaned)."""
+    told. (975 levels, the review's payload, parse in a `serve` process and used to fail only
+    when the message was encoded; under pytest's deeper stack the parser may give up first, so
+    tests/test_hostile.py runs that case against a real process.)"""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
     etag = await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
     headers = {**origin(server), "Content-Type": "application/json"}
@@ -912,6 +913,28 @@ async def test_success_params_nested_too_deep_are_refused_before_anything_is_sto
     )
     await json_of(answer, 200)
     assert recorded.completions[0]["message"]["params"]["deep"] == json.loads("[" * 5 + "]" * 5)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_success_json_with_a_non_json_number_is_refused(
+    alice: User,
+    server: TestServer,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_client: Any,
+    constant: str,
+) -> None:
+    """Python reads NaN and Infinity; they are not JSON (RFC 8259), and passed on in params
+    they would make the whole message unreadable to a strict app: 400 not-json, nothing done."""
+    key = f"{alice.prefix}{uuid.uuid4()}.jpg"
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
+    head = json.dumps({"key": key, "uuid": "u", "name": "cat.jpg", "bucket": buckets.uploads})
+    body = (head[:-1] + f', "score": {constant}}}').encode()
+    headers = {**origin(server), "Content-Type": "application/json"}
+    answer = await alice.client.post(f"{P}/success", data=body, headers=headers)
+    assert (await json_of(answer, 400))["reason"] == "not-json"
+    assert await keys_in(s3_client, buckets.uploads) == [key]
+    assert await keys_in(s3_client, buckets.storage) == [] and recorded.completions == []
 
 
 # --------------------------------------------------------------------------- delete
