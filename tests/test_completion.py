@@ -848,6 +848,43 @@ async def test_the_same_bytes_again_are_the_same_object_and_its_copy_is_never_re
     assert await contents(s3_client, buckets.uploads) == {}
 
 
+async def test_s3_round_trips_of_a_completion_and_of_its_retries(
+    make_completion: Callable[..., Completion],
+    unreachable: Upstream,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    s3_operations: list[S3Call],
+) -> None:
+    """A first completion asks S3 six things (HEAD, list, sniffing GET, copy, HEAD of the copy,
+    delete); a retry finding its object's copy skips the GET and the copy; one whose upload is
+    gone only looks."""
+    key = f"{ALICE.key_prefix}trips.png"
+    up, st = buckets.uploads, buckets.storage
+    await put(s3_client, up, key, PNG)
+    s3_operations.clear()
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key))
+    first = [(c.operation, c.bucket) for c in s3_operations]
+    await put(s3_client, up, key, PNG)  # as if the delete had never happened
+    s3_operations.clear()
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key))
+    resumed = [(c.operation, c.bucket) for c in s3_operations]
+    s3_operations.clear()
+    await make_completion().complete(request(route, key))
+    gone = [(c.operation, c.bucket) for c in s3_operations]
+
+    assert first == [
+        ("HeadObject", up), ("ListObjectsV2", st), ("GetObject", up),
+        ("CopyObject", st), ("HeadObject", st), ("DeleteObject", up),
+    ]  # fmt: skip
+    assert resumed == [
+        ("HeadObject", up), ("ListObjectsV2", st), ("HeadObject", st), ("DeleteObject", up),
+    ]  # fmt: skip
+    assert gone == [("HeadObject", up), ("ListObjectsV2", st), ("HeadObject", st)]
+
+
 @pytest.mark.parametrize("planted_by", ["this-object", "another-object"])
 async def test_a_copy_finding_its_key_taken_goes_on_only_from_its_own_object(
     make_completion: Callable[..., Completion],

@@ -7,17 +7,14 @@ from ..problems import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..rules import content_type_allowed
 from ..storage import StoredObject
 from .interfaces import CompletionRequest
+from .naming import etag_value
 
 _GENERIC_TYPES = frozenset({"binary/octet-stream", "application/octet-stream"})
 
 
 def same_etag(a: str, b: str) -> bool:
     """Whether two ETags name the same bytes, however they are quoted or marked weak."""
-
-    def norm(etag: str) -> str:
-        return etag.strip().removeprefix("W/").strip('"').lower()
-
-    return norm(a) == norm(b)
+    return etag_value(a) == etag_value(b)
 
 
 def check_upload(req: CompletionRequest, upload: StoredObject, sniffed: str | None) -> str:
