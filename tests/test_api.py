@@ -589,6 +589,29 @@ async def test_completion_retried_after_an_upstream_failure_stores_once(
     assert first["message"]["object"]["key"] == second["message"]["object"]["key"] == stored_key
 
 
+async def test_other_bytes_put_again_at_a_completed_key_are_a_new_file_the_first_kept(
+    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+) -> None:
+    """The granted URL is valid for its TTL: the client PUTs other bytes of the same size after
+    its completion and completes again. The second is a new upload (new Idempotency-Key, new
+    storage key), and the app refusing it removes its copy only, not the one it accepted."""
+    first_bytes, second_bytes = payload(1000), payload(1000)
+    granted = await grant(gateway, first_bytes, sha256=None)
+    assert await put_single(http, granted, first_bytes) == 200
+    assert (await complete(gateway, granted["upload_id"])).status == 200
+    assert await put_single(http, granted, second_bytes) == 200
+
+    recorded.completion_status = 422
+    resp = await complete(gateway, granted["upload_id"])
+
+    assert resp.status == 422
+    first, second = recorded.completions
+    assert first["idempotency_key"] != second["idempotency_key"]
+    assert first["message"]["object"]["key"] != second["message"]["object"]["key"]
+    assert await s3.keys(s3.names.storage) == [first["message"]["object"]["key"]]
+    assert await s3.read(s3.names.storage, first["message"]["object"]["key"]) == first_bytes
+
+
 # --- upload ids ----------------------------------------------------------------------------------
 
 
