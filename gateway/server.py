@@ -19,11 +19,15 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import multiprocess
 
+from . import ops
 from .app import create_app
-from .appkeys import FRONT
+from .appkeys import CONFIG, FRONT
 from .config import Config
+from .guard import parser_refusal
 from .logs import AccessLogger, configure
 from .metrics import Metrics, share_between_workers
 
@@ -107,7 +111,36 @@ def _run_one(
     gc.collect()
     gc.freeze()
     log.info("gateway_listening", extra={"path": f"http://{host}:{port}"})
+    if config.ops_listen is not None:
+        ops_address = f"http://{config.ops_listen.host}:{config.ops_listen.port}"
+        log.info("ops_listening", extra={"path": ops_address + config.ops_prefix})
     _run_until_stopped(app, host, port, reuse_port=reuse_port, options=runner_options(config))
+
+
+class _Connection(RequestHandler):
+    """aiohttp's protocol for one connection, answering what its parser refuses the gateway's
+    way (``guard.parser_refusal``): aiohttp's own answer and error log line, with traceback,
+    quote the offending line, a Cookie or Authorization header or a presigned query."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            return parser_refusal(exc)
+        return super().handle_error(request, status, exc, message)
+
+
+class _Server(web.Server):
+    """A ``web.Server`` whose connections are ``_Connection``s (aiohttp takes no class)."""
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
 
 
 async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
@@ -118,8 +151,34 @@ async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     server = runner.server
     if server is None:  # pragma: no cover - setup() always makes one
         raise RuntimeError("the runner has no server")
+    # The Application makes a plain web.Server; _Server only adds how connections are made.
+    server.__class__ = _Server
     server.request_handler = app[FRONT].dispatcher(server.request_handler)
     return runner
+
+
+# Options of a runner rather than of its server's connections.
+_RUNNER_ONLY = frozenset({"handle_signals", "shutdown_timeout"})
+
+
+async def start_ops_runner(runner: web.AppRunner, **options: Any) -> web.ServerRunner:
+    """The runner of the ops listener (config ``ops_listen``), set up, for a runner made by
+    ``start_runner``: the same app's front and endpoints under ``ops_prefix``, a 404 for any
+    other path. A server of its own, so the public port's handler tests nothing per request."""
+    app = runner.app
+    server = runner.server
+    if server is None:  # pragma: no cover - start_runner set it up
+        raise RuntimeError("the runner is not set up")
+    ops_server = _Server(
+        app[FRONT].ops_dispatcher(ops.elsewhere),
+        request_factory=server.request_factory,
+        **{k: v for k, v in options.items() if k not in _RUNNER_ONLY},
+    )
+    ops_runner = web.ServerRunner(
+        ops_server, **{k: v for k, v in options.items() if k in _RUNNER_ONLY}
+    )
+    await ops_runner.setup()
+    return ops_runner
 
 
 def _run_until_stopped(
@@ -130,11 +189,21 @@ def _run_until_stopped(
 
     async def serve() -> None:
         runner = await start_runner(app, handle_signals=True, **options)
+        ops_runner: web.ServerRunner | None = None
         try:
             await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            ops_listen = app[CONFIG].ops_listen
+            if ops_listen is not None:
+                ops_runner = await start_ops_runner(runner, **options)
+                await web.TCPSite(
+                    ops_runner, ops_listen.host, ops_listen.port, reuse_port=reuse_port
+                ).start()
             # Until a stop signal: the runner's handler raises GracefulExit out of the loop.
             await asyncio.Event().wait()
         finally:
+            # The ops listener first: its readyz uses the clients the app's cleanup closes.
+            if ops_runner is not None:
+                await ops_runner.cleanup()
             await runner.cleanup()
 
     loop = asyncio.new_event_loop()
