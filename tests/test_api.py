@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient as _TestClient
 from botocore.config import Config as BotoConfig
+from multidict import CIMultiDict
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames
@@ -287,6 +288,23 @@ async def test_a_second_gateway_instance_completes_what_the_first_granted(
     resp = await complete(other, granted["upload_id"], parts)
     assert resp.status == 200, await resp.text()
     assert len(await s3.keys(s3.names.storage)) == 1
+
+
+async def test_every_cookie_line_reaches_the_completion_as_one(
+    gateway: TestClient, http: aiohttp.ClientSession, recorded: Recorded
+) -> None:
+    """A client's several Cookie lines reach the forward path as one, joined with "; " (RFC 9113
+    8.2.3), without the gateway's session cookie."""
+    data = payload(1000)
+    granted = await grant(gateway, data)
+    assert await put_single(http, granted, data) == 200
+    lines = CIMultiDict(
+        [*ALICE.items(), ("Cookie", "theme=dark; gateway_session=x"), ("Cookie", "lang=en")]
+    )
+    url = gateway.make_url(f"/api/files/{granted['upload_id']}/complete")
+    async with http.post(url, json={"parts": []}, headers=lines) as resp:
+        assert resp.status == 200, await resp.text()
+    assert recorded.completions[0]["cookie"] == "theme=dark; lang=en"
 
 
 async def test_session_cookie_identifies_the_caller(

@@ -25,6 +25,11 @@ class ListenConfig(StrictModel):
     port: int = Field(8080, ge=0, le=65535, description="TCP port. Default 8080.")
 
 
+class OpsListenConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Address to bind. Default 127.0.0.1.")
+    port: int = Field(ge=0, le=65535, description="TCP port of readyz and metrics, e.g. 9090.")
+
+
 class UpstreamConfig(StrictModel):
     url: AnyHttpUrl = Field(description="Base URL of the upstream app every request is sent to.")
     connect_timeout: float = Field(5, gt=0, description="Seconds to connect. Default 5.")
@@ -242,6 +247,9 @@ class Config(StrictModel):
         default_factory=list, description="CIDRs whose X-Forwarded-For is kept."
     )
     ops_prefix: str = Field("/-", description="Where healthz, readyz, metrics live.")
+    ops_listen: OpsListenConfig | None = Field(
+        None, description="Serve readyz and metrics only here; null: on listen, like healthz."
+    )
     upstream: UpstreamConfig
     session: SessionConfig
     identity: IdentityConfig = Field(default_factory=IdentityConfig)  # type: ignore[arg-type]
@@ -264,6 +272,18 @@ class Config(StrictModel):
                 "is also session.cookie_name: one cookie would overwrite the other",
                 "identity",
                 "prefix_cookie",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ops_listen_apart(self) -> Config:
+        ops = self.ops_listen
+        same = ops is not None and (ops.host, ops.port) == (self.listen.host, self.listen.port)
+        if same and self.listen.port != 0:
+            raise rule(
+                "is also listen's, on the same host: the ops listener needs an address of its own",
+                "ops_listen",
+                "port",
             )
         return self
 
