@@ -75,6 +75,9 @@ class CompletionRequest:
     declared_content_type: str | None = None
     etag: str | None = None
     forward_headers: Mapping[str, str] = field(default_factory=dict)
+    # What started it: "client" (a client's call) or "sweep" (the gateway's, gateway/completion
+    # /sweep.py); the message says which.
+    trigger: str = "client"
 
 
 @dataclass(frozen=True)
