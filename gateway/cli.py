@@ -196,6 +196,27 @@ def cmd_s3(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return OK
 
 
+def cmd_completions(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``completions status`` (pending and dead letters) and ``completions retry [--dead]``."""
+    config = _load_or_report(args.config or _default_config_path(environ), environ)
+    if config is None:
+        return USAGE
+    from . import completions_cli
+    from .problems import GatewayError
+
+    try:
+        if args.completions_command == "status":
+            lines = asyncio.run(completions_cli.status(config, show_users=args.show_users))
+        else:
+            lines = asyncio.run(completions_cli.retry(config, dead=args.dead))
+    except GatewayError as exc:
+        hint = _S3_HINTS.get(exc.reason, "try again later")
+        print(f"error: {exc.detail}: {hint}", file=sys.stderr)
+        return FAILED
+    print("\n".join(lines))
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="upload-gateway",
@@ -259,6 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
             "-c", "--config", help="config file (default $UPLOAD_GATEWAY_CONFIG)"
         )
         action_parser.set_defaults(func=cmd_s3)
+
+    completions = command(
+        "completions",
+        "see and steer the completion sweep",
+        "List uploads no client completed (per route, oldest first) and dead letters, or "
+        "sweep now, once.",
+    )
+    completions_sub = completions.add_subparsers(
+        dest="completions_command", required=True, metavar="ACTION"
+    )
+    status = completions_sub.add_parser(
+        "status", help="pending uploads per route and dead letters, with keys and user hashes"
+    )
+    status.add_argument(
+        "--show-users", action="store_true", help="also print user ids (personal data)"
+    )
+    again = completions_sub.add_parser("retry", help="sweep now, once, ignoring backoff")
+    again.add_argument("--dead", action="store_true", help="deliver the dead letters again too")
+    for action_parser in (status, again):
+        action_parser.add_argument(
+            "-c", "--config", help="config file (default $UPLOAD_GATEWAY_CONFIG)"
+        )
+        action_parser.set_defaults(func=cmd_completions)
 
     upload = command(
         "upload",

@@ -121,6 +121,8 @@ class Completion:
                 # no stored copy exists that the app was never told about and nobody retries.
                 await self._storage.delete(self._storage.uploads_bucket, req.key)
                 return result
+            if req.upload_only:
+                raise NotFound("the upload was completed meanwhile", reason="no-such-upload")
             stored = await self._earlier_copy(req, replaced=upload is not None)
             return await self._forward(req, stored)
         except GatewayError as exc:

@@ -184,13 +184,14 @@ class Sweeper:
         """Sweep every ``completion.interval`` seconds until cancelled; a failed pass is logged
         and the next one tries again (S3 or the app may be back by then)."""
         while True:
+            # First wait: a process starting up has nothing of its own pending yet.
+            await asyncio.sleep(self._settings.interval * (0.75 + self._rng() / 2))
             try:
                 await self.sweep_once()
             except GatewayError as exc:
                 log.warning("sweep_failed", extra={"reason": exc.reason})
             except Exception:  # a bug must not end the sweeping for the process's life
                 log.exception("sweep_failed", extra={"reason": "internal"})
-            await asyncio.sleep(self._settings.interval * (0.75 + self._rng() / 2))
 
     # ------------------------------------------------------------------ one pass
 
@@ -302,6 +303,7 @@ class Sweeper:
             etag=upload.etag,
             forward_headers={"X-Request-ID": f"sweep-{secrets.token_hex(8)}"},
             trigger="sweep",
+            upload_only=True,
         )
         try:
             result = await self._completion.complete(request)
