@@ -139,8 +139,16 @@ async def _s3_run(action: str, config: Config) -> list[str]:
     origins = sorted(config.origins)
     async with open_s3_client(config.s3) as client:
         if action == "setup":
-            return await setup_buckets(client, names, origins=origins, region=config.s3.region)
-        return await doctor(client, names, origins=origins)
+            return await setup_buckets(
+                client,
+                names,
+                origins=origins,
+                region=config.s3.region,
+                give_up_after=config.completion.give_up_after,
+            )
+        return await doctor(
+            client, names, origins=origins, give_up_after=config.completion.give_up_after
+        )
 
 
 # What to do about each kind of S3 failure (the ``reason`` of gateway/storage.py's errors).

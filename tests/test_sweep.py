@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from gateway import keys
-from gateway.buckets import BucketNames
+from gateway.buckets import BucketNames, doctor, lifecycle_days, setup_buckets
 from gateway.completion import ID_PURPOSE, idempotency_key
 from gateway.completion.sweep import DEAD_PREFIX, backoff, hash_pattern
 from gateway.config import ConfigError, parse
@@ -565,3 +565,21 @@ def test_the_lease_must_outlive_a_delivery(upstream_url: str) -> None:
     tree["completion"] = {"lease": 3}
     with pytest.raises(ConfigError, match="lease"):
         parse(json.dumps(tree), {})
+
+
+async def test_setup_and_doctor_keep_the_lifecycle_longer_than_give_up_after(
+    s3_client: Any, buckets: BucketNames
+) -> None:
+    """A one-day lifecycle would remove uploads the sweep still retries for three days: doctor
+    reports it, setup sets a day past give_up_after, and doctor is then content."""
+    three_days = 3 * 86400.0
+    assert lifecycle_days(three_days) == 4
+    drifts = await doctor(s3_client, buckets, origins=[], give_up_after=three_days)
+    assert any("lifecycle" in line and "4 days" in line for line in drifts), drifts
+    await setup_buckets(
+        s3_client, buckets, origins=[], region="us-east-1", give_up_after=three_days
+    )
+    rules = (await s3_client.get_bucket_lifecycle_configuration(Bucket=buckets.uploads))["Rules"]
+    assert [r["Expiration"]["Days"] for r in rules] == [4]
+    drifts = await doctor(s3_client, buckets, origins=[], give_up_after=three_days)
+    assert not [line for line in drifts if "lifecycle" in line]
