@@ -299,12 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="completions_command", required=True, metavar="ACTION"
     )
     status = completions_sub.add_parser(
-        "status", help="pending uploads per route and dead letters, with keys and user hashes"
+        "status",
+        help="pending uploads per route and dead letters, with keys and user hashes",
+        description="List the uploads no client completed (per route, oldest age, each with "
+        "its key and user hash) and every dead letter.",
     )
     status.add_argument(
         "--show-users", action="store_true", help="also print user ids (personal data)"
     )
-    again = completions_sub.add_parser("retry", help="sweep now, once, ignoring backoff")
+    again = completions_sub.add_parser(
+        "retry",
+        help="sweep now, once, ignoring backoff",
+        description="Sweep now, once, ignoring backoff; with --dead, deliver every dead letter "
+        "again too.",
+    )
     again.add_argument("--dead", action="store_true", help="deliver the dead letters again too")
     for action_parser in (status, again):
         action_parser.add_argument(

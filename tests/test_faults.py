@@ -260,7 +260,9 @@ async def stage(s3_client: Any, bucket: str, key: str) -> str:
 
 async def keys_in(s3_client: Any, bucket: str) -> list[str]:
     listing = await s3_client.list_objects_v2(Bucket=bucket)
-    return [item["Key"] for item in listing.get("Contents", [])]
+    # Not the gateway's own records (owner records, leases: gateway/completion/sweep.py).
+    keys = [item["Key"] for item in listing.get("Contents", [])]
+    return [key for key in keys if not key.startswith(".gateway/")]
 
 
 async def read(s3_client: Any, bucket: str, key: str) -> bytes:
