@@ -21,8 +21,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from . import connection
 from .app import create_app
-from .appkeys import FRONT
+from .appkeys import CONFIG, FRONT
 from .config import Config
 from .logs import AccessLogger, configure
 from .metrics import Metrics, share_between_workers
@@ -112,13 +113,15 @@ def _run_one(
 
 async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     """An AppRunner for a ``create_app`` app, set up, with the app's front as the server's
-    handler (gateway/front.py); ``options`` as ``runner_options`` gives them."""
+    handler (gateway/front.py) and its connections under ``limits.send_timeout``
+    (gateway/connection.py); ``options`` as ``runner_options`` gives them."""
     runner = web.AppRunner(app, **options)
     await runner.setup()
     server = runner.server
     if server is None:  # pragma: no cover - setup() always makes one
         raise RuntimeError("the runner has no server")
     server.request_handler = app[FRONT].dispatcher(server.request_handler)
+    connection.install(server, send_timeout=app[CONFIG].limits.send_timeout)
     return runner
 
 
