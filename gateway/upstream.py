@@ -89,7 +89,12 @@ class Upstream:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+                total=None,
+                # The wait for one of the pool's connections (all may be open WebSockets), and
+                # then for the connection itself.
+                connect=config.pool_timeout + config.connect_timeout,
+                sock_connect=config.connect_timeout,
+                sock_read=config.read_timeout,
             ),
             trace_configs=trace_configs,
             # Content-Type too: a body sent without a type goes on without one (aiohttp would

@@ -622,6 +622,26 @@ async def test_websocket_message_limit_is_the_configured_one(
         assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1009)
 
 
+async def test_websocket_upgrade_waits_for_a_connection_at_most_pool_timeout(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """With every WebSocket connection to the upstream open (max_connections 1), another
+    upgrade is refused once pool_timeout (and connect_timeout) pass, instead of waiting for as
+    long as the open one lives."""
+    gw = await start_gateway(
+        upstream={"max_connections": 1, "pool_timeout": 0.3, "connect_timeout": 0.5}
+    )
+    async with client.ws_connect(gw + "/ws") as held:
+        started = time.monotonic()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await client.ws_connect(gw + "/ws", timeout=aiohttp.ClientWSTimeout(ws_close=10))
+        took = time.monotonic() - started
+        assert caught.value.status == 504
+        assert took < 3.0, took
+        await held.send_str("still there")
+        assert await held.receive_str(timeout=5) == "echo:still there"
+
+
 async def test_websocket_to_a_dead_upstream_is_502(
     start_gateway: StartGateway, client: aiohttp.ClientSession
 ) -> None:
