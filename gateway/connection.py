@@ -7,19 +7,29 @@ byte for ``send_timeout`` is aborted here; the write then fails as a hang-up doe
 handler lets go of what it held.
 
 Nothing is armed per request or per write. The transport calls ``pause_writing`` only when its
-buffer passes the high-water mark (the client is not keeping up), and that is when the one
-timer is armed; it is never cancelled on ``resume_writing``: like the forwarder's read deadline
-it re-checks when it fires, and ends when the connection writes freely again.
+buffer passes the high-water mark (the client is not keeping up), and that is when a timer is
+armed; it is never cancelled on ``resume_writing``: it looks again when it fires, and ends once
+the connection writes freely. While the stall lasts it samples, every quarter of the timeout,
+the bytes not yet taken (the transport's buffer and, on Linux, the socket's send queue, which
+shrinks as the client reads even while the socket is not yet writable again), so a client that
+reads slowly is never taken for one that reads nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
+import termios
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+# Linux's SIOCOUTQ: bytes in a TCP socket's send queue the peer has not acknowledged. Where
+# there is none, only the transport's buffer is watched.
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +41,19 @@ class ClientConnection(RequestHandler):
     """One client connection; aborted once it has had bytes waiting for the client, none of
     them taken, for ``send_timeout`` seconds."""
 
-    __slots__ = ("_send_timeout", "_stall_size", "_stall_timer", "_stalled_at", "_wire")
+    __slots__ = ("_send_timeout", "_stall_since", "_stall_size", "_stall_timer", "_tick", "_wire")
 
     def __init__(self, manager: web.Server, *, send_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._send_timeout = send_timeout
+        self._tick = send_timeout / 4
         # The transport itself: aiohttp drops its ``transport`` when it closes one whose
         # buffer may not have drained yet, which is a stall to watch too.
         self._wire: asyncio.Transport | None = None
-        self._stalled_at = 0.0
-        self._stall_size = 0
+        # The bytes not yet taken at the last look (-1: not looked since the stall began) and
+        # since when that many have waited.
+        self._stall_size = -1
+        self._stall_since = 0.0
         self._stall_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,40 +82,48 @@ class ClientConnection(RequestHandler):
             self._stalled()
 
     def _stalled(self) -> None:
-        """Bytes wait for the client from now on: the deadline counts from here."""
-        wire = self._wire
-        if wire is None:
-            return
-        self._stalled_at = now = self._loop.time()
-        self._stall_size = wire.get_write_buffer_size()
-        if self._stall_timer is None:
-            self._stall_timer = self._loop.call_at(now + self._send_timeout, self._check_stall)
+        # A new pause follows a drain below the low-water mark: bytes were taken, so the stall
+        # counts afresh from the next look.
+        self._stall_size = -1
+        if self._stall_timer is None and self._wire is not None:
+            self._stall_timer = self._loop.call_later(self._tick, self._check_stall)
 
     def _check_stall(self) -> None:
         self._stall_timer = None
         wire = self._wire
-        if wire is None:
+        if wire is None or not (self._paused or wire.is_closing()):
+            # Gone, or writing freely again: no stall to time.
             return
-        size = wire.get_write_buffer_size()
-        if not size or not (self._paused or wire.is_closing()):
-            # Writing freely again (or nothing left to send): no stall to time.
+        size = _unsent(wire)
+        if not size:
             return
         now = self._loop.time()
-        due = self._stalled_at + self._send_timeout
-        if now < due - _TIMER_SLACK:
-            # Paused again since this timer was armed: the deadline moved.
-            self._stall_timer = self._loop.call_at(due, self._check_stall)
+        if self._stall_size < 0 or size < self._stall_size:
+            # The first look at this stall, or bytes were taken since the last one.
+            self._stall_size, self._stall_since = size, now
+        elif now - self._stall_since >= self._send_timeout - _TIMER_SLACK:
+            log.info(
+                "client_send_timeout",
+                extra={"bytes": size, "detail": f"no byte taken in {self._send_timeout:g}s"},
+            )
+            wire.abort()
             return
-        if size < self._stall_size:
-            # Some bytes went out (the client reads, slowly): a new period starts.
-            self._stalled_at, self._stall_size = now, size
-            self._stall_timer = self._loop.call_at(now + self._send_timeout, self._check_stall)
-            return
-        log.info(
-            "client_send_timeout",
-            extra={"bytes": size, "detail": f"no byte taken in {self._send_timeout:g}s"},
-        )
-        wire.abort()
+        due = min(now + self._tick, self._stall_since + self._send_timeout)
+        self._stall_timer = self._loop.call_at(due, self._check_stall)
+
+
+def _unsent(wire: asyncio.Transport) -> int:
+    """Bytes the client has not taken: the transport's buffer, and the socket's send queue
+    where the system tells it."""
+    size = wire.get_write_buffer_size()
+    sock = wire.get_extra_info("socket")
+    if _OUTQ is not None and sock is not None:
+        try:
+            queued: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0" * 4))[0]
+        except OSError:
+            return size
+        size += queued
+    return size
 
 
 class _Server(web.Server):

@@ -163,6 +163,41 @@ async def test_clients_that_stop_reading_never_hold_the_gateway(
     assert log.count("client_send_timeout") == MAX_CONNECTIONS, log[-3000:]
 
 
+async def test_a_client_reading_in_bursts_keeps_its_answer(
+    gateway_process: StartProcess,
+) -> None:
+    """send_timeout counts a stall, not the answer: a client that takes 512 KiB, then nothing
+    for 0.7 s, over and over (8 MiB in some 8 s, many times send_timeout of 1 s) gets the whole
+    answer; the gateway's writes block in every pause, and each pause is a stall of its own."""
+    gateway = await gateway_process(limits={"send_timeout": 1})
+    size = 8 * MiB
+    sock, first = await stalled_client(_port(gateway), f"/stream?size={size}&length=1")
+    loop = asyncio.get_running_loop()
+    try:
+        head, _, body = first.partition(b"\r\n\r\n")
+        while not _:
+            more = await loop.sock_recv(sock, 4096)
+            assert more, first
+            first += more
+            head, _, body = first.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        received = len(body)
+        async with asyncio.timeout(60):
+            while received < size:
+                # The pause: shorter than send_timeout, long enough for the gateway to block.
+                await asyncio.sleep(0.7)
+                burst = 0
+                while burst < 512 * 1024 and received < size:
+                    data = await loop.sock_recv(sock, 65536)
+                    assert data, f"cut after {received} of {size} bytes"
+                    burst += len(data)
+                    received += len(data)
+        assert received == size
+    finally:
+        sock.close()
+    assert "client_send_timeout" not in gateway.log()
+
+
 async def test_no_answer_size_lets_a_non_reading_client_keep_its_connection(
     gateway_process: StartProcess,
 ) -> None:
