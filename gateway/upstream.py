@@ -2,14 +2,15 @@
 
 Three lean keep-alive pools (gateway/forwarder.py), so that no kind of traffic waits behind
 another: ``forwarder`` (``max_connections``) carries proxied requests, which anyone can send and
-a client can hold for as long as it takes its answer; ``call`` goes through ``reserved_connections``
-of its own (``auth_request`` lookups and completion messages); ``ping`` (``/-/readyz``) through
-one connection of its own, so a balancer's probe never reports an instance down because
-clients hold its proxy pool. A request waits at most ``pool_timeout`` for a connection, then
-gets 503 with ``Retry-After``. Only WebSocket upgrades use ``session``, an aiohttp
-``ClientSession`` with a pool of its own. No cookie jar (a shared jar would replay one user's
-upstream cookies for the next user), no decompression (bodies pass through untouched), no
-redirects followed. Client errors are mapped here, once, to the gateway's 502, 503 and 504.
+a client can hold while it takes its answer (a stall of ``limits.send_timeout`` at most);
+``call`` goes through ``reserved_connections`` of its own (``auth_request`` lookups and
+completion messages); ``ping`` (``/-/readyz``) through one connection of its own, so a
+balancer's probe never reports an instance down because clients hold its proxy pool. A request
+waits at most ``pool_timeout`` for a connection, then gets 503 with ``Retry-After``. Only
+WebSocket upgrades use ``session``, an aiohttp ``ClientSession`` with a pool of its own. No
+cookie jar (a shared jar would replay one user's upstream cookies for the next user), no
+decompression (bodies pass through untouched), no redirects followed. Client errors are mapped
+here, once, to the gateway's 502, 503 and 504.
 """
 
 from __future__ import annotations
