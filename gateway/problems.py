@@ -12,6 +12,7 @@
      ├── UnsupportedMediaType (415)
      ├── UpstreamUnavailable (502)
      ├── StorageUnavailable (503)
+     ├── UpstreamBusy (503)             every pooled connection stayed busy; Retry-After
      └── UpstreamTimeout (504)
 
 Every instance carries a short kebab-case ``reason`` (``key-outside-prefix``): the same string is
@@ -32,6 +33,8 @@ class GatewayError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal gateway error"
     default_reason: ClassVar[str] = "internal-error"
+    # Seconds for a Retry-After header (RFC 9110 10.2.3), when trying again later can help.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, reason: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -120,6 +123,19 @@ class StorageUnavailable(GatewayError):
     status = 503
     title = "Storage unavailable"
     default_reason = "storage-unavailable"
+
+
+class UpstreamBusy(GatewayError):
+    """No upstream connection came free in time; the request was not sent, so it may be
+    sent again after ``retry_after`` seconds."""
+
+    status = 503
+    title = "Upstream busy"
+    default_reason = "upstream-busy"
+
+    def __init__(self, detail: str, *, retry_after: int, reason: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(GatewayError):

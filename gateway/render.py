@@ -35,11 +35,14 @@ def problem_response(
         body["title"] = title
     if fields is not None:
         body.update(fields(exc))
-    return web.Response(
+    response = web.Response(
         status=body["status"],
         body=json.dumps(body).encode(),
         content_type=PROBLEM_JSON,
     )
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def route_handler(
