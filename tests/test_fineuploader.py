@@ -557,7 +557,7 @@ async def test_without_public_origins_a_host_that_is_not_host_and_port_signs_not
             answer = await sign_redirect(alice, buckets.uploads, redirect, {"Host": host}, v4=v4)
             body = await json_of(answer, 400)
             assert answer.content_type == "application/problem+json"
-            assert body["reason"] == "host-invalid" and "signature" not in body, host
+            assert body["reason"] == "bad-host" and "signature" not in body, host
 
 
 async def test_without_public_origins_the_redirect_is_the_blank_page_on_the_host(
