@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from .localnames import LocalhostResolver
+
 CHUNK = 256 * 1024
 
 
@@ -342,7 +344,12 @@ async def upload(
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     async with (
         aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as gateway,
-        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=timeout) as s3,
+        aiohttp.ClientSession(
+            # Presigned URLs may name <bucket>.localhost (the demo's S3): loopback, as RFC 6761.
+            connector=aiohttp.TCPConnector(resolver=LocalhostResolver()),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=timeout,
+        ) as s3,
     ):
         uploader = Uploader(gateway, s3, url.rstrip("/"), headers, parallel=parallel)
         if on_start is not None:
