@@ -251,19 +251,35 @@ async def test_refused_files_say_why_and_offer_no_retry_that_cannot_work(
 # --------------------------------------------------------------------------- layout
 
 
+# What a user could not see or reach: the page or a card wider than the screen, an element
+# sticking out of its card, or one cut off by an ancestor that hides its overflow (a user cannot
+# scroll those, though a script, Playwright's clicks included, can).
 LAYOUT = """() => {
   const root = document.documentElement;
-  const outside = (el, box) => {
+  const name = el => el.tagName + "." + el.className + " " + (el.innerText || "").slice(0, 30);
+  const outside = (r, box, x, y) => r.width > 0 && (
+    (x && (r.left < box.left - 0.5 || r.right > box.right + 0.5)) ||
+    (y && (r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5)));
+  const clipped = (el, card) => {
     const r = el.getBoundingClientRect();
-    return r.width > 0 && (r.left < box.left - 0.5 || r.right > box.right + 0.5);
+    for (let a = el.parentElement; a && a !== card.parentElement; a = a.parentElement) {
+      const style = getComputedStyle(a);
+      const x = ["hidden", "clip"].includes(style.overflowX);
+      const y = ["hidden", "clip"].includes(style.overflowY);
+      if ((x || y) && outside(r, a.getBoundingClientRect(), x, y)) { return true; }
+    }
+    return false;
   };
   const cards = [...document.querySelectorAll(".card")];
+  const parts = "button, li, tr, a, .fu-status, .fu-bar, .message";
   return {
     page: [root.scrollWidth, root.clientWidth],
     cards: cards.filter(c => c.scrollWidth > c.clientWidth).map(c => c.className),
     escaping: cards.flatMap(card => [...card.querySelectorAll("*")]
-      .filter(el => outside(el, card.getBoundingClientRect()))
-      .map(el => el.tagName + "." + el.className)),
+      .filter(el => outside(el.getBoundingClientRect(), card.getBoundingClientRect(), true, false))
+      .map(name)),
+    clipped: cards.flatMap(card => [...card.querySelectorAll(parts)]
+      .filter(el => clipped(el, card)).map(name)),
   };
 }"""
 
@@ -316,6 +332,7 @@ async def test_many_files_fit_at_desktop_and_phone_widths(
         assert width <= client, (label, layout)
         assert layout["cards"] == [], (label, layout)
         assert layout["escaping"] == [], (label, layout)
+        assert layout["clipped"] == [], (label, layout)
         assert layout["buttons"] == 6 + 9, (label, layout)  # 6 tiles, 9 rows
     assert (tmp_path / "desktop.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "phone.png").read_bytes().startswith(b"\x89PNG")
