@@ -171,7 +171,7 @@ async def test_demo_uploads_lists_downloads_and_is_screenshotted(
         await listed(page, "notes.txt")
         rows = await page.eval_on_selector_all("#files tr", "rows => rows.map(r => r.innerText)")
         href = await page.get_attribute("#files a.download:text-is('sunset.png')", "href")
-        await page.screenshot(path=str(screenshot))
+        await page.screenshot(path=str(screenshot), full_page=True)
         # The link goes through the app (owner check) to a presigned GET on the demo's S3.
         download = await context.request.get(f"http://localhost:{demo.port}{href}")
         # A phone photo's size: Fine Uploader switches to a chunked v4 multipart upload.

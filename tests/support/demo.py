@@ -86,12 +86,24 @@ class DemoProcess:
         return self.proc.returncode
 
 
+# The installation's scripts, where scripts/demo.sh runs ``upload-gateway demo`` from.
+SCRIPTS = Path(sys.executable).parent
+
+
+def demo_command() -> list[str]:
+    """``upload-gateway demo`` as scripts/demo.sh runs it (``python -m gateway`` without it)."""
+    script = SCRIPTS / "upload-gateway"
+    return [str(script), "demo"] if script.is_file() else [sys.executable, "-m", "gateway", "demo"]
+
+
 def demo_environment(tmp: Path | None = None) -> dict[str, str]:
-    """The test's environment without AWS settings: the demo needs none. With ``tmp``, the
-    demo's temporary files (its JSON log) go there."""
+    """The test's environment without AWS settings: the demo needs none. The installation's
+    scripts are on PATH, as in an activated virtualenv (so the upload command the demo prints
+    is ``upload-gateway``). With ``tmp``, the demo's temporary files (its JSON log) go there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.pathsep.join([str(SCRIPTS), env.get("PATH", "")])
     if tmp is not None:
         env["TMPDIR"] = str(tmp)
     return env
@@ -109,7 +121,7 @@ def start_demo(workdir: Path, *, port: int | None = None) -> DemoProcess:
     log_path = workdir / "demo.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
+            [*demo_command(), "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
