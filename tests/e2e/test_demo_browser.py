@@ -411,12 +411,15 @@ async def test_delete_from_the_list_asks_first_and_tells_the_app(
     """Every route's files (Fine Uploader's, Uppy's, and those sent with the command the page
     prints) have a labelled Delete in the list: dismissing the question keeps the file and sends
     nothing; accepting it goes through the gateway's delete path, the app is told (it logs the
-    deletion and unlists the file), the stored object is gone, and Fine Uploader's line says so."""
+    deletion and unlists the file), the stored object is gone, and Fine Uploader's line says so.
+    Fine Uploader's own Delete (a line of this page load) asks first too."""
     name = user()
     photo = tmp_path / "old.png"
     photo.write_bytes(png(70, 50))
     fresh = tmp_path / "fresh.png"
     fresh.write_bytes(png(50, 70))
+    tile = tmp_path / "tile.png"
+    tile.write_bytes(png(40, 40))
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"delete me\n" * 20)
     report = tmp_path / "from-the-terminal.txt"
@@ -438,15 +441,17 @@ async def test_delete_from_the_list_asks_first_and_tells_the_app(
 
     async def delete(context: Any) -> dict[str, Any]:
         page = await sign_in(context, demo, name, DESKTOP)
-        await page.set_input_files(FINE, str(fresh))  # a line of this page load, to update
+        # Lines of this page load: one to update, one to delete from.
+        await page.set_input_files(FINE, [str(fresh), str(tile)])
         await listed(page, "fresh.png")
+        await listed(page, "tile.png")
         await listed(page, "from-the-terminal.txt")
         labels = await page.eval_on_selector_all(
             "#files button.delete", "buttons => buttons.map(b => b.innerText)"
         )
         questions: list[str] = []
         deletes: list[str] = []
-        answers = iter([False, True, True, True, True])
+        answers = iter([False, True, True, True, True, True])
         page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
 
         async def answer(dialog: Any) -> None:
@@ -461,6 +466,11 @@ async def test_delete_from_the_list_asks_first_and_tells_the_app(
             link = page.locator(f"#files a.download:text-is('{file_name}')")
             await page.click(f"#files tr:has(a.download:text-is('{file_name}')) button.delete")
             await link.wait_for(state="detached", timeout=UPLOAD_TIMEOUT_MS)
+        line = page.locator(".fu-item:has(.qq-upload-file-selector:text-is('tile.png'))")
+        await line.locator(".qq-upload-delete-selector").click()
+        await page.locator("#files a.download:text-is('tile.png')").wait_for(
+            state="detached", timeout=UPLOAD_TIMEOUT_MS
+        )
         return {
             "labels": labels,
             "questions": questions,
@@ -490,14 +500,16 @@ async def test_delete_from_the_list_asks_first_and_tells_the_app(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     result = await browser.run(delete, timeout=90)
-    assert result["labels"] == ["Delete"] * 4
-    assert sorted(result["kept"]) == sorted(names) and result["sent_when_dismissed"] == []
-    assert len(result["questions"]) == 5
+    assert result["labels"] == ["Delete"] * 5
+    assert sorted(result["kept"]) == sorted([*names, "tile.png"])
+    assert result["sent_when_dismissed"] == []
+    assert len(result["questions"]) == 6
     assert all("The stored file is removed, and the app is told" in q for q in result["questions"])
-    assert len(result["deletes"]) == 4
+    assert "tile.png" in result["questions"][-1]
+    assert len(result["deletes"]) == 5
     assert result["status"] == "Deleted fresh.png."
     assert result["line"] == "Deleted" and result["line_delete"] is False
     assert "No files yet" in result["rows"]
-    for file_name in names:
+    for file_name in [*names, "tile.png"]:
         assert told(demo, f"{name} deleted {file_name}"), demo.stdout()
     assert await stored_keys(demo, uploaded["stored_url"]) == []
