@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections.abc import Mapping
@@ -424,6 +425,17 @@ RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
         'ops_prefix: "/a/b" must be one path segment like /-',
     ),
     (
+        "ops_listen on the public address",
+        (("ops_listen", {"port": 8080}),),
+        "ops_listen.port: 8080 is also listen's, on the same host: "
+        "the ops listener needs an address of its own",
+    ),
+    (
+        "ops_listen without a port",
+        (("ops_listen", {"host": "10.0.0.5"}),),
+        "ops_listen.port: is required",
+    ),
+    (
         "header name with a space",
         (("identity.login_header", "X Upload User"),),
         'identity.login_header: "X Upload User" is not a valid header name',
@@ -528,6 +540,36 @@ def test_interpolated_secret_is_not_shown_either() -> None:
     assert found == [
         "webhook.secret: the secret (11 characters) is too short: use at least 16 characters"
     ]
+
+
+def test_a_whsec_webhook_secret_is_accepted() -> None:
+    """The Standard Webhooks form of the secret (whsec_ + base64 of 24 or more bytes) is taken."""
+    secret = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+    assert valid(tree_with(("webhook.secret", secret))).webhook.secret.get_secret_value() == secret
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        (
+            "whsec_" + base64.urlsafe_b64encode(b"\xff" * 30).decode(),
+            "webhook.secret: the secret (46 characters) starts with whsec_ but what follows is not "
+            "standard base64 (A-Z, a-z, 0-9, + and /, padded with = to a multiple of 4 characters)",
+        ),
+        (
+            "whsec_" + base64.b64encode(b"0123456789abcdef").decode(),
+            "webhook.secret: the secret (30 characters) starts with whsec_ but decodes to 16 "
+            "bytes: Standard Webhooks secrets are at least 24 bytes",
+        ),
+    ],
+    ids=["not-standard-base64", "too-short"],
+)
+def test_a_whsec_webhook_secret_no_library_can_use_is_refused(secret: str, expected: str) -> None:
+    """A whsec_ secret that is not padded standard base64, or under the spec's 24 bytes, is
+    refused at load time with what is wrong, and neither it nor its base64 part is shown."""
+    found = problems(tree_with(("webhook.secret", secret)))
+    assert found == [expected]
+    assert secret.removeprefix("whsec_") not in found[0]
 
 
 # ----------------------------------------------------------------------------- all together

@@ -1,12 +1,16 @@
-"""The completion message's X-Upload-Signature: signed by the gateway, checked upstream."""
+"""The messages' signatures: X-Upload-Signature and the Standard Webhooks headers, made with the
+key of either form of the secret, checked by gateway.webhook and the standardwebhooks package."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import re
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from gateway import webhook
 
@@ -140,3 +144,121 @@ def test_negative_inputs_are_programming_errors() -> None:
         webhook.verify(SECRET, webhook.sign(SECRET, BODY, T), BODY, tolerance=-1, now=T)
     with pytest.raises(ValueError, match="timestamp"):
         webhook.sign(SECRET, BODY, -1)
+
+
+# ----------------------------------------------------------------------------- the secret's forms
+
+# 32 bytes that are no valid UTF-8, so only a decoded key can match what is computed below.
+RAW_KEY = bytes(range(224, 256))
+WHSEC = "whsec_" + base64.b64encode(RAW_KEY).decode()
+MESSAGE_ID = "0123456789abcdef0123456789abcdef"
+
+
+def _standard(key: bytes, message_id: str, t: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers, computed from the spec with hmac and base64 alone."""
+    mac = hmac.new(key, f"{message_id}.{t}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(t),
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("secret", "key"),
+    [
+        pytest.param(SECRET, SECRET.encode(), id="plain"),
+        pytest.param("sécret-clé-0123456789", "sécret-clé-0123456789".encode(), id="plain-utf8"),
+        pytest.param(WHSEC, RAW_KEY, id="whsec"),
+    ],
+)
+def test_both_headers_use_one_key_per_secret_form(secret: str, key: bytes) -> None:
+    """The key of both headers: a plain secret's UTF-8 bytes, a whsec_ secret's decoded bytes."""
+    mac = hmac.new(key, f"{T}.".encode() + BODY, hashlib.sha256).hexdigest()
+    assert webhook.sign(secret, BODY, T) == f"t={T},v1={mac}"
+    assert webhook.verify(secret, f"t={T},v1={mac}", BODY, now=T) == T
+    assert webhook.standard_headers(secret, MESSAGE_ID, BODY, T) == _standard(
+        key, MESSAGE_ID, T, BODY
+    )
+
+
+def test_a_plain_secret_and_its_whsec_form_are_one_key() -> None:
+    """``whsec_`` + base64 of a plain secret's UTF-8 signs exactly as the plain secret: the form
+    an app hands its library, which ``standard_secret`` gives (a whsec_ secret unchanged)."""
+    plain = "sécret-clé-0123456789"
+    converted = "whsec_" + base64.b64encode(plain.encode()).decode()
+    assert webhook.standard_secret(plain) == converted
+    assert webhook.standard_secret(WHSEC) == WHSEC
+    assert webhook.sign(converted, BODY, T) == webhook.sign(plain, BODY, T)
+    assert webhook.standard_headers(converted, "m", BODY, T) == webhook.standard_headers(
+        plain, "m", BODY, T
+    )
+
+
+@pytest.mark.parametrize("secret", [SECRET, "sécret-clé-0123456789", WHSEC])
+def test_the_standardwebhooks_library_verifies_the_headers(secret: str) -> None:
+    """The PyPI ``standardwebhooks`` package, given standard_secret(secret), accepts the headers
+    and refuses them for another body."""
+    headers = webhook.standard_headers(secret, MESSAGE_ID, BODY)
+    verifier = Webhook(webhook.standard_secret(secret))
+    assert verifier.verify(BODY, headers) == json.loads(BODY)
+    with pytest.raises(WebhookVerificationError):
+        verifier.verify(BODY.replace(b"alice", b"bob"), headers)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param("whsec_", id="empty"),
+        pytest.param("whsec_" + "A" * 31, id="not-a-multiple-of-4"),
+        pytest.param("whsec_" + _b64(bytes(25)).rstrip("="), id="unpadded"),
+        pytest.param("whsec_" + base64.urlsafe_b64encode(b"\xfb\xff" * 12).decode(), id="url-safe"),
+        pytest.param("whsec_ " + _b64(RAW_KEY), id="space"),
+        pytest.param(WHSEC + "\n", id="newline"),
+    ],
+)
+def test_whsec_secrets_libraries_would_read_differently_are_refused(secret: str) -> None:
+    """After whsec_ only padded standard base64 is taken (Go's decoder wants the padding, none
+    takes the url-safe alphabet): anything else is a ValueError whose text never holds it."""
+    for use in (webhook.secret_key, webhook.check_secret, lambda s: webhook.sign(s, BODY, T)):
+        with pytest.raises(ValueError, match="not standard base64") as caught:
+            use(secret)
+        assert secret.removeprefix("whsec_").strip() not in str(caught.value) or secret == "whsec_"
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        pytest.param("whsec_" + _b64(bytes(23)), "decodes to 23 bytes", id="whsec-23-bytes"),
+        pytest.param("fifteen-chars!!", "too short: use at least 16", id="plain-15-characters"),
+    ],
+)
+def test_weak_secrets_are_refused_for_signing(secret: str, message: str) -> None:
+    """The gateway signs with a whsec_ secret of at least 24 bytes (the spec's floor) or a plain
+    one of at least 16 characters; check_secret says which rule is broken."""
+    with pytest.raises(ValueError, match=message):
+        webhook.check_secret(secret)
+
+
+def test_secrets_at_the_floors_are_accepted() -> None:
+    """24 bytes (the size Svix generates) and 16 characters are enough."""
+    webhook.check_secret("whsec_" + _b64(bytes(24)))
+    webhook.check_secret("sixteen-chars!!!")
+    assert webhook.secret_key("whsec_" + _b64(bytes(24))) == bytes(24)
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["", "a.b", "a b", "id\r\nX-Evil: 1", "é", "x" * 257],
+    ids=["empty", "dot", "space", "crlf", "non-ascii", "too-long"],
+)
+def test_message_ids_that_would_break_the_scheme_are_refused(message_id: str) -> None:
+    """The id joins the signed text with '.', and travels in a header: the spec forbids '.' in
+    it, and a space, a line break or a non-ASCII character has no business in it either."""
+    with pytest.raises(ValueError, match="message id"):
+        webhook.standard_headers(SECRET, message_id, BODY, T)
+    assert webhook.standard_headers(SECRET, "x" * 256, BODY, T)["webhook-id"] == "x" * 256

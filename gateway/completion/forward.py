@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,7 @@ class Notifier:
     """POSTs signed messages about one user's upload to its route's forward path."""
 
     def __init__(self, upstream: CompletionUpstream, *, secret: str, timeout: float) -> None:
+        webhook.check_secret(secret)  # an unusable secret fails here, not on every message
         self._upstream = upstream
         self._secret = secret
         self._timeout = timeout
@@ -57,7 +59,11 @@ class Notifier:
         message: Mapping[str, Any],
         forward_headers: Mapping[str, str],
     ) -> UpstreamAnswer:
-        """POST a signed message to the route's forward path, with the client's credentials."""
+        """POST a signed message to the route's forward path, with the client's credentials.
+
+        ``idempotency`` names the message: its ``Idempotency-Key`` and ``webhook-id``, the same
+        on every delivery of it, while each delivery is signed at the second it is sent.
+        """
         body = json.dumps(message, separators=(",", ":")).encode()
         headers = {
             _FORWARDED[name.lower()]: value
@@ -70,7 +76,9 @@ class Notifier:
         headers["Content-Type"] = "application/json"
         headers["X-Upload-User"] = identity.user
         headers["Idempotency-Key"] = idempotency
-        headers[webhook.HEADER] = webhook.sign(self._secret, body)
+        timestamp = int(time.time())
+        headers[webhook.HEADER] = webhook.sign(self._secret, body, timestamp)
+        headers.update(webhook.standard_headers(self._secret, idempotency, body, timestamp))
         try:
             return await self._upstream.call(
                 "POST", route.forward, headers=headers, body=body, timeout=self._timeout

@@ -37,7 +37,9 @@ class CompletionStorage(Protocol):
         source_etag: str | None = ...,
         checked: StoredObject | None = ...,
         content_type: str | None = ...,
+        content_disposition: str = ...,
         metadata: Mapping[str, str] | None = ...,
+        only_new: bool = ...,
     ) -> StoredObject: ...
 
     async def delete(self, bucket: str, key: str) -> None: ...

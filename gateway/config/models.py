@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from .. import webhook
 from .fields import CookieName, HeaderName, StrictModel, cidr, media_type, origin, rule
 from .sizes import GiB, MiB, Size
 
@@ -22,6 +23,11 @@ from .sizes import GiB, MiB, Size
 class ListenConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Address to bind. Default 127.0.0.1.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port. Default 8080.")
+
+
+class OpsListenConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Address to bind. Default 127.0.0.1.")
+    port: int = Field(ge=0, le=65535, description="TCP port of readyz and metrics, e.g. 9090.")
 
 
 class UpstreamConfig(StrictModel):
@@ -54,8 +60,9 @@ class SessionConfig(StrictModel):
             except (ValueError, TypeError):
                 raise rule(
                     "is not a Fernet key: 32 url-safe base64 bytes (44 characters) expected; "
-                    "make one with `python -c 'from cryptography.fernet import Fernet; "
-                    "print(Fernet.generate_key().decode())'`",
+                    # Fernet.generate_key() in the standard library: stock python3 runs it.
+                    "make one with `python3 -c 'import base64, os; "
+                    "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`",
                     index,
                 ) from None
         return keys
@@ -146,14 +153,15 @@ class LimitsConfig(StrictModel):
 
 
 class WebhookConfig(StrictModel):
-    secret: SecretStr = Field(description="HMAC key of X-Upload-Signature.")
+    secret: SecretStr = Field(
+        description="Key of both message signatures: whsec_<base64> (Standard Webhooks) or plain."
+    )
     timeout: float = Field(30, gt=0, description="Seconds the upstream has to answer.")
 
     @field_validator("secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("is too short: use at least 16 characters")
+    def _usable(cls, value: SecretStr) -> SecretStr:
+        webhook.check_secret(value.get_secret_value())  # says what is wrong, never the secret
         return value
 
 
@@ -239,6 +247,9 @@ class Config(StrictModel):
         default_factory=list, description="CIDRs whose X-Forwarded-For is kept."
     )
     ops_prefix: str = Field("/-", description="Where healthz, readyz, metrics live.")
+    ops_listen: OpsListenConfig | None = Field(
+        None, description="Serve readyz and metrics only here; null: on listen, like healthz."
+    )
     upstream: UpstreamConfig
     session: SessionConfig
     identity: IdentityConfig = Field(default_factory=IdentityConfig)  # type: ignore[arg-type]
@@ -261,6 +272,18 @@ class Config(StrictModel):
                 "is also session.cookie_name: one cookie would overwrite the other",
                 "identity",
                 "prefix_cookie",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ops_listen_apart(self) -> Config:
+        ops = self.ops_listen
+        same = ops is not None and (ops.host, ops.port) == (self.listen.host, self.listen.port)
+        if same and self.listen.port != 0:
+            raise rule(
+                "is also listen's, on the same host: the ops listener needs an address of its own",
+                "ops_listen",
+                "port",
             )
         return self
 
