@@ -526,7 +526,7 @@ async def test_the_redirect_signed_is_the_blank_page_of_a_public_origin(
             f"{str(server.make_url('')).rstrip('/')}{P}/blank",
         ):
             answer = await sign_redirect(user, buckets.uploads, elsewhere, headers, v4=v4)
-            assert (await json_of(answer, 400))["error"] == "redirect-not-allowed", elsewhere
+            assert (await json_of(answer, 400))["reason"] == "redirect-not-allowed", elsewhere
 
 
 BAD_HOSTS = [
@@ -580,7 +580,7 @@ async def test_without_public_origins_the_redirect_is_the_blank_page_on_the_host
         answer = await sign_redirect(
             alice, buckets.uploads, f"{page}/login?next={P}/blank", headers, v4=True
         )
-        assert (await json_of(answer, 400))["error"] == "redirect-not-allowed", host
+        assert (await json_of(answer, 400))["reason"] == "redirect-not-allowed", host
 
 
 @pytest.mark.parametrize(
