@@ -25,6 +25,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 PROBLEM_TYPE_BASE = "urn:upload-gateway:problem:"
+# 4xx answers where the same request may succeed later: the moment was wrong, not the request
+# (a slow body, a race with another request, too early, too many at once).
+_TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 
 
 class GatewayError(Exception):
@@ -142,3 +145,12 @@ class UpstreamTimeout(GatewayError):
     status = 504
     title = "Upstream timeout"
     default_reason = "upstream-timeout"
+
+
+def is_final(exc: GatewayError) -> bool:
+    """Whether asking again can never succeed: a refusal (4xx) that is not about timing.
+
+    Rules (type, size, key), a missing identity or object, a refused origin are final; the
+    gateway, S3 or the upstream failing (5xx) and the transient 4xx are worth a retry.
+    """
+    return 400 <= exc.status < 500 and exc.status not in _TRANSIENT_STATUSES
