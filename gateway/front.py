@@ -23,7 +23,7 @@ from .identity import IdentityService
 from .logs import RequestIds, request_id_var
 from .metrics import Metrics
 from .problems import GatewayError
-from .render import PROBLEM_FIELDS, problem_response
+from .render import problem_for, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Front:
                             watch.cancel()
             except GatewayError as exc:
                 _log_problem(request, exc.status, exc.reason)
-                response = problem_response(exc, request.get(PROBLEM_FIELDS))
+                response = problem_for(request, exc)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
@@ -153,9 +153,8 @@ class Front:
 def _bug(request: web.Request) -> web.Response:
     # The traceback goes to the log with the request id, never to the client.
     log.exception("unhandled_error", extra={"path": request.path})
-    return problem_response(
-        GatewayError("the gateway failed; the request id names it in the logs"),
-        request.get(PROBLEM_FIELDS),
+    return problem_for(
+        request, GatewayError("the gateway failed; the request id names it in the logs")
     )
 
 

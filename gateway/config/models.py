@@ -35,6 +35,12 @@ class UpstreamConfig(StrictModel):
     connect_timeout: float = Field(5, gt=0, description="Seconds to connect. Default 5.")
     read_timeout: float = Field(60, gt=0, description="Seconds between bytes. Default 60.")
     max_connections: int = Field(100, ge=1, description="Pooled connections. Default 100.")
+    pool_timeout: float = Field(
+        5, gt=0, description="Seconds a request waits for a pooled connection; then 503."
+    )
+    reserved_connections: int = Field(
+        10, ge=1, description="Connections for auth_request and completion messages only."
+    )
 
     @property
     def base(self) -> str:
@@ -141,7 +147,8 @@ class S3Config(StrictModel):
 
 
 class LimitsConfig(StrictModel):
-    """What a client connection may cost the gateway: time to send a request, size of its head."""
+    """What a client connection may cost the gateway: time to send a request, size of its head,
+    time to take its answer, size of a WebSocket message."""
 
     header_timeout: float = Field(
         75, gt=0, description="Seconds from connect (or the last answer) to a complete head."
@@ -153,6 +160,12 @@ class LimitsConfig(StrictModel):
     max_line_size: int = Field(8190, ge=256, description="Longest request line (the URL).")
     max_field_size: int = Field(8190, ge=256, description="Longest header line.")
     max_headers: int = Field(128, ge=16, description="Most header lines in one request.")
+    send_timeout: float = Field(
+        60, gt=0, description="Seconds a client may take no byte of its answer; then closed."
+    )
+    websocket_max_message: Size = Field(
+        4 * MiB, gt=0, description="Largest WebSocket message relayed; larger ones close 1009."
+    )
 
 
 class WebhookConfig(StrictModel):
