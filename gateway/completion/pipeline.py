@@ -297,7 +297,7 @@ class Completion:
             await self._storage.delete(stored.bucket, stored.key)
             return True
         if 400 <= answer.status < 500:
-            raise Forbidden("the application refused to delete the file", reason="upstream-refused")
+            raise Forbidden("the application refused to delete the file", reason="delete-refused")
         raise UpstreamUnavailable(
             f"the application answered {answer.status}; the file is kept", reason="upstream-failed"
         )

@@ -316,7 +316,8 @@ class UppyRoute:
             check_key(body.key, identity.key_prefix)
         except PolicyRefused as exc:
             if exc.reason == "key-outside-prefix":
-                raise Forbidden(exc.detail, reason=exc.reason) from None
+                # As the completion answers it: someone else's object, nothing touched.
+                raise Forbidden("this object is not yours", reason="key-not-yours") from None
             raise BadRequest(exc.detail, reason=exc.reason) from None
         result = await self._complete(request, identity, body.key, None)
         return web.json_response(result.body, status=result.status)
