@@ -1,4 +1,4 @@
-"""The ``upload-gateway`` command line: serve, demo, check-config, s3 ..., upload."""
+"""The ``upload-gateway`` command line: serve, demo, check-config, config-schema, s3 ..., upload."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def cmd_check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         return 2
     count = len(config.routes)
     print(f"{args.path}: ok ({count} route{'' if count == 1 else 's'})")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print the config's JSON Schema (draft 2020-12), for editors and CI validators."""
+    from .config.schema import schema_text
+
+    sys.stdout.write(schema_text())
     return 0
 
 
@@ -134,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path")
     check.set_defaults(func=cmd_check_config)
+
+    schema = sub.add_parser(
+        "config-schema", help="print the config's JSON Schema, for editors and CI validators"
+    )
+    schema.set_defaults(func=cmd_config_schema)
 
     s3 = sub.add_parser("s3", help="set up or check the buckets; print the IAM policy")
     s3_sub = s3.add_subparsers(dest="s3_command", required=True, metavar="ACTION")

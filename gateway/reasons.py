@@ -197,8 +197,8 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "The path holds an overlong UTF-8 escape (%c0%ae and the like), which old decoders "
         "turn into '.' or '/'.")),
     ("bad-target", Reason(400, "Bad request target",
-        "The request target is not a path (an absolute URL or an authority): the gateway is "
-        "not a forward proxy.")),
+        "The request target has no path (an authority, as CONNECT sends, or *): only paths "
+        "and http(s) absolute URLs, whose path alone is used, are proxied.")),
     ("not-found", Reason(404, "Not found",
         "No such endpoint under a route's path or under ops_prefix, or a client asked for a "
         "route's forward path, which only the gateway may call.")),
@@ -217,9 +217,9 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "is not in public_origins (by default, not the gateway's own origin).")),
     ("no-identity", Reason(401, "Not authenticated",
         "The request carries no identity: the app has not logged the user in "
-        "(identity.login_header), auth_request said nobody, and identity.anonymous is off.")),
+        "(`identity.login_header`), `auth_request` said nobody, and `identity.anonymous` is off.")),
     ("auth-request-failed", Reason(502, "auth_request failed",
-        "The app's identity.auth_request.path answered neither 2xx nor 401, 403 or 404.")),
+        "The app's `identity.auth_request.path` answered neither 2xx nor 401, 403 or 404.")),
     ("forbidden", Reason(403, "Forbidden",
         "A refusal with no more specific reason.")),
     # ------------------------------------------------------------------ bodies and fields
@@ -232,18 +232,18 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "A field of a JSON body is missing, of the wrong type or out of range; the problem's "
         "`field` member names it.")),
     ("missing-field", Reason(400, "Missing field",
-        "Fine Uploader's success or delete request lacks key, name or bucket.")),
+        "Fine Uploader's success or delete request lacks `key`, `name` or `bucket`.")),
     ("form-invalid", Reason(400, "Invalid form",
         "A form body cannot be parsed, or breaks the form limits (200 fields, 5 bracket "
-        "levels, list indices up to 1000, a field sent twice), or a POST to P/files is not "
-        "_method=DELETE.")),
+        "levels, list indices up to 1000, a field sent twice), or a POST to `P/files` is not "
+        "`_method=DELETE`.")),
     ("bad-request", Reason(400, "Bad request",
         "A bad request with no more specific reason.")),
     ("malformed-request", Reason(400, _POLICY,
         "A Fine Uploader signing body is neither a POST policy nor exactly "
-        '{"headers": "<string>"}.')),
+        '`{"headers": "<string>"}`.')),
     ("filename-invalid", Reason(400, "Invalid file name",
-        "Uppy's filename is empty or longer than 255 characters.")),
+        "Uppy's `filename` is empty or longer than 255 characters.")),
     ("size-invalid", Reason(400, "Invalid size",
         "A declared size is not a non-negative whole number of bytes.")),
     ("metadata-invalid", Reason(400, "Invalid metadata",
@@ -251,16 +251,16 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "than 32 entries.")),
     # ------------------------------------------------------------------ declared files
     ("too-large", Reason(413, "Payload too large",
-        "The file is larger than the route's max_size: as declared, as its parts add up, or "
+        "The file is larger than the route's `max_size`: as declared, as its parts add up, or "
         "as stored.")),
     ("content-type-not-allowed", Reason(415, "Unsupported media type",
-        "The file's declared or stored content type is not in the route's content_types "
+        "The file's declared or stored content type is not in the route's `content_types` "
         "(wildcards never admit HTML, SVG, XML or JavaScript). 400 when a signing request "
-        "names it (a policy's Content-Type condition, a REST string's content-type).",
+        "names it (a policy's `Content-Type` condition, a REST string's `content-type`).",
         also=(400,))),
     # ------------------------------------------------------------------ upload ids and parts
     ("token-invalid", Reason(403, "Invalid upload id",
-        "The upload id was not issued by a gateway holding these session.keys, or was "
+        "The upload id was not issued by a gateway holding these `session.keys`, or was "
         "altered.")),
     ("token-other-user", Reason(403, "Another user's upload",
         "The upload id belongs to another user.")),
@@ -271,19 +271,19 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("expired", Reason(410, "Gone",
         "Something has expired, with no more specific reason.")),
     ("key-missing", Reason(400, "Key missing",
-        "An Uppy multipart call without its ?key=.")),
+        "An Uppy multipart call without its `?key=`.")),
     ("key-mismatch", Reason(403, "Key not this upload's",
-        "The ?key= of an Uppy multipart call is not the key its upload id was granted.")),
+        "The `?key=` of an Uppy multipart call is not the key its upload id was granted.")),
     ("part-number-invalid", Reason(400, "Invalid part number",
         "A part number is not a whole number from 1 to 10000.")),
     ("part-number-out-of-range", Reason(400, "Part number out of range",
-        "A part number above what max_size (or the declared size) needs, in 5 MiB parts.")),
+        "A part number above what `max_size` (or the declared size) needs, in 5 MiB parts.")),
     ("parts-invalid", Reason(400, "Invalid part list",
         "The parts of a completion are not numbered 1 to N without gaps.")),
     ("part-mismatch", Reason(400, "Part mismatch",
         "A listed part is not in S3 with that ETag.")),
     ("part-size-mismatch", Reason(400, "Part size mismatch",
-        "An API multipart part other than the last does not hold part_size bytes.")),
+        "An API multipart part other than the last does not hold `part_size` bytes.")),
     ("no-parts", Reason(400, "No parts",
         "A multipart completion with no part.")),
     ("part-invalid", Reason(400, "Invalid part",
@@ -293,7 +293,7 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("part-too-small", Reason(400, "Part too small",
         "S3 refused a part other than the last below 5 MiB (EntityTooSmall).")),
     ("checksum-mismatch", Reason(400, "Checksum mismatch",
-        "The uploaded bytes do not match the sha256 the API client declared; the upload is "
+        "The uploaded bytes do not match the `sha256` the API client declared; the upload is "
         "removed.")),
     # ------------------------------------------------------------------ object keys
     ("key-bad-character", Reason(400, "Bad character in key",
@@ -310,73 +310,75 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("policy-refused", Reason(400, _POLICY,
         "A signing request outside the rules, with no more specific reason.")),
     ("not-a-policy", Reason(400, _POLICY,
-        "The body lacks expiration or conditions.")),
+        "The body lacks `expiration` or `conditions`.")),
     ("policy-extra-field", Reason(400, _POLICY,
-        "The policy has members besides expiration and conditions.")),
+        "The policy has members besides `expiration` and `conditions`.")),
     ("expiration-invalid", Reason(400, _POLICY,
-        "The policy's expiration is not a string (the gateway replaces it anyway).")),
+        "The policy's `expiration` is not a string (the gateway replaces it anyway).")),
     ("conditions-invalid", Reason(400, _POLICY,
-        "The policy's conditions are not a list.")),
+        "The policy's `conditions` are not a list.")),
     ("condition-malformed", Reason(400, _POLICY,
-        "A condition is neither {name: value} nor a content-length-range array.")),
+        "A condition is neither `{name: value}` nor a `content-length-range` array.")),
     ("condition-value-not-string", Reason(400, _POLICY,
-        "A {name: value} condition's value is not a string.")),
+        "A `{name: value}` condition's value is not a string.")),
     ("starts-with-not-allowed", Reason(400, _POLICY,
-        "A starts-with condition: it would let the browser choose any value.")),
+        "A `starts-with` condition: it would let the browser choose any value.")),
     ("eq-array-not-allowed", Reason(400, _POLICY,
-        'An ["eq", ...] condition: write equality as {name: value}.')),
+        'An `["eq", ...]` condition: write equality as `{name: value}`.')),
     ("length-range-invalid", Reason(400, _POLICY,
-        "content-length-range is not [name, min, max] of non-negative integers with min <= "
-        "max.")),
+        "`content-length-range` is not `[name, min, max]` of non-negative integers with "
+        "min <= max.")),
     ("length-range-above-max", Reason(400, _POLICY,
-        "content-length-range's minimum is above the route's max_size.")),
+        "`content-length-range`'s minimum is above the route's `max_size`.")),
     ("duplicate-condition", Reason(400, _POLICY,
         "A condition appears twice.")),
     ("v4-condition-in-v2", Reason(400, _POLICY,
-        "x-amz-algorithm, x-amz-credential or x-amz-date in a version 2 policy.")),
+        "`x-amz-algorithm`, `x-amz-credential` or `x-amz-date` in a version 2 policy.")),
     ("unknown-condition", Reason(400, _POLICY,
-        "A condition the gateway never signs (the allowed ones: docs/protocols/fineuploader.md).")),
+        "A condition the gateway never signs (the allowed ones: "
+        "[protocols/fineuploader.md](protocols/fineuploader.md)).")),
     ("missing-condition", Reason(400, _POLICY,
-        "A required condition is missing: acl, bucket and key; in version 4 also "
-        "x-amz-algorithm, x-amz-credential and x-amz-date.")),
+        "A required condition is missing: `acl`, `bucket` and `key`; in version 4 also "
+        "`x-amz-algorithm`, `x-amz-credential` and `x-amz-date`.")),
     ("success-action-conflict", Reason(400, _POLICY,
-        "Both success_action_status and success_action_redirect.")),
+        "Both `success_action_status` and `success_action_redirect`.")),
     ("success-status-not-allowed", Reason(400, _POLICY,
-        'success_action_status is not "200".')),
+        '`success_action_status` is not `"200"`.')),
     ("redirect-not-allowed", Reason(400, _POLICY,
-        "success_action_redirect is not the route's own P/blank page.")),
+        "`success_action_redirect` is not the route's own `P/blank` page.")),
     ("header-value-invalid", Reason(400, _POLICY,
-        "A Cache-Control, Content-Disposition or Content-Encoding value holds a control "
-        "character.")),
+        "A `Cache-Control`, `Content-Disposition` or `Content-Encoding` value holds a "
+        "control character.")),
     ("header-value-too-long", Reason(400, _POLICY,
-        "A Cache-Control, Content-Disposition or Content-Encoding value is over 1024 bytes.")),
+        "A `Cache-Control`, `Content-Disposition` or `Content-Encoding` value is over 1024 "
+        "bytes.")),
     ("credential-missing", Reason(400, _POLICY,
-        "A version 4 policy without a well-formed x-amz-credential.")),
+        "A version 4 policy without a well-formed `x-amz-credential`.")),
     ("credential-mismatch", Reason(400, _POLICY,
-        "x-amz-credential is not <s3.access_key_id>/<YYYYMMDD>/<s3.region>/s3/aws4_request.")),
+        "`x-amz-credential` is not `<s3.access_key_id>/<YYYYMMDD>/<s3.region>/s3/aws4_request`.")),
     ("credential-date-skewed", Reason(400, _POLICY,
         "The credential's date is more than a day from the gateway's.")),
     ("date-credential-mismatch", Reason(400, _POLICY,
-        "x-amz-date is not on the credential's date.")),
+        "`x-amz-date` is not on the credential's date.")),
     # ------------------------------------------------------------------ values
     ("bucket-mismatch", Reason(400, "Not the uploads bucket",
-        "The bucket named is not s3.uploads_bucket.")),
+        "The bucket named is not `s3.uploads_bucket`.")),
     ("acl-not-allowed", Reason(400, _POLICY,
-        "The acl is not the route's acl.")),
+        "The acl is not the route's `acl`.")),
     ("storage-class-not-allowed", Reason(400, _POLICY,
-        "A storage class other than STANDARD or REDUCED_REDUNDANCY.")),
+        "A storage class other than `STANDARD` or `REDUCED_REDUNDANCY`.")),
     ("encryption-not-allowed", Reason(400, _POLICY,
-        "Server-side encryption other than AES256 or aws:kms.")),
+        "Server-side encryption other than `AES256` or `aws:kms`.")),
     ("meta-name-invalid", Reason(400, _POLICY,
-        "An x-amz-meta- name with characters outside a-z, 0-9, _ and -.")),
+        "An `x-amz-meta-` name with characters outside a-z, 0-9, _ and -.")),
     ("meta-value-invalid", Reason(400, _POLICY,
-        "An x-amz-meta- value that is not printable ASCII.")),
+        "An `x-amz-meta-` value that is not printable ASCII.")),
     ("meta-too-large", Reason(400, "Metadata too large",
         "The metadata's names and values add up to more than 2048 bytes (S3's limit).")),
     ("algorithm-not-allowed", Reason(400, _POLICY,
-        "The algorithm is not AWS4-HMAC-SHA256.")),
+        "The algorithm is not `AWS4-HMAC-SHA256`.")),
     ("date-invalid", Reason(400, _POLICY,
-        "x-amz-date is not YYYYMMDDTHHMMSSZ (version 4) or an RFC 1123 GMT date with the "
+        "`x-amz-date` is not `YYYYMMDDTHHMMSSZ` (version 4) or an RFC 1123 GMT date with the "
         "right weekday (version 2).")),
     ("date-skewed", Reason(400, _POLICY,
         "The request's date is more than 15 minutes from the gateway's clock, as S3 would "
@@ -394,16 +396,16 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "A method other than the four multipart calls use (a GET is never signed), or one "
         "that does not fit the query.")),
     ("rest-query-not-allowed", Reason(400, _POLICY,
-        "A query other than ?uploads, ?partNumber=N&uploadId=X or ?uploadId=X, or a malformed "
-        "partNumber or uploadId.")),
+        "A query other than `?uploads`, `?partNumber=N&uploadId=X` or `?uploadId=X`, or a "
+        "malformed `partNumber` or `uploadId`.")),
     ("rest-uri-invalid", Reason(400, _POLICY,
         "The object path is not the key escaped exactly as Fine Uploader escapes it.")),
     ("rest-scope-mismatch", Reason(400, _POLICY,
-        "The scope is not <date>/<s3.region>/s3/aws4_request for the string's date.")),
+        "The scope is not `<date>/<s3.region>/s3/aws4_request` for the string's date.")),
     ("rest-payload-hash-invalid", Reason(400, _POLICY,
-        "The payload hash is not 64 lower-case hex digits (no UNSIGNED-PAYLOAD).")),
+        "The payload hash is not 64 lower-case hex digits (no `UNSIGNED-PAYLOAD`).")),
     ("rest-header-malformed", Reason(400, _POLICY,
-        "A header line is not lower-case name:value.")),
+        "A header line is not lower-case `name:value`.")),
     ("rest-header-duplicate", Reason(400, _POLICY,
         "A header line appears twice.")),
     ("rest-header-order", Reason(400, _POLICY,
@@ -411,17 +413,17 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("rest-header-not-allowed", Reason(400, _POLICY,
         "A header this call may not carry (object settings and metadata only on initiate).")),
     ("rest-header-missing", Reason(400, _POLICY,
-        "x-amz-date is missing; in version 4, host or x-amz-content-sha256 too.")),
+        "`x-amz-date` is missing; in version 4, `host` or `x-amz-content-sha256` too.")),
     ("rest-host-mismatch", Reason(400, _POLICY,
-        "The host header is not the uploads bucket's host as browsers reach it.")),
+        "The `host` header is not the uploads bucket's host as browsers reach it.")),
     ("rest-date-mismatch", Reason(400, _POLICY,
-        "The x-amz-date header differs from the string's date line.")),
+        "The `x-amz-date` header differs from the string's date line.")),
     ("rest-payload-hash-mismatch", Reason(400, _POLICY,
-        "x-amz-content-sha256 differs from the payload hash line.")),
+        "`x-amz-content-sha256` differs from the payload hash line.")),
     ("rest-signed-headers-mismatch", Reason(400, _POLICY,
         "The signed headers line does not list exactly the header lines given.")),
     ("content-md5-invalid", Reason(400, _POLICY,
-        "Content-MD5 is not the base64 of 16 bytes.")),
+        "`Content-MD5` is not the base64 of 16 bytes.")),
     # ------------------------------------------------------------------ completion and deletion
     ("key-not-yours", Reason(403, "Not your object",
         "The key to complete or delete is not under this user's prefix; nothing was read or "
@@ -464,17 +466,17 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "S3 failed, with no more specific reason.")),
     # ------------------------------------------------------------------ the upstream app
     ("upstream-refused", Reason(502, "Upstream refused the connection",
-        "Nothing accepts connections at upstream.url.")),
+        "Nothing accepts connections at `upstream.url`.")),
     ("upstream-broken", Reason(502, "Upstream broken",
         "The app closed the connection or sent a malformed answer.")),
     ("upstream-answer-too-large", Reason(502, "Upstream answer too large",
-        "The app's answer to a completion, deletion or auth_request is larger than the "
+        "The app's answer to a completion, deletion or `auth_request` is larger than the "
         "gateway reads.")),
     ("upstream-unavailable", Reason(502, "Upstream unavailable",
         "The app failed, with no more specific reason.")),
     ("upstream-timeout", Reason(504, "Upstream timeout",
-        "The app did not answer in time: upstream.connect_timeout or upstream.read_timeout "
-        "for proxied requests, webhook.timeout for messages.")),
+        "The app did not answer in time: `upstream.connect_timeout` or "
+        "`upstream.read_timeout` for proxied requests, `webhook.timeout` for messages.")),
 )  # fmt: skip
 
 
