@@ -11,7 +11,10 @@ import asyncio
 import hashlib
 import json
 import mimetypes
+import os
 import re
+import socket
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,8 +23,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+from yarl import URL
 
 CHUNK = 256 * 1024
+# Seconds to open a connection, at most; ``--timeout`` bounds every silence after that.
+CONNECT_TIMEOUT = 30.0
 
 
 class UploadFailed(Exception):
@@ -36,11 +42,22 @@ class UploadFailed(Exception):
 
 
 class _Retryable(Exception):
-    """A 502/503/504 from the gateway: the upstream or S3 failed, and asking again is safe."""
+    """A call to the gateway that may work if asked again: a 5xx (the app or S3 behind it
+    failed) or no answer at all. Only the completion is asked again (it is idempotent,
+    SPEC.md); ``run`` turns the rest into an UploadFailed line, so this never escapes."""
 
 
-# The gateway's own failures of the upstream or S3; the completion is idempotent (SPEC.md).
+# The gateway's answers when the upstream or S3 failed; the completion is idempotent (SPEC.md).
 _RETRYABLE = frozenset({502, 503, 504})
+# What to do about a 5xx to the first call (nothing started yet).
+_LATER = {
+    502: "the app behind the gateway did not answer; try again once it is up",
+    504: "the app behind the gateway did not answer in time; try again later",
+    503: "S3 or the gateway is unavailable; try again later",
+}
+# Statuses of a first call that no api route answered: an api route answers its POST with a
+# grant or a refusal of the file or the caller, never with these.
+_NOT_AN_API_ROUTE = frozenset({404, 405, 501})
 
 
 @dataclass
@@ -125,18 +142,94 @@ def _one_line(text: object, limit: int = 300) -> str:
     return " ".join(str(text).split())[:limit]
 
 
-async def _problem_line(resp: aiohttp.ClientResponse) -> str:
-    """A problem's title and detail (or the upstream's ``error``), as one line."""
+@dataclass(frozen=True)
+class _Answer:
+    """An error answer: its status line ("404 Not Found") and all it says, as one line."""
+
+    status: int
+    head: str
+    line: str
+
+
+async def _error_answer(resp: aiohttp.ClientResponse) -> _Answer:
+    """A problem's title and detail (or the app's JSON ``error``) as one line; another body
+    only when it is one short line of text (an HTML error page says nothing the status
+    does not)."""
     text = await resp.text(errors="replace")
+    status = f"{resp.status} {resp.reason or ''}".strip()
     try:
         body = json.loads(text)
     except ValueError:
-        return _one_line(f"{resp.status} {resp.reason}: {text}")
-    if isinstance(body, dict):
-        title = body.get("title") or body.get("error") or resp.reason
-        detail = body.get("detail")
-        return _one_line(f"{resp.status} {title}" + (f": {detail}" if detail else ""))
-    return _one_line(f"{resp.status} {resp.reason}")
+        short = resp.content_type == "text/plain" and text.strip() and len(text) <= 200
+        line = f"{status}: {text}" if short and "\n" not in text.strip() else status
+        return _Answer(resp.status, status, _one_line(line))
+    if not isinstance(body, dict):
+        return _Answer(resp.status, status, status)
+    title = body.get("title") or body.get("error") or resp.reason
+    detail = body.get("detail")
+    line = _one_line(f"{resp.status} {title}" + (f": {detail}" if detail else ""))
+    return _Answer(resp.status, status, line)
+
+
+def _transport_failure(exc: BaseException, url: str, timeout: float) -> str:
+    """What went wrong on the way to ``url``, without the exception's repr."""
+    target = URL(url)
+    where = f"{target.scheme}://{target.host}" + (
+        f":{target.explicit_port}" if target.explicit_port else ""
+    )
+    if isinstance(exc, TimeoutError):
+        return f"{where}: no answer in {timeout:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        if isinstance(error, socket.gaierror) or not error.errno:
+            reason = error.strerror or str(error) or type(error).__name__
+        else:
+            # asyncio's own text names the address again ("Connect call failed (...)").
+            reason = os.strerror(error.errno)
+        return f"cannot reach {where}: {reason.lower()}"
+    return f"{where}: the connection failed: {_one_line(exc) or type(exc).__name__}"
+
+
+_WHICH_URL = (
+    ": --to must be the URL of a route with protocol: api in the gateway's config, "
+    "e.g. https://app.example.com/api/uploads"
+)
+
+
+def _failure(answer: _Answer, url: str, *, first: bool) -> Exception:
+    """The exception for an error answer; ``first``: to the call that creates the upload."""
+    if first and answer.status >= 500:
+        later = _LATER.get(answer.status, "the server failed; try again later")
+        return UploadFailed(f"{answer.line}: {later}")
+    if answer.status in _RETRYABLE:
+        return _Retryable(answer.line)
+    if first and answer.status in _NOT_AN_API_ROUTE:
+        return UploadFailed(f"{url} is not an api route (it answered {answer.head})" + _WHICH_URL)
+    if first and answer.status == 401:
+        return UploadFailed(
+            f"{answer.line}: pass credentials the app accepts, "
+            "e.g. -H 'Authorization: Bearer TOKEN'"
+        )
+    return UploadFailed(answer.line)
+
+
+def _is_grant(grant: Any) -> bool:
+    """The shape of an api route's answer to ``POST P`` (a single PUT, or parts)."""
+    if not isinstance(grant, dict) or not isinstance(grant.get("upload_id"), str):
+        return False
+    if "url" in grant:
+        return isinstance(grant["url"], str) and isinstance(grant.get("headers", {}), dict)
+    parts = grant.get("parts")
+    return (
+        isinstance(grant.get("part_size"), int)
+        and isinstance(parts, list)
+        and all(
+            isinstance(part, dict)
+            and isinstance(part.get("part_number"), int)
+            and isinstance(part.get("url"), str)
+            for part in parts
+        )
+    )
 
 
 def _s3_error(body: bytes) -> str:
@@ -178,6 +271,7 @@ class Uploader:
     url: str
     headers: dict[str, str]
     parallel: int = 4
+    timeout: float = 300.0
     retries: int = 4
     backoff: float = 0.5
     upload_id: str | None = None
@@ -187,18 +281,16 @@ class Uploader:
 
     async def run(self, path: Path, size: int, sha256: str, progress_out: TextIO) -> Any:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        grant = await self._json(
-            "POST",
-            self.url,
-            {
-                "filename": path.name,
-                "content_type": content_type,
-                "size": size,
-                "sha256": sha256,
-            },
-        )
-        if not isinstance(grant, dict) or not isinstance(grant.get("upload_id"), str):
-            raise UploadFailed(f"{self.url} answered, but not with an upload: is it an api route?")
+        body = {"filename": path.name, "content_type": content_type, "size": size, "sha256": sha256}
+        try:
+            grant = await self._json("POST", self.url, body, first=True)
+        except _Retryable as exc:
+            # Nothing started: asking again is the user's call, once the cause is gone.
+            raise UploadFailed(str(exc)) from None
+        if not _is_grant(grant):
+            raise UploadFailed(
+                f"{self.url} is not an api route (it answered without an upload)" + _WHICH_URL
+            )
         self.upload_id = grant["upload_id"]
         progress = Progress(size, progress_out, progress_out.isatty())
         try:
@@ -225,31 +317,43 @@ class Uploader:
             pass
 
     async def _complete(self, parts: list[dict[str, Any]]) -> Any:
-        """Ask for the completion; retried on 502/503/504, which the gateway makes idempotent."""
+        """Ask for the completion; asked again on a 5xx or no answer, which the gateway makes
+        idempotent."""
         self.completing = True
         url = f"{self.url}/{self.upload_id}/complete"
         for attempt in range(self.retries + 1):
             try:
                 return await self._json("POST", url, {"parts": parts})
-            except (_Retryable, aiohttp.ClientError, TimeoutError) as exc:
+            except _Retryable as exc:
                 if attempt == self.retries:
-                    line = str(exc) if isinstance(exc, _Retryable) else f"{url}: {exc!r}"
-                    raise UploadFailed(_one_line(line), kept=True) from None
+                    raise UploadFailed(
+                        f"the file was sent, but completing it failed {attempt + 1} times "
+                        f"({exc}): run the upload again later",
+                        kept=True,
+                    ) from None
             await asyncio.sleep(self.backoff * 2**attempt)
         raise UploadFailed("unreachable")  # pragma: no cover
 
-    async def _json(self, method: str, url: str, body: dict[str, Any]) -> Any:
-        async with self.gateway.request(method, url, json=body, headers=self.headers) as resp:
-            if resp.status >= 400:
-                line = await _problem_line(resp)
-                if resp.status in _RETRYABLE:
-                    raise _Retryable(line)
-                raise UploadFailed(line)
-            text = await resp.text()
-            try:
-                return json.loads(text) if text else None
-            except ValueError:
-                return text
+    async def _json(
+        self, method: str, url: str, body: dict[str, Any], *, first: bool = False
+    ) -> Any:
+        """One JSON call to the gateway. ``first``: the call that creates the upload, whose
+        failures are told apart (not an api route, a down app) since nothing has started."""
+        try:
+            async with self.gateway.request(method, url, json=body, headers=self.headers) as resp:
+                if resp.status >= 400:
+                    answer = await _error_answer(resp)
+                    raise _failure(answer, url, first=first)
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Retryable(
+                _transport_failure(exc, url, self.timeout)
+                + (": is the gateway running there, and is --to right?" if first else "")
+            ) from None
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return text
 
     async def _put_parts(
         self, grant: dict[str, Any], path: Path, size: int, progress: Progress
@@ -307,13 +411,24 @@ class Uploader:
                     body = await resp.read()
                     if resp.status < 300:
                         return resp.headers.get("ETag", "")
-                    if resp.status < 500 or attempt == self.retries:
+                    if resp.status < 500:
                         raise UploadFailed(
                             f"S3 refused the upload ({resp.status}): " + _s3_error(body)
                         )
+                    if attempt == self.retries:
+                        raise UploadFailed(
+                            f"S3 failed {attempt + 1} times ({resp.status}): "
+                            + _s3_error(body)
+                            + ": try again later"
+                        )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt == self.retries:
-                    raise UploadFailed(f"could not reach S3: {exc}") from exc
+                    raise UploadFailed(
+                        "sending to S3 failed: "
+                        + _transport_failure(exc, url, self.timeout)
+                        + ": try again later (the gateway's s3.public_endpoint_url is where "
+                        "files go)"
+                    ) from None
             progress.undo(counted[0])
             await asyncio.sleep(self.backoff * 2**attempt)
         raise UploadFailed("unreachable")  # pragma: no cover
@@ -326,6 +441,7 @@ async def upload(
     *,
     parallel: int,
     progress_out: TextIO,
+    silence: float = 300.0,
     on_start: Callable[[Uploader], None] | None = None,
 ) -> Any:
     """Run one upload; on failure or Ctrl-C (cancellation) abort it at the gateway, then re-raise.
@@ -336,15 +452,21 @@ async def upload(
     Once the completion has been asked for, a failure of the gateway or the upstream (5xx) or an
     interruption leaves the objects alone: the completion may be under way or retried, and the
     gateway keeps them for that (SPEC.md, "The completion", step 4).
+
+    ``silence``: seconds any call may stay silent (connecting: CONNECT_TIMEOUT at most).
     """
     # Cookies are kept (the gateway's session between the three calls) even for an IP host.
     jar = aiohttp.CookieJar(unsafe=True)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    limits = aiohttp.ClientTimeout(
+        total=None, sock_connect=min(CONNECT_TIMEOUT, silence), sock_read=silence
+    )
     async with (
-        aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as gateway,
-        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=timeout) as s3,
+        aiohttp.ClientSession(cookie_jar=jar, timeout=limits) as gateway,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=limits) as s3,
     ):
-        uploader = Uploader(gateway, s3, url.rstrip("/"), headers, parallel=parallel)
+        uploader = Uploader(
+            gateway, s3, url.rstrip("/"), headers, parallel=parallel, timeout=silence
+        )
         if on_start is not None:
             on_start(uploader)
         size = path.stat().st_size  # noqa: ASYNC240 - one stat before any I/O starts
@@ -371,11 +493,49 @@ def _interrupted(uploader: Uploader | None) -> str:
     return "interrupted: the upload could not be aborted; the bucket's lifecycle rule removes it"
 
 
-def run(file: str, url: str, header_values: Sequence[str], *, as_json: bool, parallel: int) -> int:
+def _check_url(url: str) -> str | None:
+    """Why ``url`` cannot be an api route's URL, or None."""
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        return f"--to {url}: not a URL ({exc})"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"--to {url}: not an http:// or https:// URL" + _WHICH_URL
+    return None
+
+
+def _check_file(path: Path) -> str | None:
+    """Why ``path`` cannot be uploaded, or None: checked before anything is sent."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            return f"{path}: is a directory, not a file"
+        if not stat.S_ISREG(mode):
+            # A pipe or a device: no size to declare, and opening a pipe would block.
+            return f"{path}: not a regular file"
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        return f"{path}: no such file"
+    except OSError as exc:
+        return f"{path}: cannot read it: {(exc.strerror or str(exc)).lower()}"
+    return None
+
+
+def run(
+    file: str,
+    url: str,
+    header_values: Sequence[str],
+    *,
+    as_json: bool,
+    parallel: int,
+    timeout: float = 300.0,
+) -> int:
     """The ``upload`` command: 0 done, 1 failed, 2 bad usage, 130 interrupted."""
     path = Path(file)
-    if not path.is_file():
-        print(f"error: {file}: no such file", file=sys.stderr)
+    problem = _check_url(url) or _check_file(path)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         headers = parse_headers(header_values)
@@ -392,14 +552,19 @@ def run(file: str, url: str, header_values: Sequence[str], *, as_json: bool, par
                 headers,
                 parallel=parallel,
                 progress_out=progress_out,
+                silence=timeout,
                 on_start=started.append,
             )
         )
     except UploadFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        print(f"error: cannot reach {url}: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
+    except (aiohttp.ClientError, TimeoutError) as exc:  # pragma: no cover - the calls map these
+        print(f"error: {_transport_failure(exc, url, timeout)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # The file changed under the upload (removed, truncated, its disk gone).
+        print(f"error: {file}: reading it failed: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(_interrupted(started[0] if started else None), file=sys.stderr)

@@ -24,6 +24,7 @@ from prometheus_client import multiprocess
 from .app import create_app
 from .appkeys import FRONT
 from .config import Config
+from .listen import ListenError, close_all, listen, show
 from .logs import AccessLogger, configure
 from .metrics import Metrics, share_between_workers
 
@@ -83,15 +84,13 @@ def _stop_with_parent(parent: int) -> Callable[[web.Application], AsyncIterator[
 
 def _run_one(
     config: Config,
-    host: str,
-    port: int,
+    sockets: list[socket.socket],
     *,
-    reuse_port: bool,
     metrics_dir: str | None = None,
     parent: int | None = None,
 ) -> None:
-    """Serve in this process until SIGINT/SIGTERM (or, for a worker, its ``parent`` is gone);
-    ``metrics_dir``: the directory where the workers count together."""
+    """Serve on ``sockets`` (listening already) in this process until SIGINT/SIGTERM (or, for a
+    worker, its ``parent`` is gone); ``metrics_dir``: where the workers count together."""
     configure()
     _install_uvloop()
     metrics = None
@@ -106,8 +105,7 @@ def _run_one(
     # it. In one bench pair the 1 KiB passthrough p99 went from 39 to 13 ms (signing: mixed).
     gc.collect()
     gc.freeze()
-    log.info("gateway_listening", extra={"path": f"http://{host}:{port}"})
-    _run_until_stopped(app, host, port, reuse_port=reuse_port, options=runner_options(config))
+    _run_until_stopped(app, sockets, options=runner_options(config))
 
 
 async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
@@ -123,7 +121,7 @@ async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
 
 
 def _run_until_stopped(
-    app: web.Application, host: str, port: int, *, reuse_port: bool, options: dict[str, Any]
+    app: web.Application, sockets: list[socket.socket], *, options: dict[str, Any]
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully: what ``web.run_app`` does, with the
     front installed (run_app offers no way to reach its server's handler)."""
@@ -131,7 +129,11 @@ def _run_until_stopped(
     async def serve() -> None:
         runner = await start_runner(app, handle_signals=True, **options)
         try:
-            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
+            for sock in sockets:
+                host, port = sock.getsockname()[:2]
+                log.info("gateway_listening", extra={"path": f"http://{show(host, port)}"})
             # Until a stop signal: the runner's handler raises GracefulExit out of the loop.
             await asyncio.Event().wait()
         finally:
@@ -157,41 +159,67 @@ def _run_until_stopped(
         loop.close()
 
 
-def _worker(config: Config, host: str, port: int, metrics_dir: str, parent: int) -> None:
-    """A forked worker: the parent's signal handlers and mask are the parent's, not its own."""
+def _worker(
+    config: Config, groups: list[list[socket.socket]], index: int, metrics_dir: str, parent: int
+) -> None:
+    """A forked worker: the parent's signal handlers and mask are the parent's, not its own;
+    so are the other workers' sockets, which it closes (a dead worker's socket must not stay
+    open here, taking its share of new connections that nobody accepts)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    _run_one(config, host, port, reuse_port=True, metrics_dir=metrics_dir, parent=parent)
+    close_all(groups[:index] + groups[index + 1 :])
+    _run_one(config, groups[index], metrics_dir=metrics_dir, parent=parent)
 
 
 def serve(config: Config, *, host: str | None, port: int | None, workers: int = 1) -> int:
-    """Serve until SIGINT/SIGTERM; with workers > 1, that many processes share the port."""
+    """Serve until SIGINT/SIGTERM; with workers > 1, that many processes share the port.
+
+    The port is bound first, here, so a busy port or a wrong address is one line on stderr and
+    exit 1 before anything starts; with workers, in the parent, before any is forked."""
     host = host or config.listen.host
     port = config.listen.port if port is None else port
-    if workers <= 1:
-        _run_one(config, host, port, reuse_port=False)
-        return 0
-    if not hasattr(socket, "SO_REUSEPORT"):
+    if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
         print("error: --workers needs SO_REUSEPORT (Linux, BSD)", file=sys.stderr)
         return 2
-    configure()
-    # Fresh for every run: prometheus-client sums every file it finds there, and files left by
-    # an earlier run would be counted again.
-    metrics_dir = tempfile.mkdtemp(prefix="upload-gateway-metrics-")
     try:
-        return _supervise(config, host, port, workers, metrics_dir)
+        groups = listen(host, port, count=max(1, workers))
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if workers <= 1:
+        try:
+            _run_one(config, groups[0])
+        finally:
+            close_all(groups)
+        return 0
+    configure()
+    try:
+        # Fresh for every run: prometheus-client sums every file it finds there, and files
+        # left by an earlier run would be counted again.
+        metrics_dir = tempfile.mkdtemp(prefix="upload-gateway-metrics-")
+    except OSError as exc:
+        close_all(groups)
+        print(
+            "error: --workers needs a writable temporary directory for the shared metrics: "
+            f"{exc.strerror or exc} (set TMPDIR to a writable directory)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        return _supervise(config, groups, metrics_dir)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _supervise(config: Config, host: str, port: int, workers: int, metrics_dir: str) -> int:
+def _supervise(config: Config, groups: list[list[socket.socket]], metrics_dir: str) -> int:
     """Start the workers, pass SIGINT/SIGTERM on to them, and wait for all of them to end.
 
     A worker that ends on its own (a crash, a kill) stops the others and the parent exits 1:
     the service manager restarts the whole, rather than it running short of workers unseen.
     """
     ctx = multiprocessing.get_context("fork")
+    host, port = groups[0][0].getsockname()[:2]
     procs: list[BaseProcess] = []
     stopping = False
 
@@ -209,10 +237,10 @@ def _supervise(config: Config, host: str, port: int, workers: int, metrics_dir: 
     try:
         signal.signal(signal.SIGTERM, stop_all)
         signal.signal(signal.SIGINT, stop_all)
-        for index in range(workers):
+        for index in range(len(groups)):
             worker = ctx.Process(
                 target=_worker,
-                args=(config, host, port, metrics_dir, os.getpid()),
+                args=(config, groups, index, metrics_dir, os.getpid()),
                 name=f"gateway-worker-{index}",
                 daemon=False,
             )
@@ -220,7 +248,13 @@ def _supervise(config: Config, host: str, port: int, workers: int, metrics_dir: 
             procs.append(worker)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    log.info("gateway_workers", extra={"detail": f"{workers} workers", "path": f"{host}:{port}"})
+        # Each worker has its own copies now; the parent's would keep a dead worker's socket
+        # in the port's group, taking connections nobody accepts.
+        close_all(groups)
+    log.info(
+        "gateway_workers",
+        extra={"detail": f"{len(groups)} workers", "path": show(host, port)},
+    )
 
     failed = False
     running = list(procs)

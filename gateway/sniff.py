@@ -3,12 +3,20 @@
 Pure functions over a prefix of the object (a few KiB from a ranged GET). The completion checks
 the sniffed type against the route's allow-list as well as the declared one, so a page that
 renders as HTML cannot be stored as ``image/png``. Only the formats that matter to an upload
-gateway are known; anything else is ``None`` (unknown), and the declared type alone decides.
+gateway are known; anything else is ``None`` (unknown), and the completion then keeps the
+declared type only if it is inert, or a text type over text bytes (``is_text``).
 
-Signatures are the published magic numbers of each format. Markup detection follows the tags of
-the WHATWG MIME Sniffing standard (section 7.1, "identifying a resource with an unknown MIME
-type"), and is stricter than it in two ways: a UTF-8 or UTF-16 byte order mark is skipped, and
-SVG is told apart from HTML, since both run script when a browser renders them.
+Signatures are the published magic numbers of each format. Markup detection is a superset of
+both the WHATWG MIME Sniffing standard (section 7.1, "identifying a resource with an unknown MIME
+type") and what Chromium does (net/base/mime_sniffer.cc), so no page a browser sniffs as HTML is
+missed:
+
+- leading whitespace is the standard's (tab, LF, FF, CR, space) plus the vertical tab (0x0B),
+  which Chromium's TrimWhitespaceASCII also skips;
+- a tag matches as a case-insensitive prefix, as in Chromium (``<b`` matches ``<bogus>``,
+  ``<p`` matches ``<pre>``), where the standard also wants a space or ``>`` after it;
+- a UTF-8 or UTF-16 byte order mark is skipped, and SVG is told apart from HTML, since both
+  run script when a browser renders them.
 
 The PyPI sniffers were tried and not used: ``puremagic`` names a bare zip as a Word document and
 BMP as ``image/x-ms-bmp``, ``filetype`` names WAV ``audio/x-wav`` and has had no release since
@@ -20,13 +28,18 @@ from __future__ import annotations
 import re
 import struct
 
-# WHATWG MIME Sniffing 7.1: the tags a browser sniffs as HTML, each followed by a space or ">".
+# WHATWG MIME Sniffing 7.1 and Chromium's kSniffableTags: "<" and any of these starts HTML
+# ("<!--" too, handled with "<?xml" below). Chromium matches them as prefixes where the standard
+# wants a space or ">" after them: prefixes it is.
 _HTML_TAGS = (
     b"!doctype html", b"html", b"head", b"script", b"iframe", b"h1", b"div", b"font", b"table",
     b"a", b"style", b"title", b"b", b"body", b"br", b"p",
 )  # fmt: skip
-_TAG_END = frozenset(b" \t\n\r\x0c>/")
-_WHITESPACE = b" \t\n\r\x0c"
+# The standard's whitespace and Chromium's (base::TrimWhitespaceASCII adds the vertical tab).
+_WHITESPACE = b" \t\n\x0b\x0c\r"
+# WHATWG 7.1 "binary data bytes": text has none of them (Chromium's LooksLikeBinary agrees).
+_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _SVG_TAG = re.compile(rb"<svg[\s>/:]")
 _HTML_TAG = re.compile(rb"<html[\s>/]")
 _DOCTYPE_SVG = re.compile(rb"<!doctype\s+svg[\s>]")
@@ -69,6 +82,10 @@ _CONTAINERS: dict[str, re.Pattern[str]] = {
     "application/gzip": re.compile(
         r"application/(x-gtar|x-compressed-tar|x-tgz|x-tar\+gzip|[a-z0-9.-]+\+gzip)"
     ),
+    "application/x-ole-storage": re.compile(
+        r"application/(msword|vnd\.ms-[a-z0-9.-]+|vnd\.visio|x-msi|x-ms-installer|x-msword"
+        r"|vnd\.ms-outlook|x-ole-storage|cdfv2)"
+    ),
 }
 
 # BITMAPCOREHEADER .. BITMAPV5HEADER sizes: "BM" alone would match ordinary text.
@@ -95,6 +112,11 @@ def _binary(data: bytes) -> str | None:
         return "image/tiff"
     if data.startswith(b"%PDF-"):
         return "application/pdf"
+    if data.startswith(b"%!PS-Adobe-"):
+        return "application/postscript"
+    if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        # Compound File Binary: .doc, .xls, .ppt, .msi, .msg (MS-CFB 2.2, the header signature).
+        return "application/x-ole-storage"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
         return "application/zip"
     if data.startswith(b"\x1f\x8b\x08"):
@@ -151,11 +173,15 @@ def _markup(data: bytes) -> str | None:
         if text.startswith(b"<!--"):
             return "text/html"
         return "application/xhtml+xml" if html else "application/xml"
-    for tag in _HTML_TAGS:
-        end = 1 + len(tag)
-        if text[1:end] == tag and len(text) > end and text[end] in _TAG_END:
-            return "text/html"
+    if any(text.startswith(tag, 1) for tag in _HTML_TAGS):
+        return "text/html"
     return None
+
+
+def is_text(prefix: bytes) -> bool:
+    """Whether the first bytes are text by WHATWG 7.1's "text or binary" rule: a byte order mark,
+    or no binary data byte (what Chromium also decides for a ``text/plain`` answer)."""
+    return prefix.startswith(_BOMS) or _BINARY_BYTES.search(prefix) is None
 
 
 def names(media_type: str) -> frozenset[str]:

@@ -69,6 +69,7 @@ class StoredObject:
     etag: str
     content_type: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    content_disposition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class Storage:
             etag=str(answer.get("ETag", "")),
             content_type=str(answer.get("ContentType", "")),
             metadata=dict(answer.get("Metadata", {})),
+            content_disposition=answer.get("ContentDisposition"),
         )
 
     async def read_prefix(
@@ -211,6 +213,7 @@ class Storage:
         source_etag: str | None = None,
         checked: StoredObject | None = None,
         content_type: str | None = None,
+        content_disposition: str = "attachment",
         metadata: Mapping[str, str] | None = None,
     ) -> StoredObject:
         """Copy an upload into the storage bucket; the copy's HEAD, checked against the source.
@@ -218,7 +221,9 @@ class Storage:
         ``source_etag`` is the version the caller checked: any other is refused (etag-mismatch),
         also when it changes between this HEAD and the copy (If-Match). ``checked`` is the
         caller's own HEAD of the upload, taken as the source without a second one (the copy is
-        If-Match its ETag). ``metadata`` None keeps the upload's own. Above
+        If-Match its ETag). ``metadata`` None keeps the upload's own. The copy's headers are
+        replaced, never copied: it has ``content_type`` and ``content_disposition``, whatever
+        the uploader set on the upload. Above
         ``multipart_copy_threshold`` the copy goes part by part.
         """
         source = checked if checked is not None else await self.head(self.uploads_bucket, src_key)
@@ -229,7 +234,7 @@ class Storage:
         kept = dict(source.metadata if metadata is None else metadata)
         media = content_type or source.content_type or "application/octet-stream"
         if source.size > self.multipart_copy_threshold:
-            await self._multipart_copy(source, dst_key, media, kept)
+            await self._multipart_copy(source, dst_key, (media, content_disposition), kept)
         else:
             with s3_errors("copy an object"):
                 await self.client.copy_object(
@@ -239,6 +244,7 @@ class Storage:
                     CopySourceIfMatch=source.etag,
                     MetadataDirective="REPLACE",
                     ContentType=media,
+                    ContentDisposition=content_disposition,
                     Metadata=kept,
                 )
         copied = await self.head(self.storage_bucket, dst_key)
@@ -255,7 +261,11 @@ class Storage:
         return {"Bucket": self.uploads_bucket, "Key": key}
 
     async def _multipart_copy(
-        self, source: StoredObject, dst_key: str, content_type: str, metadata: dict[str, str]
+        self,
+        source: StoredObject,
+        dst_key: str,
+        served_as: tuple[str, str],
+        metadata: dict[str, str],
     ) -> None:
         # Parts grow past copy_part_size when the object would otherwise need over 10,000.
         part_size = max(self.copy_part_size, math.ceil(source.size / MAX_PARTS))
@@ -263,7 +273,8 @@ class Storage:
             created = await self.client.create_multipart_upload(
                 Bucket=self.storage_bucket,
                 Key=dst_key,
-                ContentType=content_type,
+                ContentType=served_as[0],
+                ContentDisposition=served_as[1],
                 Metadata=metadata,
             )
         upload_id = created["UploadId"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ routes:
 def check_config(path: Path, environ: dict[str, str]) -> tuple[int, list[str], list[str]]:
     """Run ``python -m gateway check-config PATH`` with only ``environ``: (code, stdout, stderr)."""
     env = {"AWS_EC2_METADATA_DISABLED": "true", "PYTHONUTF8": "1", **environ}
+    if "PYTHONPATH" in os.environ:
+        # The package under test, when it is not the installed one (a worktree).
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "check-config", str(path)],
         env=env,
@@ -96,8 +100,8 @@ def test_example_config_exits_0() -> None:
             VALID,
             {**ENV, "GATEWAY_SESSION_KEY": "wrong-session-key-0123456789"},
             "session.keys[0]: the secret (28 characters) is not a Fernet key: 32 url-safe base64 "
-            "bytes (44 characters) expected; make one with `python -c 'from cryptography.fernet "
-            "import Fernet; print(Fernet.generate_key().decode())'`",
+            "bytes (44 characters) expected; make one with `python3 -c 'import base64, os; "
+            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`",
             id="bad-session-key-not-shown",
         ),
     ],

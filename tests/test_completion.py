@@ -468,6 +468,110 @@ async def test_bytes_swapped_in_for_the_sniffing_read_are_refused_not_stored(
     assert recorded.completions == []
 
 
+# ------------------------------------------------------------- how the stored copy is served
+
+# Byte prefixes of an upload, each a page's worth of script or the start of a real file.
+SCRIPT = b"<script>document.title='RAN'</script>"
+VT_HTML = b"\x0b<html>" + SCRIPT  # issue 13: Chromium skips 0x0B and runs the page
+B_PREFIX = b"<bx>" + SCRIPT  # Chromium matches "<b" as a prefix
+XHTML = b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml">' + SCRIPT
+TEXT = b"name,amount\nalice,3\n"
+BINARY = b"\x00\x01\x02 opaque bytes"
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+WILD, APP, LITERAL = ["*/*"], ["application/*"], ["application/unknown", "text/html", "image/*"]
+SNIFFED, DECLARED = "sniffed-type-not-allowed", "content-type-not-allowed"
+
+
+def _zip() -> bytes:
+    return b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(20)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "declared", "body", "expected"),
+    [
+        # Types a browser sniffs for HTML: never through a wildcard, whatever the bytes.
+        pytest.param(WILD, "application/unknown", VT_HTML, SNIFFED, id="unknown-vt-html"),
+        pytest.param(APP, "application/unknown", VT_HTML, SNIFFED, id="app-wild-unknown-vt-html"),
+        pytest.param(WILD, "application/unknown", TEXT, DECLARED, id="unknown-text"),
+        pytest.param(WILD, "unknown/unknown", BINARY, DECLARED, id="unknown-unknown"),
+        pytest.param(WILD, "Application/Unknown; charset=x", TEXT, DECLARED, id="unknown-spelt"),
+        pytest.param(WILD, "*/*", TEXT, DECLARED, id="star-star"),
+        pytest.param(WILD, "html", TEXT, DECLARED, id="no-subtype"),
+        pytest.param(WILD, "text/html,", TEXT, DECLARED, id="trailing-comma"),
+        pytest.param(WILD, "multipart/x-mixed-replace", TEXT, DECLARED, id="mixed-replace"),
+        # Markup a browser renders, under any declared type: refused on its sniffed type.
+        pytest.param(WILD, "application/x-foo", VT_HTML, SNIFFED, id="foo-vt-html"),
+        pytest.param(WILD, "application/x-foo", B_PREFIX, SNIFFED, id="foo-b-prefix"),
+        pytest.param(WILD, "image/png", VT_HTML, SNIFFED, id="png-vt-html"),
+        pytest.param(WILD, "application/octet-stream", XHTML, SNIFFED, id="octet-xhtml"),
+        pytest.param(WILD, "text/plain", B_PREFIX, SNIFFED, id="plain-b-prefix"),
+        # Stored: inert types inline; the rest as attachments, with a type the bytes confirm.
+        pytest.param(WILD, "image/png", PNG, ("image/png", "inline"), id="png"),
+        pytest.param(WILD, "IMAGE/PNG; x=y", PNG, ("image/png", "inline"), id="png-spelt"),
+        pytest.param(WILD, "image/png", TEXT, ("image/png", "inline"), id="png-unknown-bytes"),
+        pytest.param(WILD, "application/octet-stream", BINARY,
+                     ("application/octet-stream", "attachment"), id="octet"),
+        pytest.param(WILD, "application/x-foo", TEXT,
+                     ("application/octet-stream", "attachment"), id="foo-text"),
+        pytest.param(WILD, "application/x-foo", BINARY,
+                     ("application/octet-stream", "attachment"), id="foo-binary"),
+        pytest.param(WILD, "text/plain", TEXT, ("text/plain", "attachment"), id="plain"),
+        pytest.param(WILD, "text/plain;charset=UTF-8", TEXT,
+                     ("text/plain; charset=utf-8", "attachment"), id="plain-charset"),
+        pytest.param(WILD, "text/plain", BINARY,
+                     ("application/octet-stream", "attachment"), id="plain-binary"),
+        pytest.param(WILD, "text/csv", TEXT, ("text/csv", "attachment"), id="csv"),
+        pytest.param(WILD, "application/json", b'{"a": 1}',
+                     ("application/json", "attachment"), id="json"),
+        pytest.param(WILD, "text/csv", PNG, ("image/png", "inline"), id="csv-that-is-png"),
+        pytest.param(WILD, "application/pdf", PDF, ("application/pdf", "attachment"), id="pdf"),
+        pytest.param(WILD, "application/pdf", TEXT,
+                     ("application/octet-stream", "attachment"), id="pdf-unconfirmed"),
+        pytest.param(WILD, DOCX, _zip(), (DOCX, "attachment"), id="docx"),
+        # An operator who lists hostile types literally still gets attachments, and true types.
+        pytest.param(LITERAL, "application/unknown", PNG, ("image/png", "inline"),
+                     id="literal-unknown-png"),
+        pytest.param(LITERAL, "application/unknown", TEXT,
+                     ("application/octet-stream", "attachment"), id="literal-unknown-text"),
+        pytest.param(LITERAL, "application/unknown", VT_HTML, ("text/html", "attachment"),
+                     id="literal-unknown-vt-html"),
+        pytest.param(LITERAL, "text/html", VT_HTML, ("text/html", "attachment"),
+                     id="literal-html"),
+    ],
+)  # fmt: skip
+async def test_declared_types_by_byte_prefixes_are_refused_or_stored_safe_to_open(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    patterns: list[str],
+    declared: str,
+    body: bytes,
+    expected: str | tuple[str, str],
+) -> None:
+    """Issue 13: a declared type x byte prefix table. A type a browser sniffs, and bytes a
+    browser renders as markup, never pass a wildcard; a stored copy has a type no browser
+    sniffs (the bytes confirm it, or application/octet-stream) and, unless that type is inert,
+    Content-Disposition: attachment, as the stored object's own HEAD shows."""
+    key = f"{ALICE.key_prefix}table"
+    await put(s3_client, buckets.uploads, key, body, declared)
+    wild = route.model_copy(update={"content_types": patterns})
+
+    if isinstance(expected, str):
+        with pytest.raises(UnsupportedMediaType) as raised:
+            await completion.complete(request(wild, key))
+        assert raised.value.reason == expected
+        assert await contents(s3_client, buckets.storage) == {}
+        return
+    result = await completion.complete(request(wild, key))
+
+    assert result.stored is not None
+    head = await s3_client.head_object(Bucket=buckets.storage, Key=result.stored.key)
+    assert (head["ContentType"], head.get("ContentDisposition")) == expected
+    assert (result.stored.content_type, result.stored.content_disposition) == expected
+
+
 # ------------------------------------------------------------------------ the upstream's answers
 
 

@@ -35,6 +35,7 @@ from gateway.rules import (
     escape_key,
     tighten_policy,
 )
+from gateway.rules.media import is_active, is_inert
 
 NOW = datetime(2026, 11, 25, 3, 11, 0, tzinfo=UTC)
 PREFIX = "3f2a9c0d1e2b4a5c/"
@@ -1064,11 +1065,62 @@ def test_part_number_cap_follows_max_size() -> None:
         (" image/png", ["image/*"], False),
         ("imagepng", ["*/*"], False),
         ("", ["*/*"], False),
+        # Types browsers sniff for HTML (issue 13): active, in any case and with parameters.
+        ("application/unknown", ["*/*"], False),
+        ("unknown/unknown", ["*/*"], False),
+        ("Application/Unknown; charset=x", ["application/*"], False),
+        ("application/x-unknown-content-type", ["application/*"], False),
+        ("application/unknown", ["application/unknown"], True),
+        ("html", ["*/*"], False),
+        ("text/html,", ["*/*"], False),
+        ("Text/HTML ; charset=x", ["text/*"], False),
+        ("multipart/x-mixed-replace", ["*/*"], False),
+        ("multipart/related", ["multipart/*"], False),
+        ("text/css", ["text/*"], False),
+        ("text/x-component", ["*/*"], False),
+        ("text/vbscript", ["text/*"], False),
+        ("application/wasm", ["*/*"], False),
+        ("text/xsl", ["text/*"], False),
+        ("application/atom+xml", ["*/*"], False),
+        ("text/vtt", ["text/*"], True),
+        ("application/manifest+json", ["*/*"], True),
+        ("application/postscript", ["*/*"], True),
+        ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ["*/*"], True),
     ],
 )
 def test_content_type_allowed(content_type: str, patterns: list[str], allowed: bool) -> None:
-    """Wildcards reach inert types only; active types (HTML, SVG, XML, JS) need a literal entry."""
+    """Wildcards never reach active types (HTML, SVG, XML, JS, CSS, MHTML, types browsers sniff
+    such as application/unknown); those need a literal entry."""
     assert content_type_allowed(content_type, patterns) is allowed
+
+
+@pytest.mark.parametrize(
+    ("essence", "expected"),
+    [
+        ("image/png", "inert"), ("image/x-icon", "inert"), ("image/avif", "inert"),
+        ("audio/mpeg", "inert"), ("video/mp4", "inert"), ("font/woff2", "inert"),
+        ("application/octet-stream", "other"), ("application/zip", "other"),
+        ("image/svg+xml", "active"), ("image/svg", "active"), ("video/vnd.foo+xml", "active"),
+        ("unknown/unknown", "active"), ("application/unknown", "active"),
+        ("unknown/whatever", "active"), ("text/html", "active"),
+        ("application/xhtml+xml", "active"),
+        ("application/xml", "active"), ("text/xml", "active"), ("application/x-xml", "active"),
+        ("text/javascript", "active"), ("application/x-ecmascript", "active"),
+        ("text/css", "active"), ("multipart/x-mixed-replace", "active"),
+        ("message/rfc822", "active"), ("application/x-shockwave-flash", "active"),
+        ("application/pdf", "other"), ("text/plain", "other"), ("text/csv", "other"),
+        ("text/vtt", "other"), ("application/json", "other"), ("application/ld+json", "other"),
+        ("application/msword", "other"), ("application/postscript", "other"),
+        ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "other"),
+        ("application/x-foo", "other"), ("model/gltf-binary", "other"),
+    ],
+)  # fmt: skip
+def test_types_are_active_inert_or_neither(essence: str, expected: str) -> None:
+    """Inert is an explicit allow-list (images but SVG, audio, video, fonts), served inline;
+    active types need a literal entry; anything else (PDF, text, JSON, octet-stream, archives,
+    documents, types nobody listed) is admitted by wildcards but stored as an attachment."""
+    found = "active" if is_active(essence) else "inert" if is_inert(essence) else "other"
+    assert found == expected
 
 
 def test_check_key_requires_a_slash_terminated_prefix() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.rules import content_type_allowed
-from gateway.sniff import acceptable_names, names, sniff
+from gateway.sniff import acceptable_names, is_text, names, sniff
 
 
 def _png() -> bytes:
@@ -83,6 +83,10 @@ BINARY = [
     pytest.param(b"\xff\xfb\x90\x64\x00\x00\x00\x00", "audio/mpeg", id="mp3-frame"),
     pytest.param(_wav(), "audio/wav", id="wav"),
     pytest.param(b"OggS\x00\x02\x00\x00\x00\x00", "audio/ogg", id="ogg"),
+    pytest.param(b"%!PS-Adobe-3.0\n%%Title: x", "application/postscript", id="postscript"),
+    pytest.param(
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16), "application/x-ole-storage", id="cfb-doc"
+    ),
 ]
 
 
@@ -105,6 +109,18 @@ HTML = [
     pytest.param(b"\xef\xbb\xbf<html>", id="utf8-bom"),
     pytest.param("\ufeff<html><script>".encode("utf-16-le"), id="utf16-le-bom"),
     pytest.param("\ufeff<html><script>".encode("utf-16-be"), id="utf16-be-bom"),
+    # Chromium skips the vertical tab too (base::TrimWhitespaceASCII): issue 13's stored script.
+    pytest.param(b"\x0b<html><script>alert(1)</script>", id="vertical-tab"),
+    pytest.param(b"\x0b\x0c \t\r\n\x0b<script>", id="every-whitespace"),
+    pytest.param(b"\xef\xbb\xbf\x0b<body>", id="bom-then-vertical-tab"),
+    # Chromium matches its tags as prefixes: each of these runs script as application/unknown.
+    pytest.param(b"<bogus-tag><script>alert(1)</script>", id="b-prefix"),
+    pytest.param(b"<bx>", id="b-prefix-short"),
+    pytest.param(b"<pre><script>alert(1)</script>", id="p-prefix"),
+    pytest.param(b"<abbr>", id="a-prefix"),
+    pytest.param(b"<H1X>", id="h1-prefix-upper-case"),
+    pytest.param(b"<!DOCTYPE HTMLX>", id="doctype-prefix"),
+    pytest.param(b"<!--[if IE]>", id="conditional-comment"),
 ]
 
 
@@ -147,9 +163,13 @@ UNKNOWN = [
     pytest.param(b"", id="empty"),
     pytest.param(b"hello, world", id="plain-text"),
     pytest.param(b"BMW 3 series, 1998, 140000 km", id="text-starting-with-BM"),
-    pytest.param(b"<bogus-tag>", id="unknown-tag"),
-    pytest.param(b"<bx>", id="tag-prefix-is-not-tag"),
+    pytest.param(b"<custom-element>", id="unknown-tag"),
+    pytest.param(b"<xmp>", id="tag-no-browser-sniffs"),
     pytest.param(b"a < b and <html> later", id="html-not-first"),
+    # Not whitespace to Chromium nor the standard: Chromium downloads these as binary.
+    pytest.param(b"\x00<html><script>alert(1)</script>", id="nul-first"),
+    pytest.param(b"\x1c<html><script>alert(1)</script>", id="file-separator-first"),
+    pytest.param(b"\xa0<html>", id="latin1-nbsp-first"),
     pytest.param(b"\x00\x00\x00\x18ftypzzzz\x00\x00\x00\x00", id="unknown-ftyp-brand"),
     pytest.param(b"RIFF\x00\x00\x00\x00ABCD", id="unknown-riff"),
     pytest.param(b"\xff\xd8", id="truncated-jpeg"),
@@ -161,6 +181,42 @@ UNKNOWN = [
 def test_unknown_content_is_not_guessed(data: bytes) -> None:
     """Without a known signature the answer is None, and the declared type alone decides."""
     assert sniff(data) is None
+
+
+_TAGS = ["!doctype html", "html", "head", "script", "iframe", "h1", "div", "font", "table", "a",
+         "style", "title", "b", "body", "br", "p", "!--"]  # fmt: skip
+
+
+_ANY_CASE_TAG = st.sampled_from(_TAGS).flatmap(
+    lambda tag: st.tuples(*(st.sampled_from((c.lower(), c.upper())) for c in tag)).map("".join)
+)
+
+
+@given(st.text(alphabet=" \t\n\x0b\x0c\r", max_size=40), _ANY_CASE_TAG, st.binary(max_size=40))
+def test_every_page_chromium_or_the_standard_sniffs_as_html_is_markup(
+    space: str, tag: str, tail: bytes
+) -> None:
+    """Generated: any run of WHATWG or Chromium whitespace, then "<" and one of their tags in any
+    case, then anything, is markup that runs script: never None, so no declared type decides."""
+    assert sniff(f"{space}<{tag}".encode() + tail) in {"text/html", "image/svg+xml"}
+
+
+TEXT = [
+    pytest.param(b"", True, id="empty"),
+    pytest.param(b"plain words\r\n\ttabbed\x0c\x1b[0m", True, id="ascii-controls-of-text"),
+    pytest.param("caf\u00e9 \u2603".encode(), True, id="utf-8"),
+    pytest.param("\ufefftext".encode("utf-16-le"), True, id="utf-16-bom"),
+    pytest.param(b"\x00\x01binary", False, id="nul"),
+    pytest.param(b"text\x0bwith a vertical tab", False, id="vertical-tab-is-binary"),
+    pytest.param(_png(), False, id="png"),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), TEXT)
+def test_text_or_binary_follows_the_standard(data: bytes, expected: bool) -> None:
+    """WHATWG 7.1's binary data bytes decide whether a declared text type is kept over bytes
+    that sniff as nothing known; a byte order mark makes text."""
+    assert is_text(data) is expected
 
 
 @given(st.binary(max_size=512))

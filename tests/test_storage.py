@@ -167,6 +167,38 @@ async def test_copy_keeps_the_uploads_metadata_when_given_none(
     assert (copied.content_type, copied.metadata) == ("text/plain", {"k": "v"})
 
 
+@pytest.mark.parametrize("threshold", [5 * 1024**3, 1], ids=["copy-object", "multipart-copy"])
+async def test_the_copy_is_served_as_the_gateway_says_not_as_the_uploader_said(
+    s3_client: Any, buckets: BucketNames, threshold: int
+) -> None:
+    """The uploader's Content-Type and Content-Disposition never reach the copy, by either copy
+    path: it gets the given ones, and ``attachment`` when none is given."""
+    storage = Storage(
+        s3_client,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+        multipart_copy_threshold=threshold,
+    )
+    await put(
+        s3_client, buckets.uploads, "u/page", b"<html>",
+        ContentType="text/html", ContentDisposition="inline", CacheControl="public",
+    )  # fmt: skip
+    given = await storage.copy_to_storage(
+        "u/page", "s/given", content_type="image/png", content_disposition="inline"
+    )
+    default = await storage.copy_to_storage("u/page", "s/default", content_type="text/plain")
+
+    for key, expected in (
+        ("s/given", ("image/png", "inline")),
+        ("s/default", ("text/plain", "attachment")),
+    ):
+        head = await s3_client.head_object(Bucket=buckets.storage, Key=key)
+        assert (head["ContentType"], head.get("ContentDisposition")) == expected
+        assert "CacheControl" not in head
+    assert (given.content_type, given.content_disposition) == ("image/png", "inline")
+    assert default.content_disposition == "attachment"
+
+
 async def test_copy_with_a_wrong_etag_is_refused_and_copies_nothing(
     storage: Storage, s3_client: Any, buckets: BucketNames
 ) -> None:

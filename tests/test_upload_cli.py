@@ -28,6 +28,7 @@ from yarl import URL
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames
+from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
 from tests.support.gateway import build_config, config_dict
 from tests.support.processes import free_port
 from tests.support.upstream import Recorded
@@ -71,6 +72,7 @@ class S3Front:
     max_in_flight: int = 0
     attempts: Counter[int] = field(default_factory=Counter)
     fail_once: set[int] = field(default_factory=set)
+    fail_always: set[int] = field(default_factory=set)
     refuse: set[int] = field(default_factory=set)
     hold: bool = False
     holding: asyncio.Event = field(default_factory=asyncio.Event)
@@ -96,7 +98,7 @@ class S3Front:
                     content_type="application/xml",
                     text="<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
                 )
-            if part in self.fail_once and self.attempts[part] == 1:
+            if part in self.fail_always or (part in self.fail_once and self.attempts[part] == 1):
                 await request.read()
                 return web.Response(
                     status=503,
@@ -142,6 +144,18 @@ def front(s3_front: tuple[S3Front, str]) -> S3Front:
     return s3_front[0]
 
 
+def gateway_config(upstream_url: str, s3_endpoint: str, buckets: BucketNames, public: str) -> Any:
+    """The gateway's config: the two api routes, callers identified by auth_request."""
+    tree = config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    tree["s3"]["public_endpoint_url"] = public
+    return build_config(tree, routes=[FILES, SMALL], identity={"auth_request": {"path": "/api/me"}})
+
+
 @pytest.fixture
 async def gateway_url(
     aiohttp_server: Any,
@@ -151,18 +165,16 @@ async def gateway_url(
     s3_front: tuple[S3Front, str],
 ) -> str:
     """The live gateway's base URL; callers are identified by auth_request (bearer tokens)."""
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    tree["s3"]["public_endpoint_url"] = s3_front[1]
-    config = build_config(
-        tree, routes=[FILES, SMALL], identity={"auth_request": {"path": "/api/me"}}
-    )
+    config = gateway_config(upstream_url, s3_endpoint, buckets, s3_front[1])
     server: TestServer = await aiohttp_server(create_app(config))
     return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def in_front(gateway_url: str) -> AsyncIterator[FaultProxy]:
+    """A fault proxy between the CLI and the gateway: the test picks what each call gets."""
+    async with fault_proxy(gateway_url) as proxy:
+        yield proxy
 
 
 @dataclass
@@ -199,6 +211,15 @@ async def finish(proc: asyncio.subprocess.Process) -> Run:
 
 async def upload(*args: str) -> Run:
     return await finish(await start(*args))
+
+
+def assert_one_line(run: Run, code: int, start: str) -> None:
+    """The CLI's contract for an expected failure: exit ``code``, and one line on stderr that
+    starts with ``start``, no traceback."""
+    assert run.code == code, run.err
+    assert "Traceback" not in run.err, run.err
+    assert run.err.count("\n") == 1, run.err
+    assert run.err.startswith(start), run.err
 
 
 def write_file(path: Path, size: int) -> str:
@@ -468,31 +489,160 @@ async def test_url_that_is_not_an_api_route_is_told_so(gateway_url: str, tmp_pat
     path.write_text("x")
     run = await upload(str(path), "--to", f"{gateway_url}/echo/upload", *BEARER)
     assert run.code == 1
-    assert run.err == (
-        f"error: {gateway_url}/echo/upload answered, but not with an upload: is it an api route?\n"
+    assert run.err.startswith(
+        f"error: {gateway_url}/echo/upload is not an api route (it answered without an upload): "
+        "--to must be the URL of a route with protocol: api"
     )
+    assert run.err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["missing.bin", "--to", "http://127.0.0.1:1/x"], "no such file"),
-        (["EXISTING", "--to", "http://127.0.0.1:1/x", "-H", "no colon"], "bad header"),
-        (["EXISTING"], "the following arguments are required: --to"),
+        (["missing.bin", "--to", "http://127.0.0.1:1/x"], "error: MISSING: no such file"),
+        (["DIR", "--to", "http://127.0.0.1:1/x"], "error: DIR: is a directory, not a file"),
+        (["FIFO", "--to", "http://127.0.0.1:1/x"], "error: FIFO: not a regular file"),
+        (["EXISTING", "--to", "http://127.0.0.1:1/x", "-H", "no colon"], "error: bad header"),
+        (["EXISTING", "--to", "127.0.0.1:8080/api/files"], "error: --to 127.0.0.1:8080/api"),
+        (["EXISTING", "--to", "http://127.0.0.1:1/x", "--parallel", "0"], "upload-gateway upload"),
+        (["EXISTING"], "upload-gateway upload: error: the following arguments are required: --to"),
     ],
-    ids=["no-file", "bad-header", "no-to"],
+    ids=["no-file", "directory", "fifo", "bad-header", "not-a-url", "parallel-0", "no-to"],
 )
 async def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str) -> None:
-    """Usage mistakes are exit 2 with a message, before anything is sent."""
+    """Usage mistakes (the file, the URL, an option) are one line and exit 2, before anything
+    is sent; a pipe is refused rather than opened (which would block)."""
     existing = tmp_path / "a.txt"
     existing.write_text("x")
-    argv = [
-        str(existing) if a == "EXISTING" else str(tmp_path / a) if a == "missing.bin" else a
-        for a in args
-    ]
-    run = await upload(*argv)
-    assert run.code == 2
-    assert expected in run.err
+    os.mkfifo(tmp_path / "fifo")
+    names = {
+        "EXISTING": str(existing),
+        "MISSING": str(tmp_path / "missing.bin"),
+        "DIR": str(tmp_path),
+        "FIFO": str(tmp_path / "fifo"),
+    }
+    argv = [names.get(a, names["MISSING"] if a == "missing.bin" else a) for a in args]
+    for name, value in names.items():
+        expected = expected.replace(name, value)
+    assert_one_line(await upload(*argv), 2, expected)
+
+
+# --- failures of each call -----------------------------------------------------------------------
+
+
+async def test_app_down_at_the_first_call_is_one_line(
+    aiohttp_server: Any, s3_endpoint: str, buckets: BucketNames, tmp_path: Path
+) -> None:
+    """README's own example with the app down: the gateway's 502 to the first call (asking the
+    app who the caller is) is one line saying to try again, not a traceback (issue 18)."""
+    config = gateway_config(f"http://127.0.0.1:{free_port()}", s3_endpoint, buckets, s3_endpoint)
+    server: TestServer = await aiohttp_server(create_app(config))
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", str(server.make_url("/api/files")), *BEARER)
+    assert_one_line(run, 1, "error: 502 Upstream unavailable: ")
+    assert run.err.rstrip().endswith("try again once it is up")
+
+
+@pytest.mark.parametrize(
+    ("status", "advice"),
+    [
+        (500, "the server failed; try again later"),
+        (502, "try again once it is up"),
+        (503, "S3 or the gateway is unavailable; try again later"),
+        (504, "did not answer in time; try again later"),
+    ],
+)
+async def test_5xx_to_the_first_call_is_one_line(
+    in_front: FaultProxy, s3: Bucket, tmp_path: Path, status: int, advice: str
+) -> None:
+    """Each server error to the call that creates the upload is one line with what to do and
+    exit 1; nothing was started, so nothing is asked again or left behind."""
+    create = Match(method="POST", path="/api/files")
+    in_front.inject(create, Fault("status", status=status))
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"{in_front.url}/api/files", *BEARER)
+    assert_one_line(run, 1, f"error: {status} ")
+    assert run.err.rstrip().endswith(advice)
+    assert in_front.count(create) == 1
+    assert await s3.keys(s3.names.uploads) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault("close"), "error: http://127.0.0.1:PORT: the connection failed: "),
+        (Fault("hold"), "error: http://127.0.0.1:PORT: no answer in 0.5 s: is the gateway"),
+    ],
+    ids=["closed", "silent"],
+)
+async def test_first_call_unanswered_is_one_line(
+    in_front: FaultProxy, tmp_path: Path, fault: Fault, expected: str
+) -> None:
+    """A connection closed without an answer, or a server silent past --timeout, is one line
+    naming the server (never the whole URL) and exit 1."""
+    in_front.inject(Match(method="POST", path="/api/files"), fault)
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"{in_front.url}/api/files", *BEARER, "--timeout", "0.5")
+    assert_one_line(run, 1, expected.replace("PORT", str(URL(in_front.url).port)))
+
+
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("/status/404", "404 Not Found"),
+        ("/status/405", "405 Method Not Allowed"),
+        ("/api/files/extra", "404 Not Found"),
+    ],
+    ids=["app-404", "app-405", "under-an-api-route"],
+)
+async def test_404_from_a_route_that_is_not_an_api_route_says_so(
+    gateway_url: str, tmp_path: Path, path: str, answer: str
+) -> None:
+    """A --to the app answers 404 or 405 (or the gateway, under an api route's path) is told
+    it is not an api route, with what --to must be, instead of "404 Not Found: 404: Not Found"."""
+    file = tmp_path / "a.txt"
+    file.write_text("x")
+    run = await upload(str(file), "--to", gateway_url + path, *BEARER)
+    assert_one_line(
+        run,
+        1,
+        f"error: {gateway_url}{path} is not an api route (it answered {answer}): "
+        "--to must be the URL of a route with protocol: api in the gateway's config",
+    )
+
+
+async def test_completion_failing_for_good_is_one_line_and_keeps_the_upload(
+    in_front: FaultProxy, s3: Bucket, tmp_path: Path
+) -> None:
+    """A completion answered 503 every time is asked five times, then one line says the file was
+    sent and to run the upload again; it is not aborted (the gateway keeps it for a retry)."""
+    complete = Match(method="POST", path_prefix="/api/files/")
+    in_front.inject(complete, Fault("status", status=503))
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"{in_front.url}/api/files", *BEARER)
+    assert_one_line(run, 1, "error: the file was sent, but completing it failed 5 times (503 ")
+    assert run.err.rstrip().endswith("run the upload again later")
+    assert in_front.count(complete) == 5
+    assert in_front.count(Match(method="DELETE")) == 0
+    assert len(await s3.keys(s3.names.uploads)) == 1
+
+
+async def test_s3_failing_for_good_is_one_line_and_aborts(
+    gateway_url: str, front: S3Front, s3: Bucket, tmp_path: Path
+) -> None:
+    """A PUT that S3 answers 503 every time is sent five times, then one line with S3's own
+    error and exit 1; the upload is aborted at the gateway."""
+    front.fail_always = {0}
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    run = await upload(str(path), "--to", f"{gateway_url}/api/files", *BEARER)
+    assert_one_line(run, 1, "error: S3 failed 5 times (503): SlowDown: Reduce your rate.")
+    assert front.attempts[0] == 5
+    assert await s3.keys(s3.names.uploads) == []
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------------
@@ -522,3 +672,19 @@ async def test_ctrl_c_aborts_the_multipart_upload(
     assert await s3.open_uploads() == []
     assert await s3.keys(s3.names.uploads) == []
     assert recorded.completions == []
+
+
+async def test_ctrl_c_before_the_upload_started(in_front: FaultProxy, tmp_path: Path) -> None:
+    """SIGINT while the first call waits for its answer: one line saying nothing was uploaded,
+    exit 130, no traceback."""
+    held = in_front.inject(Match(method="POST", path="/api/files"), Fault("hold"))
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    proc = await start(str(path), "--to", f"{in_front.url}/api/files", *BEARER)
+    try:
+        await asyncio.wait_for(held.arrived.wait(), RUN_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        raise
+    proc.send_signal(signal.SIGINT)
+    assert_one_line(await finish(proc), 130, "interrupted: nothing was uploaded")

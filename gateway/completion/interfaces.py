@@ -37,6 +37,7 @@ class CompletionStorage(Protocol):
         source_etag: str | None = ...,
         checked: StoredObject | None = ...,
         content_type: str | None = ...,
+        content_disposition: str = ...,
         metadata: Mapping[str, str] | None = ...,
     ) -> StoredObject: ...
 

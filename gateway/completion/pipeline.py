@@ -26,7 +26,7 @@ from ..problems import (
 )
 from ..rules import check_key
 from ..storage import StoredObject
-from .checks import check_upload, same_etag
+from .checks import check_upload, content_disposition, same_etag
 from .forward import Notifier, json_or_none, object_json
 from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
 from .naming import idempotency_key, render_storage_key, safe_filename, stable_prefix, storage_uuid
@@ -144,7 +144,7 @@ class Completion:
                 self._storage.uploads_bucket, upload.key, self._sniff_bytes, etag=upload.etag
             )
         try:
-            return check_upload(req, upload, sniff.sniff(head))
+            return check_upload(req, upload, sniff.sniff(head), text=sniff.is_text(head))
         except GatewayError as error:
             await self._refuse(req, error)
 
@@ -188,7 +188,12 @@ class Completion:
         # completion began with is the copy's source: S3 applies If-Match as it copies, so a
         # second HEAD here would only cost a round trip.
         copy = await self._storage.copy_to_storage(
-            req.key, dest, checked=upload, content_type=content_type, metadata=metadata
+            req.key,
+            dest,
+            checked=upload,
+            content_type=content_type,
+            content_disposition=content_disposition(content_type),
+            metadata=metadata,
         )
         if copy.size != upload.size or copy.metadata.get(META_ID) != upload_id:
             raise StorageUnavailable(

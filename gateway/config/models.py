@@ -93,8 +93,9 @@ class SessionConfig(StrictModel):
             except (ValueError, TypeError):
                 raise rule(
                     "is not a Fernet key: 32 url-safe base64 bytes (44 characters) expected; "
-                    "make one with `python -c 'from cryptography.fernet import Fernet; "
-                    "print(Fernet.generate_key().decode())'`",
+                    # Fernet.generate_key() in the standard library: stock python3 runs it.
+                    "make one with `python3 -c 'import base64, os; "
+                    "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`",
                     index,
                 ) from None
         return keys

@@ -5,8 +5,9 @@ Pure functions over plain values; the clock comes in as ``now``. Each refusal ra
 shared/reference/fineuploader-protocol.md §2.1, written against the payloads of §1.1-§1.3.
 Decisions the issue left open:
 
-- Active content types (HTML, MHTML, XHTML, SVG, any XML, JavaScript, XSL, Flash) are allowed
-  only when the route lists them literally: ``*/*``, ``text/*`` and ``image/*`` never reach them.
+- Active content types (HTML, MHTML, XHTML, SVG, any XML, JavaScript, CSS, XSL, Flash, and the
+  types browsers sniff, such as ``application/unknown``: ``media``) are allowed only when the
+  route lists them literally: ``*/*``, ``text/*`` and ``image/*`` never reach them.
 - A policy may carry ``success_action_status`` (``"200"``) or ``success_action_redirect``
   (the route's blank page) or neither (S3 answers 204), but never both.
 - A missing ``Content-Type`` (the browser knew no type) is allowed: S3 stores an inert
