@@ -218,7 +218,7 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("no-identity", Reason(401, "Not authenticated",
         "The request carries no identity: the app has not logged the user in "
         "(`identity.login_header`), `auth_request` said nobody, and `identity.anonymous` is off.")),
-    ("auth-request-failed", Reason(502, "auth_request failed",
+    ("auth-request-failed", Reason(502, "Upstream unavailable",
         "The app's `identity.auth_request.path` answered neither 2xx nor 401, 403 or 404.")),
     ("forbidden", Reason(403, "Forbidden",
         "A refusal with no more specific reason.")),
@@ -255,8 +255,9 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "as stored.")),
     ("content-type-not-allowed", Reason(415, "Unsupported media type",
         "The file's declared or stored content type is not in the route's `content_types` "
-        "(wildcards never admit HTML, SVG, XML or JavaScript). 400 when a signing request "
-        "names it (a policy's `Content-Type` condition, a REST string's `content-type`).",
+        "(wildcards never admit active types: HTML, SVG, XML, JavaScript, CSS...). 400 when a "
+        "signing request names it (a policy's `Content-Type` condition, a REST string's "
+        "`content-type`).",
         also=(400,))),
     # ------------------------------------------------------------------ upload ids and parts
     ("token-invalid", Reason(403, "Invalid upload id",
@@ -438,12 +439,12 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("sniffed-type-not-allowed", Reason(415, "Content not allowed",
         "The file's first bytes show a type the route does not accept; the upload is "
         "removed.")),
-    ("copy-mismatch", Reason(503, "Copy mismatch",
+    ("copy-mismatch", Reason(503, "Storage unavailable",
         "The copy in the storage bucket does not match the upload; the upload is kept for a "
         "retry.")),
-    ("copy-check-failed", Reason(503, "Copy check failed",
+    ("copy-check-failed", Reason(503, "Storage unavailable",
         "The stored copy's size or id is not the upload's; the upload is kept for a retry.")),
-    ("upstream-failed", Reason(502, "Upstream failed",
+    ("upstream-failed", Reason(502, "Upstream unavailable",
         "The app answered a completion or deletion message with 5xx; the file is kept and a "
         "retry sends the same message again.")),
     ("delete-refused", Reason(403, "Deletion refused",
@@ -451,25 +452,25 @@ REASONS: Mapping[str, Reason] = _catalogue(
     # ------------------------------------------------------------------ S3
     ("no-such-object", Reason(404, "No such object",
         "S3 has no object at that key.")),
-    ("no-such-bucket", Reason(503, "No such bucket",
+    ("no-such-bucket", Reason(503, "Storage unavailable",
         "A bucket the config names does not exist (a deployment fault: run "
         "`upload-gateway s3 setup`). 404 from `s3 setup` when it may not create buckets.",
         also=(404,))),
-    ("storage-denied", Reason(503, "Storage denied",
+    ("storage-denied", Reason(503, "Storage unavailable",
         "S3 refused the gateway's credentials or an action (AccessDenied and the like): "
         "check the IAM policy (`upload-gateway s3 iam-policy`).")),
-    ("storage-failed", Reason(503, "Storage failed",
+    ("storage-failed", Reason(503, "Storage unavailable",
         "S3 answered with an error.")),
-    ("storage-unreachable", Reason(503, "Storage unreachable",
+    ("storage-unreachable", Reason(503, "Storage unavailable",
         "S3 could not be reached or did not answer in time.")),
     ("storage-unavailable", Reason(503, "Storage unavailable",
         "S3 failed, with no more specific reason.")),
     # ------------------------------------------------------------------ the upstream app
-    ("upstream-refused", Reason(502, "Upstream refused the connection",
+    ("upstream-refused", Reason(502, "Upstream unavailable",
         "Nothing accepts connections at `upstream.url`.")),
-    ("upstream-broken", Reason(502, "Upstream broken",
+    ("upstream-broken", Reason(502, "Upstream unavailable",
         "The app closed the connection or sent a malformed answer.")),
-    ("upstream-answer-too-large", Reason(502, "Upstream answer too large",
+    ("upstream-answer-too-large", Reason(502, "Upstream unavailable",
         "The app's answer to a completion, deletion or `auth_request` is larger than the "
         "gateway reads.")),
     ("upstream-unavailable", Reason(502, "Upstream unavailable",

@@ -319,7 +319,8 @@ class RouteConfig(StrictModel):
         default_factory=lambda: ["*/*"],
         description="Allow-list of media types (type/subtype, type/* or */*), checked on the "
         "declared type and on the type sniffed from the file's first bytes. Wildcards never "
-        "admit active types (HTML, SVG, XML, JavaScript): list those literally.",
+        "admit active types (HTML, SVG, XML, JavaScript, CSS, application/unknown and the "
+        "other types browsers sniff): list one literally to accept it.",
     )
     acl: Literal["private", "bucket-owner-full-control"] = Field(
         "private", description="The canned ACL every upload must carry; nothing public."

@@ -6,7 +6,8 @@ calls them. Unlike Companion, the gateway picks every key under the user's prefi
 multipart ``uploadId`` it hands out is a sealed token (gateway.tokens) naming the user, key,
 S3 upload id, type and a size bound: another user's id is refused, no state is kept. Multipart
 uploads complete at Companion's complete call; single-request ones at ``POST P/complete``
-(``{"key": ...}``, ours: SPEC.md), which the page sends on Uppy's ``upload-success``.
+(``{"key": ...}``, the gateway's own: docs/protocols/uppy.md), which the page sends on Uppy's
+``upload-success``.
 """
 
 from __future__ import annotations

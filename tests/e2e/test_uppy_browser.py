@@ -124,7 +124,7 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     for name, data in (("small photo.png", small), ("big.bin", large)):
         entry = messages[name]
         message = entry["message"]
-        # Fine Uploader's completions carry exactly these fields (SPEC.md, "The completion").
+        # Completions carry exactly these fields (docs/webhooks.md, "The message").
         assert set(message) == {"event", "id", "route", "user", "filename", "params", "object"}
         assert set(message["object"]) == {"bucket", "key", "size", "etag", "content_type"}
         assert message["event"] == "upload.completed"
