@@ -1,7 +1,8 @@
 """The config's JSON Schema: what ``upload-gateway config-schema`` prints.
 
 Draft-07, not pydantic's 2020-12: yaml-language-server, behind most editors' YAML support
-(VS Code's YAML extension, Neovim's yamlls), validates draft-07 and older only. The document is
+(VS Code's YAML extension, Neovim's yamlls), knows no newer draft before its 2.0, which editors
+still bundle, and 2.0 validates draft-07 as well. The document is
 pydantic's with its ``$defs`` under draft-07's ``definitions`` and each ``$ref`` that has
 sibling keywords (a description, a default) wrapped in ``allOf``, since draft-07 ignores a
 ``$ref``'s siblings.
@@ -48,33 +49,27 @@ _SIZE_UNITS = "|".join(_any_case(u) for u in sorted(_UNITS, key=len, reverse=Tru
 _SIZE_TEXT = rf"\s*[0-9]+(\.[0-9]+)?\s*({_SIZE_UNITS})?\s*"
 
 
-def _text(pattern: str, what: str) -> JsonSchemaValue:
+# The alternatives carry no description: an editor shows the matching one's on hover, and the
+# key's own meaning is what the reader wants there.
+def _text(pattern: str) -> JsonSchemaValue:
     """A string alternative: ``pattern`` in whole, or anything holding a ``${``."""
-    return {
-        "type": "string",
-        "pattern": f"^({pattern})$|{_INTERPOLATED}",
-        "description": f"{what}, or a ${{NAME}} to be replaced by an environment variable",
-    }
+    return {"type": "string", "pattern": f"^({pattern})$|{_INTERPOLATED}"}
 
 
-_INTERPOLATION_ONLY: JsonSchemaValue = {
-    "type": "string",
-    "pattern": _INTERPOLATED,
-    "description": "a ${NAME} to be replaced by an environment variable",
-}
+_INTERPOLATION_ONLY: JsonSchemaValue = {"type": "string", "pattern": _INTERPOLATED}
 
 
 class _Generator(GenerateJsonSchema):
     """pydantic's generator, with the text every non-string value may also be written as."""
 
     def int_schema(self, schema: core_schema.IntSchema) -> JsonSchemaValue:
-        return {"anyOf": [super().int_schema(schema), _text(_INT_TEXT, "a whole number")]}
+        return {"anyOf": [super().int_schema(schema), _text(_INT_TEXT)]}
 
     def float_schema(self, schema: core_schema.FloatSchema) -> JsonSchemaValue:
-        return {"anyOf": [super().float_schema(schema), _text(_FLOAT_TEXT, "a number")]}
+        return {"anyOf": [super().float_schema(schema), _text(_FLOAT_TEXT)]}
 
     def bool_schema(self, schema: core_schema.BoolSchema) -> JsonSchemaValue:
-        return {"anyOf": [super().bool_schema(schema), _text(_BOOL_TEXT, "true or false")]}
+        return {"anyOf": [super().bool_schema(schema), _text(_BOOL_TEXT)]}
 
     def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
         return {"anyOf": [super().literal_schema(schema), _INTERPOLATION_ONLY]}
@@ -94,18 +89,18 @@ class _Generator(GenerateJsonSchema):
             # The byte count, constraints included, without the int's own text form: parse_size
             # reads "1048576" as a size already.
             count = GenerateJsonSchema.int_schema(self, inner)
-            text = _text(_SIZE_TEXT, "a size: bytes, or a number with a unit (5GB, 20MiB)")
-            return {"anyOf": [count, text]}
+            return {"anyOf": [count, _text(_SIZE_TEXT)]}
         return super().function_before_schema(schema)
 
 
 def _draft7(node: Any) -> Any:
-    """``node`` with every ``$ref`` that has siblings moved into an ``allOf``."""
+    """``node`` with every ``$ref`` that has siblings moved into an ``allOf``, and without
+    pydantic's titles (``Max Size``, ``RouteConfig``)."""
     if isinstance(node, list):
         return [_draft7(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: _draft7(value) for key, value in node.items()}
+    out = {key: _draft7(value) for key, value in node.items() if key != "title"}
     if "$ref" in out and len(out) > 1:
         out["allOf"] = [{"$ref": out.pop("$ref")}]
     return out
@@ -118,10 +113,12 @@ def config_schema() -> dict[str, Any]:
     )
     definitions = body.pop("$defs")
     body.pop("title")
-    schema: dict[str, Any] = _draft7(
-        {"$schema": DIALECT, "title": "upload-gateway config", **body, "definitions": definitions}
-    )
-    return schema
+    schema: dict[str, Any] = _draft7({**body, "definitions": definitions})
+    # Each key's title is its name in the YAML, which editors show above its meaning.
+    for model in [schema, *schema["definitions"].values()]:
+        for name, prop in model.get("properties", {}).items():
+            prop["title"] = name
+    return {"$schema": DIALECT, "title": "upload-gateway config", **schema}
 
 
 def schema_text() -> str:
