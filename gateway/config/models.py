@@ -41,8 +41,10 @@ class UpstreamConfig(StrictModel):
         "proxied path."
     )
     connect_timeout: float = Field(
-        5, gt=0, description="Seconds to open a connection to the app; past it the client "
-        "gets 502."
+        5,
+        gt=0,
+        description="Seconds to open a connection to the app; past it the client gets 504 "
+        "(502 when the app refuses the connection).",
     )
     read_timeout: float = Field(
         60, gt=0, description="Seconds the app may stay silent while answering; past it the "
