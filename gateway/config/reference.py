@@ -108,7 +108,9 @@ def _type_text(prop: dict[str, Any], field: FieldInfo | None = None) -> str:
         return _with_bounds("number", prop)
     if kind == "boolean":
         return "boolean"
-    raise ValueError(f"no words for the schema {prop!r}")
+    if kind == "object":
+        return "mapping"
+    return str(kind or "value")
 
 
 def _size(value: int) -> str:
