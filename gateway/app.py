@@ -77,7 +77,7 @@ def create_app(
     app.cleanup_ctx.append(_clients)
     app.on_cleanup.append(_flush_logs)
 
-    ops.add_routes(app, config.ops_prefix)
+    ops.add_routes(app, config.ops_prefix, separate=config.ops_listen is not None)
     for route in config.routes:
         _adapter(route.protocol)(app, route)
     proxy = Proxy(app, reserved=tuple(r.forward for r in config.routes), finish=front.finish)

@@ -37,3 +37,5 @@ REQUEST_ID = web.RequestKey("request_id", str)
 SESSION: web.RequestKey[SessionData] = web.RequestKey("session")
 USER: web.RequestKey[Identity | None] = web.RequestKey("user")
 ROUTE_NAME = web.RequestKey("route_name", str)
+# Set on requests that came in on the ops listener (config ``ops_listen``).
+OPS_LISTENER = web.RequestKey("ops_listener", bool)

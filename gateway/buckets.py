@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from .problems import NotFound
+from .problems import NotFound, StorageUnavailable
 from .storage import s3_errors
 
 if TYPE_CHECKING:
@@ -69,6 +69,21 @@ class _Drift:
     fix: Callable[[], Awaitable[Any]]
 
 
+class SetupIncomplete(StorageUnavailable):
+    """S3 refused some corrections; every other one was made (``changes``).
+
+    An S3 without one feature (Ceph's radosgw 16 has no default-encryption API) must not leave
+    the buckets without the rest: without CORS no browser can upload at all."""
+
+    def __init__(self, changes: list[str], failures: list[str]) -> None:
+        super().__init__(
+            "S3 refused part of the bucket setup: " + "; ".join(failures),
+            reason="setup-incomplete",
+        )
+        self.changes = changes
+        self.failures = failures
+
+
 def desired_cors(origins: Sequence[str]) -> list[CORSRuleTypeDef]:
     """The uploads bucket's CORS rules: one rule for the app's origins; none without origins."""
     allowed = sorted({o.rstrip("/") for o in origins})
@@ -117,7 +132,9 @@ async def setup_buckets(
 ) -> list[str]:
     """Create missing buckets (when ``create``) and correct every drift, idempotently.
 
-    Returns one line per change; an empty list when everything was already right.
+    Returns one line per change; an empty list when everything was already right. A correction
+    S3 refuses does not stop the others: SetupIncomplete then lists the changes made and, per
+    refusal, the drift left and S3's answer.
     """
     changes: list[str] = []
     for role, bucket in _roles(names):
@@ -132,10 +149,19 @@ async def setup_buckets(
         with s3_errors(f"create the {role} bucket"):
             await client.create_bucket(**params)
         changes.append(f"{role} bucket {bucket}: created")
+    failures: list[str] = []
     for drift in await _drifts(client, names, origins, skip=set()):
-        with s3_errors("correct the bucket setup"):
-            await drift.fix()
+        try:
+            with s3_errors("correct it"):
+                await drift.fix()
+        except StorageUnavailable as exc:
+            if exc.reason == "storage-unreachable":
+                raise
+            failures.append(f"{drift.problem}; {exc.detail}")
+            continue
         changes.append(drift.change)
+    if failures:
+        raise SetupIncomplete(changes, failures)
     return changes
 
 

@@ -174,10 +174,17 @@ def cmd_s3(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return OK
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from .buckets import SetupIncomplete
     from .problems import GatewayError
 
     try:
         lines = asyncio.run(_s3_run(args.s3_command, config))
+    except SetupIncomplete as exc:
+        if exc.changes:
+            print("\n".join(exc.changes))
+        for failure in exc.failures:
+            print(f"error: {failure}", file=sys.stderr)
+        return 1
     except GatewayError as exc:
         # buckets and storage map every S3 failure to one of these; its detail is one line.
         hint = _S3_HINTS.get(exc.reason, "try again later")

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import guard
-from .appkeys import REQUEST_ID, ROUTE_NAME
+from .appkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME
 from .config import Config
 from .identity import IdentityService
 from .logs import RequestIds, request_id_var
@@ -43,7 +43,9 @@ class Front:
         # Every path below these is the Application's (its router, its catch-all proxy route);
         # compared as aiohttp's router compares them, on the decoded path with %2F kept.
         self._own = (config.ops_prefix, *(route.path for route in config.routes))
+        self._ops_below = config.ops_prefix + "/"
         self.proxy: Handler | None = None
+        self._application: ServerHandler | None = None
 
     def middleware(self) -> Middleware:
         """``around`` as the Application's middleware, for the gateway's own routes."""
@@ -61,6 +63,7 @@ class Front:
         proxy = self.proxy
         if proxy is None:
             raise RuntimeError("the proxy handler is not set")
+        self._application = application
 
         # Not a coroutine itself: it hands aiohttp the one to await, one frame fewer for each
         # suspension of the request.
@@ -71,6 +74,23 @@ class Front:
                 return application(request)
             # The app's request factory made it, so it is a web.Request (without match info).
             return self.around(cast(web.Request, request), proxy)
+
+        return dispatch
+
+    def ops_dispatcher(self, elsewhere: Handler) -> ServerHandler:
+        """The ops listener's handler (config ``ops_listen``; after ``dispatcher``): paths under
+        ``ops_prefix`` to the application, marked as come this way, every other request to
+        ``elsewhere`` (a 404) through ``around``: this address proxies nothing."""
+        application = self._application
+        if application is None:
+            raise RuntimeError("dispatcher() has not been made")
+        below = self._ops_below
+
+        def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+            request[OPS_LISTENER] = True
+            if request.rel_url.path_safe.startswith(below):
+                return application(request)
+            return self.around(cast(web.Request, request), elsewhere)
 
         return dispatch
 

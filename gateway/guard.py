@@ -3,27 +3,34 @@
 aiohttp's parser already refuses the request-smuggling classics (Content-Length with
 Transfer-Encoding, duplicate lengths, obs-fold, bare LF) and cuts a slow head at
 ``limits.header_timeout``. What it lets through is refused here: Transfer-Encoding on HTTP/1.0,
-NUL and overlong UTF-8 in the path, and request bodies slower than ``limits``.
+a fragment, NUL or overlong UTF-8 in the target (gateway/targets.py), a Host that is not
+``host[:port]``, and request bodies slower than ``limits``. The front calls ``refusal`` on every
+request, whichever way it takes (its fast path to the proxy, or aiohttp's router).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 
+from . import targets
 from .config import LimitsConfig
+from .headers import valid_host
 from .problems import BadRequest, GatewayError
 from .render import problem_response
 
 log = logging.getLogger(__name__)
-
-# %00, and the overlong UTF-8 forms: C0/C1 lead bytes (2-byte encodings of ASCII, %c0%ae is
-# "."), E0 80-9F and F0 80-8F (3- and 4-byte encodings of what fits in fewer). Legacy decoders
-# (IIS, Tomcat before CVE-2008-2938's fix) turned these into "." and "/".
-_UNSAFE_ESCAPE_RE = re.compile(r"%00|%c[01]|%e0%[89]|%f0%8", re.IGNORECASE)
 
 
 class RequestTimeout(GatewayError):
@@ -40,16 +47,6 @@ class ClientClosedRequest(GatewayError):
     status = 499
     title = "Client closed request"
     default_reason = "client-went-away"
-
-
-def unsafe_target(raw_path: str) -> str | None:
-    """Why a raw request target must be refused (a problem reason), or None when it may pass."""
-    path = raw_path.split("?", 1)[0]
-    if "\x00" in path:
-        return "nul-in-path"
-    if _UNSAFE_ESCAPE_RE.search(path):
-        return "nul-in-path" if "%00" in path else "overlong-utf8"
-    return None
 
 
 class BodyWatch:
@@ -110,9 +107,14 @@ def refusal(request: web.Request) -> web.Response | None:
         response = problem_response(error, None)
         response.force_close()
         return response
-    reason = unsafe_target(request.raw_path)
+    reason = targets.refusal(request.raw_path)
     if reason is not None:
-        raise BadRequest("the path holds a NUL or an overlong UTF-8 form", reason=reason)
+        raise BadRequest(targets.REFUSALS[reason], reason=reason)
+    host = request.headers.get("Host")
+    if host is not None and not valid_host(host):
+        # It would reach the upstream as X-Forwarded-Host, where a comma, a space or an "@"
+        # reads as a list, a second value or credentials.
+        raise BadRequest("the Host header must be host[:port]", reason="bad-host")
     return None
 
 
@@ -135,3 +137,62 @@ def client_fault(
         # upstream's, so neither an error traceback nor a 502 in the metrics.
         return ClientClosedRequest("the client closed the connection first")
     return None
+
+
+# The reason of a parser refusal, from the first line of aiohttp's message (llhttp's own
+# description, never the client's bytes, which follow it); the first text found wins.
+_PARSER_REASONS = (
+    ("Duplicate '", "duplicate-header"),
+    ("Too many headers", "too-many-headers"),
+    ("Missing 'Host'", "no-host"),
+    ("Content-Length", "bad-framing"),
+    ("Transfer-Encoding", "bad-framing"),
+    ("chunk", "bad-framing"),
+    ("Chunk", "bad-framing"),
+    ("header", "bad-header"),
+)
+
+PARSER_DETAILS = {
+    "line-too-long": "the request line or a header line is longer than the gateway accepts",
+    "bad-method": "the request line's method is not an HTTP method",
+    "bad-request-line": "the request line is not METHOD TARGET HTTP/1.x",
+    "bad-target": "the request target is not a path or an http(s) URL",
+    "bad-framing": "the body's framing (Content-Length, Transfer-Encoding, chunks) is invalid",
+    "bad-header": "a header line is malformed or holds a character HTTP does not allow",
+    "duplicate-header": "a header that may appear once appears twice",
+    "too-many-headers": "the request has more header lines than the gateway accepts",
+    "no-host": "an HTTP/1.1 request must have a Host header",
+    "bad-request": "the request is not valid HTTP/1.1",
+}
+
+
+def parser_reason(exc: HttpProcessingError) -> str:
+    """The problem reason (a key of PARSER_DETAILS) of what aiohttp's parser refused."""
+    if isinstance(exc, LineTooLong):
+        return "line-too-long"
+    if isinstance(exc, BadHttpMethod):
+        return "bad-method"
+    if isinstance(exc, BadStatusLine):
+        return "bad-request-line"
+    if isinstance(exc, InvalidURLError):
+        return "bad-target"
+    if isinstance(exc, PayloadEncodingError):
+        return "bad-framing"
+    if isinstance(exc, InvalidHeader):
+        return "bad-header"
+    first_line = exc.message.split("\n", 1)[0]
+    for text, reason in _PARSER_REASONS:
+        if text in first_line:
+            return reason
+    return "bad-request"
+
+
+def parser_refusal(exc: HttpProcessingError) -> web.Response:
+    """The answer to a request aiohttp's parser refused: one info line and a 400 problem, with
+    the reason and never the request's text (aiohttp's own answer and log line quote the
+    offending line, which may be a Cookie or Authorization header, or a presigned query)."""
+    reason = parser_reason(exc)
+    log.info("request_refused", extra={"reason": reason, "status": 400})
+    response = problem_response(BadRequest(PARSER_DETAILS[reason], reason=reason), None)
+    response.force_close()
+    return response

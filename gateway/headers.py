@@ -1,4 +1,5 @@
-"""Header rules of the proxy: hop-by-hop removal, spoofed identity headers, X-Forwarded-*.
+"""Header rules of the proxy: hop-by-hop removal, spoofed identity headers, X-Forwarded-*,
+client-connection and URL-override headers, Host, Cookie.
 
 Pure functions over multidicts, so each rule is tested on its own.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -30,6 +32,56 @@ HOP_BY_HOP = frozenset(
 GATEWAY_ONLY = frozenset({"x-upload-user", "x-upload-signature", "idempotency-key"})
 
 FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+
+# Headers by which a proxy tells the app about the client's connection: its address, scheme,
+# port, host or path prefix. Frameworks read them for the client's IP (rate limits, audit logs),
+# for the URLs they build (redirects, password-reset links) and for access rules. Like
+# X-Forwarded-For they are kept only from trusted_proxies; every other X-Forwarded-* name
+# (-Port, -Prefix, -Ssl, -Server, ...) is one of them too (matched by prefix below).
+CLIENT_CONNECTION = frozenset(
+    {
+        "x-real-ip",
+        "client-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+        "x-proxyuser-ip",
+        "forwarded-for",
+        "x-forwarded",
+        "x-url-scheme",
+        "front-end-https",
+        "x-host",
+        "x-original-host",
+        "x-http-host-override",
+    }
+)
+
+# Headers some stacks take as the request's URL in place of the request line (IIS URL Rewrite,
+# Symfony and Laravel before CVE-2018-14773, ...): a way to a forward path that no path check
+# sees. Removed from everyone, trusted proxies too; and "Proxy", which CGI-style stacks expose
+# as HTTP_PROXY, their outgoing proxy (httpoxy, CVE-2016-5385).
+URL_OVERRIDES = frozenset(
+    {
+        "x-original-url",
+        "x-rewrite-url",
+        "x-override-url",
+        "x-original-uri",
+        "x-forwarded-uri",
+        "x-forwarded-path",
+        "x-envoy-original-path",
+        "proxy",
+    }
+)
+
+# Name prefixes dropped (after normalise): Proxy-* is hop-by-hop; X-Forwarded* describes the
+# client's connection, believed only from a trusted proxy.
+_PREFIXES_TRUSTED = ("proxy-",)
+_PREFIXES_UNTRUSTED = ("proxy-", "x-forwarded")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -68,9 +120,12 @@ def _tokens(value: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=16)
-def _spoofable(extra: tuple[str, ...]) -> frozenset[str]:
-    """GATEWAY_ONLY and the config's identity headers, normalised (the same few every time)."""
-    return GATEWAY_ONLY.union(map(normalise, extra))
+def _dropped(extra: tuple[str, ...], trusted: bool) -> frozenset[str]:
+    """Normalised names no client may send upstream: GATEWAY_ONLY, the config's identity
+    headers, the forwarded ones the gateway rebuilds, URL overrides, and the client-connection
+    headers unless ``trusted`` (the same few sets every time)."""
+    always = GATEWAY_ONLY.union(map(normalise, extra), FORWARDED, URL_OVERRIDES)
+    return always if trusted else always | CLIENT_CONNECTION
 
 
 def request_headers(
@@ -78,30 +133,62 @@ def request_headers(
     *,
     strip_names: Iterable[str] = (),
     extra_spoofable: Iterable[str] = (),
+    trusted: bool = False,
 ) -> CIMultiDict[str]:
-    """Headers to send upstream: no hop-by-hop, no Host, no gateway-only or forwarded headers."""
+    """Headers to send upstream: no hop-by-hop, no Host, no gateway-only, forwarded or
+    URL-override headers, and client-connection headers only from a ``trusted`` proxy."""
     named = connection_tokens(incoming) if "Connection" in incoming else ()
-    spoofable = _spoofable(tuple(extra_spoofable))
+    dropped = _dropped(tuple(extra_spoofable), trusted)
+    prefixes = _PREFIXES_TRUSTED if trusted else _PREFIXES_UNTRUSTED
     strip = {n.lower() for n in strip_names}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
         normalised = _normalised_lower(lower)
-        # Forwarded names are compared normalised too: X_Forwarded_For reaches a WSGI/PHP app as
+        # Names are compared normalised: X_Forwarded_For reaches a WSGI/PHP app as
         # HTTP_X_FORWARDED_FOR, the same variable as the gateway's own header.
         # Hop-by-hop: the fixed set, what Connection names, and every Proxy-* header.
         if (
             lower in HOP_BY_HOP
             or lower in named
-            or lower.startswith("proxy-")
+            or normalised.startswith(prefixes)
             or lower == "host"
             or lower in strip
-            or normalised in FORWARDED
-            or normalised in spoofable
+            or normalised in dropped
         ):
             continue
         out.add(name, value)
     return out
+
+
+# host[:port] (RFC 9110 7.2), narrower than the URI grammar's reg-name: a DNS name or IPv4
+# address (letters, digits, "-", ".", "_"), or an IPv6 literal in brackets; no userinfo, comma,
+# space or escape, which a reader of X-Forwarded-Host could take for a list or credentials.
+_HOST_RE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9_][A-Za-z0-9_.-]*)(?::([0-9]{1,5}))?")
+# A DNS name is at most 253 characters; with brackets and a port, 262 covers every valid Host.
+_LONGEST_HOST = 262
+
+
+def valid_host(value: str) -> bool:
+    """Whether a Host header value is ``host[:port]``; remembered per value (a gateway sees
+    the same few), and a value too long for any host is refused before it is remembered."""
+    return len(value) <= _LONGEST_HOST and _valid_host(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_host(value: str) -> bool:
+    match = _HOST_RE.fullmatch(value)
+    if match is None:
+        return False
+    literal, port = match.groups()
+    if port is not None and int(port) > 65535:
+        return False
+    if literal is not None:
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return False
+    return True
 
 
 def response_headers(
@@ -202,6 +289,14 @@ def forwarded_headers(
         "X-Forwarded-Proto": scheme,
         "X-Forwarded-Host": host or "",
     }
+
+
+def upstream_cookie(lines: Sequence[str], session_cookie: str) -> str:
+    """The client's Cookie lines as the one Cookie header the upstream gets, without the
+    gateway's session cookie (empty when nothing is left). Several lines are joined with "; ",
+    as RFC 9113 8.2.3 has an HTTP/2 to HTTP/1.1 hop do: a framework reading one line would
+    otherwise see some of the cookies and the gateway's callers others."""
+    return strip_cookie(lines[0] if len(lines) == 1 else "; ".join(lines), session_cookie)
 
 
 def strip_cookie(cookie_header: str, name: str) -> str:

@@ -328,11 +328,11 @@ class IdentityService:
         auth = self._identity.auth_request
         assert auth is not None  # noqa: S101
         headers = {"Accept": "application/json", "X-Request-ID": request[REQUEST_ID]}
-        cookie = request.headers.get("Cookie")
-        if cookie:
-            stripped = hdr.strip_cookie(cookie, self._config.session.cookie_name)
-            if stripped:
-                headers["Cookie"] = stripped
+        cookies = request.headers.getall("Cookie", None)
+        if cookies:
+            joined = hdr.upstream_cookie(cookies, self._config.session.cookie_name)
+            if joined:
+                headers["Cookie"] = joined
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         if "Cookie" not in headers and "Authorization" not in headers:

@@ -1,4 +1,9 @@
-"""The gateway's own endpoints under ``ops_prefix``: liveness, readiness, metrics."""
+"""The gateway's own endpoints under ``ops_prefix``: liveness, readiness, metrics.
+
+With ``ops_listen`` set, readiness and metrics answer only on that address (a request marked
+OPS_LISTENER by the front's ops dispatcher) and are a 404 on the public one; liveness answers on
+both, for load balancers.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from .appkeys import METRICS, STORAGE, UPSTREAM
+from .appkeys import METRICS, OPS_LISTENER, STORAGE, UPSTREAM
 from .metrics import CONTENT_TYPE
 from .problems import GatewayError, NotFound
-from .render import route_handler
+from .render import Handler, route_handler
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +97,26 @@ async def not_found(request: web.Request) -> web.Response:
     raise NotFound("no such operations endpoint", reason="not-found")
 
 
-def add_routes(app: web.Application, prefix: str) -> None:
+# What the ops listener answers to any path outside ops_prefix.
+elsewhere = route_handler(ROUTE)(not_found)
+
+
+def _ops_listener_only(handler: Handler) -> Handler:
+    """``handler`` on the ops listener, a 404 elsewhere (as if the endpoint did not exist)."""
+
+    async def private(request: web.Request) -> web.StreamResponse:
+        if OPS_LISTENER not in request:
+            raise NotFound("no such operations endpoint", reason="not-found")
+        return await handler(request)
+
+    return private
+
+
+def add_routes(app: web.Application, prefix: str, *, separate: bool = False) -> None:
+    """The endpoints under ``prefix``; ``separate``: readyz and metrics only on the ops listener."""
     named = route_handler(ROUTE)
+    private = _ops_listener_only if separate else (lambda handler: handler)
     app.router.add_get(prefix + "/healthz", named(healthz))
-    app.router.add_get(prefix + "/readyz", named(Readiness()))
-    app.router.add_get(prefix + "/metrics", named(metrics))
+    app.router.add_get(prefix + "/readyz", named(private(Readiness())))
+    app.router.add_get(prefix + "/metrics", named(private(metrics)))
     app.router.add_route("*", prefix + "/{tail:.*}", named(not_found))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .problems import OriginRefused
+from .problems import BadRequest, OriginRefused
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# host[:port] (RFC 9110 section 7.2 over RFC 3986's authority, without userinfo): a DNS name or
+# IPv4 address of letters, digits, "-", "_" and dots, or an IPv6 literal in brackets; a port of
+# up to 5 digits. Nothing else may reach a URL the gateway builds.
+_HOST_RE = re.compile(
+    r"(?:(?P<name>[A-Za-z0-9_.-]{1,253})|\[(?P<ip6>[0-9A-Fa-f:.]{2,45})\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+_LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def origin_of(url: str) -> str | None:
@@ -42,3 +54,49 @@ def check_origin(request: web.Request, allowed: frozenset[str]) -> None:
         if origin_of(referer) in permitted:
             return
         raise OriginRefused("the referring page may not call this route", reason="origin-refused")
+
+
+def valid_host(host: str) -> bool:
+    """Whether a Host header value is ``host[:port]`` and nothing more (no path, query, user)."""
+    match = _HOST_RE.fullmatch(host)
+    if match is None:
+        return False
+    port = match["port"]
+    if port is not None and not 0 < int(port) <= 65535:
+        return False
+    if match["ip6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["ip6"])
+        except ValueError:
+            return False
+        return True
+    labels = match["name"].removesuffix(".").split(".")
+    return all(_LABEL_RE.fullmatch(label) for label in labels)
+
+
+def page_origin(
+    public_origins: Sequence[str],
+    *,
+    origin: str | None,
+    referer: str | None,
+    scheme: str,
+    host: str | None,
+) -> str:
+    """The origin of the page that uploads, to make the route's blank page absolute against.
+
+    From ``public_origins``: the one the request's Origin (or, lacking one, Referer) names,
+    else the first. With none configured: ``scheme`` and the Host, which must be ``host[:port]``
+    (400 ``host-invalid`` otherwise). Never a path, query or other text the request chose, so a
+    signed ``success_action_redirect`` cannot send browsers anywhere else.
+    """
+    if public_origins:
+        configured = [o.rstrip("/") for o in public_origins]
+        named = origin if origin is not None else (origin_of(referer) if referer else None)
+        if named is not None:
+            for candidate in configured:
+                if candidate.lower() == named.lower():
+                    return candidate
+        return configured[0]
+    if host is None or not valid_host(host):
+        raise BadRequest("the Host header is not host[:port]", reason="host-invalid")
+    return f"{scheme.lower()}://{host.lower()}"

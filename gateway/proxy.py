@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,14 +19,12 @@ from . import headers as hdr
 from .appkeys import CONFIG, METRICS, REQUEST_ID, UPSTREAM
 from .forwarder import ForwardedResponse
 from .problems import BadRequest, NotFound
+from .targets import Reserved, origin_form
 from .upstream import UPSTREAM_ERRORS, Upstream, map_client_errors, upstream_problem
 
 log = logging.getLogger(__name__)
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-# What makes a raw path differ from its normalised, decoded form (see _normalise_path).
-_NEEDS_NORMALISING = re.compile(r"[%\\;]|//|/\.")
 
 # Sized answers up to this are read whole and sent with their head in one write.
 _WHOLE_ANSWER_BYTES = 64 * 1024
@@ -55,31 +51,18 @@ class Proxy:
         self._session_cookie = config.session.cookie_name
         self._spoofable = (config.identity.login_header, config.identity.logout_header)
         self._identity_headers = frozenset(map(hdr.normalise, self._spoofable))
-        # Paths only the gateway may call upstream (the routes' forward paths), compared after
-        # the same normalisation an upstream framework would apply.
-        self._reserved = tuple(p.lower().rstrip("/") for p in reserved)
-        self._reserved_below = tuple(p + "/" for p in self._reserved)
-
-    def _is_reserved(self, path: str) -> bool:
-        return self._is_reserved_normalised(_normalise_path(path).lower().rstrip("/"))
-
-    def _is_reserved_normalised(self, normalised: str) -> bool:
-        return normalised in self._reserved or normalised.startswith(self._reserved_below)
-
-    def _is_reserved_target(self, request: web.Request, raw: str) -> bool:
-        """Whether the path names a forward path, in any spelling an upstream may resolve."""
-        if _NEEDS_NORMALISING.search(raw) is None:
-            # No escapes, dot segments, empty segments, params or backslashes: the path is
-            # already what normalising and decoding would make of it.
-            return self._is_reserved_normalised(raw.lower().rstrip("/"))
-        return self._is_reserved(request.path) or any(map(self._is_reserved, _decodings(raw)))
+        # Paths only the gateway may call upstream (the routes' forward paths), in every reading
+        # an upstream stack may make of a target (gateway/targets.py). This handler is the one
+        # way a client's target goes upstream, by the front's fast path or the router's
+        # catch-all alike, so the test here covers both.
+        self._reserved = Reserved(reserved)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request upstream and stream the answer back."""
         target = origin_form(request.raw_path)
         if target is None:
             raise BadRequest("the request target must be a path", reason="bad-target")
-        if self._is_reserved_target(request, target.split("?", 1)[0]):
+        if self._reserved.named_by(target):
             raise NotFound("no such path", reason="not-found")
         upstream = self._upstream
         if upstream is None:
@@ -127,15 +110,17 @@ class Proxy:
         return whole
 
     def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
-        out = hdr.request_headers(request.headers, extra_spoofable=self._spoofable)
-        cookie = out.get("Cookie")
-        if cookie is not None:
-            del out["Cookie"]
-            stripped = hdr.strip_cookie(cookie, self._session_cookie)
-            if stripped:
-                out["Cookie"] = stripped
         peer = request.remote
         trusted = hdr.is_trusted(peer, self._networks)
+        out = hdr.request_headers(
+            request.headers, extra_spoofable=self._spoofable, trusted=trusted
+        )
+        cookies = out.getall("Cookie", None)
+        if cookies is not None:
+            del out["Cookie"]
+            joined = hdr.upstream_cookie(cookies, self._session_cookie)
+            if joined:
+                out["Cookie"] = joined
         out.update(
             hdr.forwarded_headers(
                 request.headers,
@@ -285,49 +270,3 @@ def _is_websocket(request: web.Request) -> bool:
         and request.headers.get("Upgrade", "").lower() == "websocket"
         and "upgrade" in hdr.connection_tokens(request.headers)
     )
-
-
-def origin_form(raw_target: str) -> str | None:
-    """The path and query of a request target, byte for byte; None if it has no path.
-
-    A server must accept the absolute form ``GET http://host/path`` (RFC 9112 3.2.2); only its
-    path and query go upstream, so the upstream URL is never built from a client's host.
-    """
-    if raw_target.startswith("/"):
-        return raw_target
-    scheme, sep, rest = raw_target.partition("://")
-    if not sep or scheme.lower() not in ("http", "https"):
-        return None
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
-    path = rest[cut:]
-    return path if path.startswith("/") else "/" + path
-
-
-def _decodings(raw_path: str) -> list[str]:
-    """The path percent-decoded once, twice and thrice: some upstream stacks decode twice (a
-    proxy rule, then the framework), so ``%252f`` may reach a router as ``/``."""
-    out: list[str] = []
-    current = raw_path
-    for _ in range(3):
-        decoded = unquote(current)
-        if decoded == current:
-            break
-        out.append(decoded)
-        current = decoded
-    return out
-
-
-def _normalise_path(path: str) -> str:
-    """Collapse ``//``, resolve dot segments and drop ``;params``, as upstream routers may
-    (Servlet containers ignore ``;jsessionid=...``; some servers read ``\\`` as ``/``)."""
-    out: list[str] = []
-    for segment in path.replace("\\", "/").split("/"):
-        segment = segment.split(";", 1)[0]
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(segment)
-    return "/" + "/".join(out)

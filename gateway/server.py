@@ -19,11 +19,15 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import multiprocess
 
+from . import ops
 from .app import create_app
-from .appkeys import FRONT
+from .appkeys import CONFIG, FRONT
 from .config import Config
+from .guard import parser_refusal
 from .listen import ListenError, close_all, listen, show
 from .logs import AccessLogger, configure
 from .metrics import Metrics, share_between_workers
@@ -85,12 +89,14 @@ def _stop_with_parent(parent: int) -> Callable[[web.Application], AsyncIterator[
 def _run_one(
     config: Config,
     sockets: list[socket.socket],
+    ops_sockets: list[socket.socket],
     *,
     metrics_dir: str | None = None,
     parent: int | None = None,
 ) -> None:
-    """Serve on ``sockets`` (listening already) in this process until SIGINT/SIGTERM (or, for a
-    worker, its ``parent`` is gone); ``metrics_dir``: where the workers count together."""
+    """Serve on ``sockets`` (listening already), and the ops endpoints alone on ``ops_sockets``
+    (config ``ops_listen``), in this process until SIGINT/SIGTERM (or, for a worker, its
+    ``parent`` is gone); ``metrics_dir``: where the workers count together."""
     configure()
     _install_uvloop()
     metrics = None
@@ -105,7 +111,33 @@ def _run_one(
     # it. In one bench pair the 1 KiB passthrough p99 went from 39 to 13 ms (signing: mixed).
     gc.collect()
     gc.freeze()
-    _run_until_stopped(app, sockets, options=runner_options(config))
+    _run_until_stopped(app, sockets, ops_sockets, options=runner_options(config))
+
+
+class _Connection(RequestHandler):
+    """aiohttp's protocol for one connection, answering what its parser refuses the gateway's
+    way (``guard.parser_refusal``): aiohttp's own answer and error log line, with traceback,
+    quote the offending line, a Cookie or Authorization header or a presigned query."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            return parser_refusal(exc)
+        return super().handle_error(request, status, exc, message)
+
+
+class _Server(web.Server):
+    """A ``web.Server`` whose connections are ``_Connection``s (aiohttp takes no class)."""
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
 
 
 async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
@@ -116,27 +148,69 @@ async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     server = runner.server
     if server is None:  # pragma: no cover - setup() always makes one
         raise RuntimeError("the runner has no server")
+    # The Application makes a plain web.Server; _Server only adds how connections are made.
+    server.__class__ = _Server
     server.request_handler = app[FRONT].dispatcher(server.request_handler)
     return runner
 
 
+# Options of a runner rather than of its server's connections.
+_RUNNER_ONLY = frozenset({"handle_signals", "shutdown_timeout"})
+
+
+async def start_ops_runner(runner: web.AppRunner, **options: Any) -> web.ServerRunner:
+    """The runner of the ops listener (config ``ops_listen``), set up, for a runner made by
+    ``start_runner``: the same app's front and endpoints under ``ops_prefix``, a 404 for any
+    other path. A server of its own, so the public port's handler tests nothing per request."""
+    app = runner.app
+    server = runner.server
+    if server is None:  # pragma: no cover - start_runner set it up
+        raise RuntimeError("the runner is not set up")
+    ops_server = _Server(
+        app[FRONT].ops_dispatcher(ops.elsewhere),
+        request_factory=server.request_factory,
+        **{k: v for k, v in options.items() if k not in _RUNNER_ONLY},
+    )
+    ops_runner = web.ServerRunner(
+        ops_server, **{k: v for k, v in options.items() if k in _RUNNER_ONLY}
+    )
+    await ops_runner.setup()
+    return ops_runner
+
+
 def _run_until_stopped(
-    app: web.Application, sockets: list[socket.socket], *, options: dict[str, Any]
+    app: web.Application,
+    sockets: list[socket.socket],
+    ops_sockets: list[socket.socket],
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully: what ``web.run_app`` does, with the
     front installed (run_app offers no way to reach its server's handler)."""
 
     async def serve() -> None:
         runner = await start_runner(app, handle_signals=True, **options)
+        ops_runner: web.ServerRunner | None = None
         try:
             for sock in sockets:
                 await web.SockSite(runner, sock).start()
+            if ops_sockets:
+                ops_runner = await start_ops_runner(runner, **options)
+                for sock in ops_sockets:
+                    await web.SockSite(ops_runner, sock).start()
             for sock in sockets:
                 host, port = sock.getsockname()[:2]
                 log.info("gateway_listening", extra={"path": f"http://{show(host, port)}"})
+            for sock in ops_sockets:
+                host, port = sock.getsockname()[:2]
+                path = f"http://{show(host, port)}{app[CONFIG].ops_prefix}"
+                log.info("ops_listening", extra={"path": path})
             # Until a stop signal: the runner's handler raises GracefulExit out of the loop.
             await asyncio.Event().wait()
         finally:
+            # The ops listener first: its readyz uses the clients the app's cleanup closes.
+            if ops_runner is not None:
+                await ops_runner.cleanup()
             await runner.cleanup()
 
     loop = asyncio.new_event_loop()
@@ -160,7 +234,12 @@ def _run_until_stopped(
 
 
 def _worker(
-    config: Config, groups: list[list[socket.socket]], index: int, metrics_dir: str, parent: int
+    config: Config,
+    groups: list[list[socket.socket]],
+    ops_groups: list[list[socket.socket]],
+    index: int,
+    metrics_dir: str,
+    parent: int,
 ) -> None:
     """A forked worker: the parent's signal handlers and mask are the parent's, not its own;
     so are the other workers' sockets, which it closes (a dead worker's socket must not stay
@@ -168,8 +247,9 @@ def _worker(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    close_all(groups[:index] + groups[index + 1 :])
-    _run_one(config, groups[index], metrics_dir=metrics_dir, parent=parent)
+    others = [*groups[:index], *groups[index + 1 :], *ops_groups[:index], *ops_groups[index + 1 :]]
+    close_all(others)
+    _run_one(config, groups[index], ops_groups[index], metrics_dir=metrics_dir, parent=parent)
 
 
 def serve(config: Config, *, host: str | None, port: int | None, workers: int = 1) -> int:
@@ -187,11 +267,19 @@ def serve(config: Config, *, host: str | None, port: int | None, workers: int = 
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    ops_groups: list[list[socket.socket]] = [[] for _ in groups]
+    if config.ops_listen is not None:
+        try:
+            ops_groups = listen(config.ops_listen.host, config.ops_listen.port, count=len(groups))
+        except ListenError as exc:
+            close_all(groups)
+            print(f"error: ops_listen: {exc}", file=sys.stderr)
+            return 1
     if workers <= 1:
         try:
-            _run_one(config, groups[0])
+            _run_one(config, groups[0], ops_groups[0])
         finally:
-            close_all(groups)
+            close_all(groups + ops_groups)
         return 0
     configure()
     try:
@@ -199,7 +287,7 @@ def serve(config: Config, *, host: str | None, port: int | None, workers: int = 
         # left by an earlier run would be counted again.
         metrics_dir = tempfile.mkdtemp(prefix="upload-gateway-metrics-")
     except OSError as exc:
-        close_all(groups)
+        close_all(groups + ops_groups)
         print(
             "error: --workers needs a writable temporary directory for the shared metrics: "
             f"{exc.strerror or exc} (set TMPDIR to a writable directory)",
@@ -207,12 +295,17 @@ def serve(config: Config, *, host: str | None, port: int | None, workers: int = 
         )
         return 1
     try:
-        return _supervise(config, groups, metrics_dir)
+        return _supervise(config, groups, ops_groups, metrics_dir)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _supervise(config: Config, groups: list[list[socket.socket]], metrics_dir: str) -> int:
+def _supervise(
+    config: Config,
+    groups: list[list[socket.socket]],
+    ops_groups: list[list[socket.socket]],
+    metrics_dir: str,
+) -> int:
     """Start the workers, pass SIGINT/SIGTERM on to them, and wait for all of them to end.
 
     A worker that ends on its own (a crash, a kill) stops the others and the parent exits 1:
@@ -240,7 +333,7 @@ def _supervise(config: Config, groups: list[list[socket.socket]], metrics_dir: s
         for index in range(len(groups)):
             worker = ctx.Process(
                 target=_worker,
-                args=(config, groups, index, metrics_dir, os.getpid()),
+                args=(config, groups, ops_groups, index, metrics_dir, os.getpid()),
                 name=f"gateway-worker-{index}",
                 daemon=False,
             )
@@ -250,7 +343,7 @@ def _supervise(config: Config, groups: list[list[socket.socket]], metrics_dir: s
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         # Each worker has its own copies now; the parent's would keep a dead worker's socket
         # in the port's group, taking connections nobody accepts.
-        close_all(groups)
+        close_all(groups + ops_groups)
     log.info(
         "gateway_workers",
         extra={"detail": f"{len(groups)} workers", "path": show(host, port)},

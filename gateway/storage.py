@@ -31,7 +31,12 @@ from .problems import BadRequest, GatewayError, NotFound, StorageUnavailable
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
+    from types_aiobotocore_s3.type_defs import (
+        CompletedPartTypeDef,
+        CompleteMultipartUploadRequestTypeDef,
+        CopyObjectRequestTypeDef,
+        CopySourceTypeDef,
+    )
 
 MULTIPART_COPY_THRESHOLD = 5 * 1024**3  # CopyObject's limit: larger objects need UploadPartCopy
 COPY_PART_SIZE = 512 * 1024**2
@@ -57,6 +62,9 @@ _CLIENT_FAULTS: Mapping[str, tuple[type[GatewayError], str, str]] = MappingProxy
         "412": (BadRequest, "etag-mismatch", "the upload changed since it was checked"),
     }
 )
+# What S3 answers a write made If-None-Match: * when the key is taken (412), or being written
+# by a concurrent conditional request (409).
+_TAKEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,14 @@ class Part:
     number: int
     etag: str
     size: int
+
+
+class StorageKeyTaken(StorageUnavailable):
+    """A copy made only-if-absent found its destination taken; ``existing`` is what is there."""
+
+    def __init__(self, existing: StoredObject) -> None:
+        super().__init__("the storage key already holds an object", reason="storage-key-taken")
+        self.existing = existing
 
 
 def _code(exc: ClientError) -> str:
@@ -215,6 +231,7 @@ class Storage:
         content_type: str | None = None,
         content_disposition: str = "attachment",
         metadata: Mapping[str, str] | None = None,
+        only_new: bool = False,
     ) -> StoredObject:
         """Copy an upload into the storage bucket; the copy's HEAD, checked against the source.
 
@@ -225,6 +242,12 @@ class Storage:
         replaced, never copied: it has ``content_type`` and ``content_disposition``, whatever
         the uploader set on the upload. Above
         ``multipart_copy_threshold`` the copy goes part by part.
+
+        ``only_new``: the copy is written If-None-Match ``*`` (CopyObject, or the multipart
+        copy's CompleteMultipartUpload), so it never replaces an object already at ``dst_key``;
+        S3 refusing it for that raises ``StorageKeyTaken`` with what is there. A store that
+        ignores the condition (moto ignores it on CopyObject) leaves only the caller's own
+        check before the copy, which a concurrent writer can race.
         """
         source = checked if checked is not None else await self.head(self.uploads_bucket, src_key)
         if source is None:
@@ -233,20 +256,35 @@ class Storage:
             raise BadRequest("the upload changed since it was checked", reason="etag-mismatch")
         kept = dict(source.metadata if metadata is None else metadata)
         media = content_type or source.content_type or "application/octet-stream"
-        if source.size > self.multipart_copy_threshold:
-            await self._multipart_copy(source, dst_key, (media, content_disposition), kept)
-        else:
-            with s3_errors("copy an object"):
-                await self.client.copy_object(
-                    Bucket=self.storage_bucket,
-                    Key=dst_key,
-                    CopySource=self._source(src_key),
-                    CopySourceIfMatch=source.etag,
-                    MetadataDirective="REPLACE",
-                    ContentType=media,
-                    ContentDisposition=content_disposition,
-                    Metadata=kept,
+        try:
+            if source.size > self.multipart_copy_threshold:
+                await self._multipart_copy(
+                    source, dst_key, (media, content_disposition), kept, only_new=only_new
                 )
+            else:
+                request: CopyObjectRequestTypeDef = {
+                    "Bucket": self.storage_bucket,
+                    "Key": dst_key,
+                    "CopySource": self._source(src_key),
+                    "CopySourceIfMatch": source.etag,
+                    "MetadataDirective": "REPLACE",
+                    "ContentType": media,
+                    "ContentDisposition": content_disposition,
+                    "Metadata": kept,
+                }
+                if only_new:
+                    request["IfNoneMatch"] = "*"
+                with s3_errors("copy an object"):
+                    await self.client.copy_object(**request)
+        except GatewayError as exc:
+            cause = exc.__cause__
+            if only_new and isinstance(cause, ClientError) and _code(cause) in _TAKEN:
+                # 412 is also what a changed source gets (CopySourceIfMatch): only a HEAD of
+                # the destination tells the two apart, and it is needed only on this failure.
+                existing = await self.head(self.storage_bucket, dst_key)
+                if existing is not None:
+                    raise StorageKeyTaken(existing) from exc
+            raise
         copied = await self.head(self.storage_bucket, dst_key)
         if copied is None or copied.size != source.size:
             # Only a store that ignores If-Match lets this happen; never leave a wrong copy.
@@ -266,6 +304,8 @@ class Storage:
         dst_key: str,
         served_as: tuple[str, str],
         metadata: dict[str, str],
+        *,
+        only_new: bool,
     ) -> None:
         # Parts grow past copy_part_size when the object would otherwise need over 10,000.
         part_size = max(self.copy_part_size, math.ceil(source.size / MAX_PARTS))
@@ -293,13 +333,16 @@ class Storage:
                         CopySourceRange=f"bytes={start}-{end}",
                     )
                 parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+            finish: CompleteMultipartUploadRequestTypeDef = {
+                "Bucket": self.storage_bucket,
+                "Key": dst_key,
+                "UploadId": upload_id,
+                "MultipartUpload": {"Parts": parts},
+            }
+            if only_new:
+                finish["IfNoneMatch"] = "*"
             with s3_errors("finish a multipart copy"):
-                await self.client.complete_multipart_upload(
-                    Bucket=self.storage_bucket,
-                    Key=dst_key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
+                await self.client.complete_multipart_upload(**finish)
         except BaseException:
             # An unfinished multipart upload is billed until aborted; the storage bucket has
             # no lifecycle rule to clean it up.

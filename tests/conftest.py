@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.gateway",
     "tests.support.s3",
+    "tests.support.radosgw",
     "tests.support.browser",
     "tests.support.processes",
 ]

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient as _TestClient
 from botocore.config import Config as BotoConfig
+from multidict import CIMultiDict
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames
@@ -34,6 +35,7 @@ from tests.support.gateway import (
     build_config,
     config_dict,
 )
+from tests.support.s3 import S3Server
 from tests.support.upstream import Recorded
 
 TestClient = _TestClient[web.Request, web.Application]
@@ -208,7 +210,12 @@ async def problem(resp: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 async def test_single_put_is_stored_once_with_its_bytes(
-    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+    gateway: TestClient,
+    http: aiohttp.ClientSession,
+    s3: Bucket,
+    recorded: Recorded,
+    clock: SettableClock,
+    s3_server: S3Server,
 ) -> None:
     """A grant, the PUT it names and the completion store the bytes once and tell the upstream."""
     data = payload(300_000)
@@ -218,7 +225,8 @@ async def test_single_put_is_stored_once_with_its_bytes(
         "Content-Type": "application/octet-stream",
         "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
     }
-    assert granted["expires_at"] == "2026-11-25T12:15:00Z"  # the clock's now + signature_ttl
+    expires = clock.now + timedelta(seconds=900)  # signature_ttl
+    assert granted["expires_at"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     alice_prefix = granted["key"].split("/", 1)[0] + "/"
     assert granted["key"].startswith(alice_prefix) and granted["key"].endswith(".txt")
 
@@ -239,7 +247,11 @@ async def test_single_put_is_stored_once_with_its_bytes(
 
 
 async def test_multipart_parts_sent_in_parallel_are_stored_once(
-    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+    gateway: TestClient,
+    http: aiohttp.ClientSession,
+    s3: Bucket,
+    recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """Above the threshold the grant is one URL per part; the parts complete into one object."""
     data = payload(17 * MiB + 123)
@@ -276,6 +288,23 @@ async def test_a_second_gateway_instance_completes_what_the_first_granted(
     resp = await complete(other, granted["upload_id"], parts)
     assert resp.status == 200, await resp.text()
     assert len(await s3.keys(s3.names.storage)) == 1
+
+
+async def test_every_cookie_line_reaches_the_completion_as_one(
+    gateway: TestClient, http: aiohttp.ClientSession, recorded: Recorded
+) -> None:
+    """A client's several Cookie lines reach the forward path as one, joined with "; " (RFC 9113
+    8.2.3), without the gateway's session cookie."""
+    data = payload(1000)
+    granted = await grant(gateway, data)
+    assert await put_single(http, granted, data) == 200
+    lines = CIMultiDict(
+        [*ALICE.items(), ("Cookie", "theme=dark; gateway_session=x"), ("Cookie", "lang=en")]
+    )
+    url = gateway.make_url(f"/api/files/{granted['upload_id']}/complete")
+    async with http.post(url, json={"parts": []}, headers=lines) as resp:
+        assert resp.status == 200, await resp.text()
+    assert recorded.completions[0]["cookie"] == "theme=dark; lang=en"
 
 
 async def test_session_cookie_identifies_the_caller(
@@ -458,13 +487,18 @@ async def test_grant_from_a_foreign_origin_is_refused(gateway: TestClient) -> No
 
 
 async def test_wrong_bytes_for_a_declared_checksum_are_refused(
-    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+    gateway: TestClient,
+    http: aiohttp.ClientSession,
+    s3: Bucket,
+    recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """Bytes other than the declared sha256 never complete, whichever layer notices first.
 
-    Real S3 checks ``x-amz-checksum-sha256`` and refuses the PUT (400 BadDigest). moto 5.2
-    stores the object regardless (seen here: 200), so the gateway's own streamed sha256 at the
-    completion is the check that refuses, and it removes the object.
+    AWS checks ``x-amz-checksum-sha256`` and refuses the PUT (400 BadDigest). moto 5.2 and
+    radosgw 16 (flexible checksums came in Ceph 18) store the object regardless (seen here:
+    200), so the gateway's own streamed sha256 at the completion is the check that refuses,
+    and it removes the object.
     """
     declared = payload(5000)
     sent = payload(5000)
@@ -500,15 +534,25 @@ async def test_wrong_bytes_of_a_multipart_upload_are_refused_by_the_gateway(
 
 
 async def test_object_smaller_than_declared_is_refused(
-    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+    gateway: TestClient,
+    http: aiohttp.ClientSession,
+    s3: Bucket,
+    recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
-    """The presigned URL does not pin the length: the completion checks the declared size."""
+    """Fewer bytes than declared never complete. The URL signs the declared size as
+    Content-Length, so S3 refuses the PUT (radosgw: 403); where S3 does not check (moto), the
+    completion compares the object's size with the declaration and removes the object."""
     data = payload(5000)
     granted = await grant(gateway, data, sha256=None)
-    assert await put_single(http, granted, data[:-10]) == 200
+    put_status = await put_single(http, granted, data[:-10])
     resp = await complete(gateway, granted["upload_id"])
-    assert resp.status == 400
-    assert (await problem(resp))["reason"] == "size-mismatch"
+    if s3_server.verifies:
+        assert (put_status, resp.status) == (403, 404)
+    else:
+        assert put_status == 200
+        assert resp.status == 400
+        assert (await problem(resp))["reason"] == "size-mismatch"
     assert await s3.keys(s3.names.uploads) == []
     assert recorded.completions == []
 
@@ -561,6 +605,29 @@ async def test_completion_retried_after_an_upstream_failure_stores_once(
     first, second = recorded.completions
     assert first["idempotency_key"] == second["idempotency_key"]
     assert first["message"]["object"]["key"] == second["message"]["object"]["key"] == stored_key
+
+
+async def test_other_bytes_put_again_at_a_completed_key_are_a_new_file_the_first_kept(
+    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+) -> None:
+    """The granted URL is valid for its TTL: the client PUTs other bytes of the same size after
+    its completion and completes again. The second is a new upload (new Idempotency-Key, new
+    storage key), and the app refusing it removes its copy only, not the one it accepted."""
+    first_bytes, second_bytes = payload(1000), payload(1000)
+    granted = await grant(gateway, first_bytes, sha256=None)
+    assert await put_single(http, granted, first_bytes) == 200
+    assert (await complete(gateway, granted["upload_id"])).status == 200
+    assert await put_single(http, granted, second_bytes) == 200
+
+    recorded.completion_status = 422
+    resp = await complete(gateway, granted["upload_id"])
+
+    assert resp.status == 422
+    first, second = recorded.completions
+    assert first["idempotency_key"] != second["idempotency_key"]
+    assert first["message"]["object"]["key"] != second["message"]["object"]["key"]
+    assert await s3.keys(s3.names.storage) == [first["message"]["object"]["key"]]
+    assert await s3.read(s3.names.storage, first["message"]["object"]["key"]) == first_bytes
 
 
 # --- upload ids ----------------------------------------------------------------------------------
@@ -634,7 +701,11 @@ async def test_upload_id_is_valid_until_just_before_its_expiry(
 
 
 async def test_abort_of_a_multipart_upload_leaves_nothing(
-    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+    gateway: TestClient,
+    http: aiohttp.ClientSession,
+    s3: Bucket,
+    recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """DELETE aborts the multipart upload: no open upload, no object, and it cannot complete."""
     data = payload(17 * MiB)

@@ -1,4 +1,5 @@
-"""gateway.buckets against moto's S3 server: setup, doctor and the least-privilege IAM policy."""
+"""gateway.buckets against moto's S3 server (and radosgw, where it lacks a feature): setup, doctor
+and the least-privilege IAM policy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from gateway.buckets import (
     LIFECYCLE_RULE_ID,
     BucketNames,
+    SetupIncomplete,
     desired_cors,
     doctor,
     iam_policy,
@@ -19,7 +21,7 @@ from gateway.buckets import (
 )
 from gateway.problems import NotFound
 from gateway.storage import Storage
-from tests.support.s3 import REGION, TEST_ORIGINS, S3Call
+from tests.support.s3 import REGION, TEST_ORIGINS, S3Call, S3Server
 
 ORIGINS = list(TEST_ORIGINS)
 MiB = 1024**2
@@ -70,6 +72,37 @@ async def test_setup_creates_both_buckets_with_the_secure_setup(
     # The storage bucket keeps its files: no expiry, and no browser ever writes it.
     assert await lifecycle_of(s3_client, st) == []
     assert await cors_of(s3_client, st) == []
+
+
+@pytest.mark.parametrize("s3_server", ["radosgw"], indirect=True)
+async def test_setup_makes_every_change_s3_accepts_and_names_each_refusal(
+    s3_client: Any, bucket_names: BucketNames, s3_server: S3Server
+) -> None:
+    """radosgw 16 has no default-encryption API (InvalidArgument): setup still creates both
+    buckets, blocks public access and sets CORS and lifecycle, then names the two refusals;
+    doctor reports exactly those two afterwards. Stopping at the first refusal would leave the
+    uploads bucket without CORS: no browser could upload."""
+    up, st = bucket_names.uploads, bucket_names.storage
+    with pytest.raises(SetupIncomplete) as raised:
+        await setup_buckets(s3_client, bucket_names, origins=ORIGINS, region=REGION)
+    left = [f"uploads bucket {up}: default encryption is off",
+            f"storage bucket {st}: default encryption is off"]  # fmt: skip
+    assert raised.value.failures == [f"{line}; S3 failed to correct it (InvalidArgument)"
+                                     for line in left]  # fmt: skip
+    assert raised.value.reason == "setup-incomplete"
+    assert [change.split(": ", 1)[0] for change in raised.value.changes] == [
+        f"uploads bucket {up}", f"storage bucket {st}",  # created
+        f"uploads bucket {up}", f"uploads bucket {up}", f"uploads bucket {up}",  # BPA, CORS, LC
+        f"storage bucket {st}",  # BPA
+    ]  # fmt: skip
+    [cors] = await cors_of(s3_client, up)
+    assert sorted(cors["AllowedOrigins"]) == sorted(ORIGINS)
+    [rule] = await lifecycle_of(s3_client, up)
+    assert rule["ID"] == LIFECYCLE_RULE_ID
+    for bucket in (up, st):
+        block = await s3_client.get_public_access_block(Bucket=bucket)
+        assert set(block["PublicAccessBlockConfiguration"].values()) == {True}
+    assert await doctor(s3_client, bucket_names, origins=ORIGINS) == left
 
 
 async def test_setup_twice_changes_nothing_the_second_time(

@@ -1,13 +1,16 @@
-"""gateway.completion against moto's S3 server and the real reflecting upstream app, no mocks."""
+"""gateway.completion against a real S3 server (moto; moto and radosgw where S3 behaviour matters)
+and the real reflecting upstream app, no mocks."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import struct
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,11 +21,13 @@ from gateway.completion import (
     ID_PURPOSE,
     Completion,
     CompletionRequest,
+    etag_value,
     idempotency_key,
     render_storage_key,
     safe_filename,
     stable_prefix,
     storage_uuid,
+    storage_uuid_prefix,
 )
 from gateway.config import Config, RouteConfig, UpstreamConfig
 from gateway.identity import Identity
@@ -33,6 +38,7 @@ from gateway.problems import (
     GatewayError,
     NotFound,
     PayloadTooLarge,
+    StorageUnavailable,
     UnsupportedMediaType,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -40,6 +46,7 @@ from gateway.problems import (
 from gateway.storage import Storage
 from gateway.upstream import Upstream
 from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.s3 import S3Call, S3Server
 from tests.support.upstream import WEBHOOK_SECRET, Recorded
 
 ID_KEY = keys.derive(SESSION_KEY, ID_PURPOSE)
@@ -104,17 +111,24 @@ def metrics() -> Metrics:
 def make_completion(
     storage: Storage, upstream: Upstream, metrics: Metrics
 ) -> Callable[..., Completion]:
-    """``make_completion(upstream=..., secret=...)``: a Completion over the test's servers."""
+    """``make_completion(via=, secret=, clock=, over=)``: a Completion over the test's servers
+    (``over``: another Storage on the same buckets)."""
 
-    def make(*, via: Upstream | None = None, secret: str = WEBHOOK_SECRET) -> Completion:
+    def make(
+        *,
+        via: Upstream | None = None,
+        secret: str = WEBHOOK_SECRET,
+        clock: Callable[[], datetime] | None = None,
+        over: Storage | None = None,
+    ) -> Completion:
         return Completion(
-            storage,
+            over or storage,
             via or upstream,
             webhook_secret=secret,
             id_key=ID_KEY,
             webhook_timeout=0.5,
             metrics=metrics,
-            clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
+            clock=clock or (lambda: datetime(2026, 11, 25, 12, tzinfo=UTC)),
         )
 
     return make
@@ -181,6 +195,7 @@ async def test_completion_stores_once_and_forwards_a_signed_message(
     buckets: BucketNames,
     recorded: Recorded,
     metrics: Metrics,
+    s3_server: S3Server,
 ) -> None:
     """The file ends in storage once, the upload is gone, the upstream got the exact message."""
     key = f"{ALICE.key_prefix}4f1c.png"
@@ -422,6 +437,7 @@ async def test_an_etag_that_differs_is_refused_but_the_object_is_kept(
     route: RouteConfig,
     s3_client: Any,
     buckets: BucketNames,
+    s3_server: S3Server,
 ) -> None:
     """The object was replaced since this client sent it; the newer upload may still complete."""
     key = f"{ALICE.key_prefix}etag.png"
@@ -440,6 +456,7 @@ async def test_bytes_swapped_in_for_the_sniffing_read_are_refused_not_stored(
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """The same user races the completion: HTML is uploaded as image/png, then a real PNG is
     written over it just for the sniffing read and the HTML put back. The read is If-Match the
@@ -572,6 +589,66 @@ async def test_declared_types_by_byte_prefixes_are_refused_or_stored_safe_to_ope
     assert (result.stored.content_type, result.stored.content_disposition) == expected
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """Params nested ``depth`` levels in all (the params object is the first), built by a loop."""
+    value: Any = "leaf"
+    for _ in range(depth - 1):
+        value = [value]
+    return {"deep": value}
+
+
+@pytest.mark.parametrize(
+    ("params", "reason", "limit"),
+    [
+        pytest.param(nested(7), "params-too-deep", 6, id="7-levels"),
+        pytest.param(nested(975), "params-too-deep", 6, id="975-levels"),
+        pytest.param({"v": ["x"] * 1200}, "params-too-large", 1200, id="1201-values"),
+        pytest.param({"v": "x" * 65536}, "params-too-large", 65536, id="64k-text"),
+        pytest.param({"x" * 65536: "v"}, "params-too-large", 65536, id="64k-name"),
+    ],
+)
+async def test_params_past_the_limits_are_refused_before_any_s3_work(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_operations: list[S3Call],
+    params: dict[str, Any],
+    reason: str,
+    limit: int,
+) -> None:
+    """Whatever adapter built them, params the message could not carry (or should not: the
+    bounds of form bodies) are a 400 naming the limit before S3 is asked anything: nothing
+    copied, the upload untouched, the app not told. 975 levels used to fail only when the
+    message was encoded, after the copy: a 500 and an orphaned stored copy."""
+    key = f"{ALICE.key_prefix}params.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    s3_operations.clear()
+
+    with pytest.raises(BadRequest) as raised:
+        await completion.complete(request(route, key, params=params))
+
+    assert (raised.value.reason, raised.value.extra["limit"]) == (reason, limit)
+    assert s3_operations == []
+    assert await contents(s3_client, buckets.uploads) == {key: PNG}
+    assert await contents(s3_client, buckets.storage) == {}
+    assert recorded.completions == []
+
+
+async def test_params_at_the_limits_go_through(
+    completion: Completion, route: RouteConfig, s3_client: Any, buckets: BucketNames
+) -> None:
+    """Six levels and 1,200 values, the most a form body builds, reach the app."""
+    key = f"{ALICE.key_prefix}params-ok.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    params = {**nested(6), "v": ["x"] * 1192}
+
+    result = await completion.complete(request(route, key, params=params))
+
+    assert result.status == 200
+
+
 # ------------------------------------------------------------------------ the upstream's answers
 
 
@@ -680,6 +757,7 @@ async def test_a_crash_between_copy_and_delete_still_stores_once(
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
     """Copied but the original not removed (the process died): the retry copies over the same
     stored key, removes the original, and forwards; one stored object in the end."""
@@ -724,22 +802,248 @@ async def test_an_object_without_the_gateways_id_is_not_taken_for_the_copy(
     s3_client: Any,
     buckets: BucketNames,
     recorded: Recorded,
+    s3_server: S3Server,
 ) -> None:
-    """Only the copy's metadata proves it is this upload's: anything else at its place is not."""
+    """Only the copy's metadata proves it is this upload's: anything else at its place is not,
+    whether the retry names the ETag or not, even with a made-up id and ETag in its metadata."""
     key = f"{ALICE.key_prefix}gone.png"
-    upload_id = completion.idempotency_key(route, ALICE, key)
-    prefix = stable_prefix(
-        route.storage_key,
-        route=route.name,
-        user_hash=ALICE.user_hash,
-        uuid_text=storage_uuid(ID_KEY, upload_id),
-    )
-    await put(s3_client, buckets.storage, f"{prefix}/stranger.png", PNG)
+    etag = '"0123456789abcdef0123456789abcdef"'
+    upload_id = completion.idempotency_key(route, ALICE, key, etag)
+    for uuid_text in (
+        storage_uuid(ID_KEY, route.name, ALICE.user, key, upload_id),
+        storage_uuid_prefix(ID_KEY, route.name, ALICE.user, key),
+    ):
+        prefix = stable_prefix(
+            route.storage_key, route=route.name, user_hash=ALICE.user_hash, uuid_text=uuid_text
+        )
+        await s3_client.put_object(
+            Bucket=buckets.storage,
+            Key=f"{prefix}/stranger.png",
+            Body=PNG,
+            Metadata={"gateway-id": "0" * 32, "gateway-upload-etag": etag.strip('"')},
+        )
 
-    with pytest.raises(NotFound):
-        await completion.complete(request(route, key))
+    for retry in (request(route, key), request(route, key, etag=etag)):
+        with pytest.raises(NotFound):
+            await completion.complete(retry)
 
     assert recorded.completions == []
+
+
+# ------------------------------------------------------- other bytes written at a completed key
+
+
+PNG_TWO = _png(extra=6000)
+PNG_THREE = _png(extra=7000)
+
+
+def ticking() -> Callable[[], datetime]:
+    """A clock one second later at each reading: each completion stores at its own time."""
+    seconds = itertools.count(1)
+    return lambda: datetime(2026, 11, 25, 12, tzinfo=UTC) + timedelta(seconds=next(seconds))
+
+
+async def test_other_bytes_at_a_completed_key_are_a_new_upload_never_stored_over_the_first(
+    make_completion: Callable[..., Completion],
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """The same user writes new bytes at an upload key already completed and completes again:
+    a new message id and a new storage key; the first copy keeps its bytes, and the app's 4xx
+    to a later one removes only that one's copy, never the copy the app still refers to."""
+    completion = make_completion(clock=ticking())
+    key = f"{ALICE.key_prefix}swapped.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    first = await completion.complete(request(route, key))
+    await put(s3_client, buckets.uploads, key, PNG_TWO)
+    second = await completion.complete(request(route, key))
+    assert first.stored is not None and second.stored is not None
+
+    assert second.idempotency_key != first.idempotency_key
+    assert second.stored.key != first.stored.key
+    assert await contents(s3_client, buckets.storage) == {
+        first.stored.key: PNG,
+        second.stored.key: PNG_TWO,
+    }
+    told = [(c["idempotency_key"], c["message"]["object"]["size"]) for c in recorded.completions]
+    assert told == [(first.idempotency_key, len(PNG)), (second.idempotency_key, len(PNG_TWO))]
+
+    await put(s3_client, buckets.uploads, key, PNG_THREE)
+    recorded.completion_status = 422
+    refused = await completion.complete(request(route, key))
+
+    assert refused.status == 422 and refused.idempotency_key not in told[0] + told[1]
+    assert await contents(s3_client, buckets.storage) == {
+        first.stored.key: PNG,
+        second.stored.key: PNG_TWO,
+    }
+
+
+async def test_a_retry_without_an_etag_once_the_upload_is_gone_is_of_the_latest_completion(
+    make_completion: Callable[..., Completion],
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Two objects were completed from one key; a retry that names no ETag (API, Uppy) is taken
+    to repeat the latest: its id, its copy, nothing copied or removed."""
+    completion = make_completion(clock=ticking())
+    key = f"{ALICE.key_prefix}twice.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    await completion.complete(request(route, key))
+    await put(s3_client, buckets.uploads, key, PNG_TWO)
+    latest = await completion.complete(request(route, key))
+    before = await contents(s3_client, buckets.storage)
+
+    retry = await completion.complete(request(route, key))
+
+    assert retry.idempotency_key == latest.idempotency_key
+    assert retry.stored == latest.stored
+    assert await completion.find_stored(route, ALICE, key) == latest.stored
+    assert await contents(s3_client, buckets.storage) == before
+    assert recorded.completions[-1]["message"] == recorded.completions[-2]["message"]
+
+
+async def test_a_retry_naming_the_first_etag_answers_as_the_first_though_other_bytes_came(
+    completion: Completion,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Fine Uploader's retry names the ETag it uploaded: after the key was written again, it is
+    still a retry of that object (same id, same copy), and the newer upload is left alone."""
+    key = f"{ALICE.key_prefix}retried.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    etag = (await s3_client.head_object(Bucket=buckets.uploads, Key=key))["ETag"]
+    first = await completion.complete(request(route, key, etag=etag))
+    await put(s3_client, buckets.uploads, key, PNG_TWO)
+
+    retry = await completion.complete(request(route, key, etag=etag.strip('"')))
+
+    assert retry.idempotency_key == first.idempotency_key
+    assert retry.stored == first.stored
+    assert await contents(s3_client, buckets.uploads) == {key: PNG_TWO}
+    assert {c["idempotency_key"] for c in recorded.completions} == {first.idempotency_key}
+
+
+async def test_the_same_bytes_again_are_the_same_object_and_its_copy_is_never_rewritten(
+    make_completion: Callable[..., Completion],
+    unreachable: Upstream,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_operations: list[S3Call],
+) -> None:
+    """An upload whose completion stored it and then failed upstream is sent again, byte for
+    byte (Fine Uploader's retry uploads the file again): the same ETag, so the same id and copy.
+    The copy is not made again: bytes colliding with that ETag could never replace it."""
+    key = f"{ALICE.key_prefix}again.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key))
+    [kept] = await contents(s3_client, buckets.storage)
+    await put(s3_client, buckets.uploads, key, PNG)
+    s3_operations.clear()
+
+    result = await make_completion().complete(request(route, key))
+
+    assert result.stored is not None and result.stored.key == kept
+    assert [e["idempotency_key"] for e in recorded.completions] == [result.idempotency_key]
+    assert "CopyObject" not in [c.operation for c in s3_operations]
+    assert await contents(s3_client, buckets.uploads) == {}
+
+
+async def test_s3_round_trips_of_a_completion_and_of_its_retries(
+    make_completion: Callable[..., Completion],
+    unreachable: Upstream,
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    s3_operations: list[S3Call],
+) -> None:
+    """A first completion asks S3 six things (HEAD, list, sniffing GET, copy, HEAD of the copy,
+    delete); a retry finding its object's copy skips the GET and the copy; one whose upload is
+    gone only looks."""
+    key = f"{ALICE.key_prefix}trips.png"
+    up, st = buckets.uploads, buckets.storage
+    await put(s3_client, up, key, PNG)
+    s3_operations.clear()
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key))
+    first = [(c.operation, c.bucket) for c in s3_operations]
+    await put(s3_client, up, key, PNG)  # as if the delete had never happened
+    s3_operations.clear()
+    with pytest.raises(UpstreamUnavailable):
+        await make_completion(via=unreachable).complete(request(route, key))
+    resumed = [(c.operation, c.bucket) for c in s3_operations]
+    s3_operations.clear()
+    await make_completion().complete(request(route, key))
+    gone = [(c.operation, c.bucket) for c in s3_operations]
+
+    assert first == [
+        ("HeadObject", up), ("ListObjectsV2", st), ("GetObject", up),
+        ("CopyObject", st), ("HeadObject", st), ("DeleteObject", up),
+    ]  # fmt: skip
+    assert resumed == [
+        ("HeadObject", up), ("ListObjectsV2", st), ("HeadObject", st), ("DeleteObject", up),
+    ]  # fmt: skip
+    assert gone == [("HeadObject", up), ("ListObjectsV2", st), ("HeadObject", st)]
+
+
+@pytest.mark.parametrize("planted_by", ["this-object", "another-object"])
+async def test_a_copy_finding_its_key_taken_goes_on_only_from_its_own_object(
+    make_completion: Callable[..., Completion],
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    planted_by: str,
+) -> None:
+    """A concurrent completion of the same object stores it between this one's lookup and its
+    copy: S3 refuses the copy (If-None-Match, honoured by moto on the multipart copy's
+    completion) and this completion goes on from that copy. Anything else at the key is never
+    replaced, nor taken for the copy: 503, and the upload kept for a retry."""
+    storage = Storage(
+        s3_client,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+        multipart_copy_threshold=1024,  # PNG is larger: the copy goes part by part
+    )
+    completion = make_completion(over=storage)
+    key = f"{ALICE.key_prefix}raced.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    upload_id = completion.idempotency_key(
+        route, ALICE, key, (await s3_client.head_object(Bucket=buckets.uploads, Key=key))["ETag"]
+    )
+    planted = {"gateway-id": upload_id if planted_by == "this-object" else "0" * 32}
+
+    async def plant(params: dict[str, Any], **_: Any) -> None:
+        if params["Bucket"] == buckets.storage:
+            await s3_client.put_object(
+                Bucket=buckets.storage, Key=params["Key"], Body=b"first", Metadata=planted
+            )
+
+    s3_client.meta.events.register("before-parameter-build.s3.CreateMultipartUpload", plant)
+    try:
+        if planted_by == "this-object":
+            result = await completion.complete(request(route, key))
+            assert result.status == 200 and result.stored is not None
+            assert await contents(s3_client, buckets.uploads) == {}
+        else:
+            with pytest.raises(StorageUnavailable) as raised:
+                await completion.complete(request(route, key))
+            assert raised.value.reason == "copy-check-failed"
+            assert list(await contents(s3_client, buckets.uploads)) == [key]
+            assert recorded.completions == []
+    finally:
+        s3_client.meta.events.unregister("before-parameter-build.s3.CreateMultipartUpload", plant)
+
+    assert list((await contents(s3_client, buckets.storage)).values()) == [b"first"]
 
 
 # ----------------------------------------------------------------------------- deletion
@@ -788,6 +1092,36 @@ async def test_deleting_a_completed_upload_removes_the_copy_and_tells_the_upstre
     assert told["cookie"] == COOKIE
     # Its own key: an app deduplicating completions must not drop the deletion as a repeat.
     assert told["idempotency_key"] != done.idempotency_key
+
+
+async def test_deleting_a_key_completed_twice_removes_the_latest_copy_then_the_earlier(
+    make_completion: Callable[..., Completion],
+    route: RouteConfig,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Fine Uploader deletes by upload key: the copy its last completion reported goes first,
+    under that object's id; the earlier object's copy stays until a second delete names it."""
+    completion = make_completion(clock=ticking())
+    key = f"{ALICE.key_prefix}deleted-twice.png"
+    await put(s3_client, buckets.uploads, key, PNG)
+    first = await completion.complete(request(route, key))
+    await put(s3_client, buckets.uploads, key, PNG_TWO)
+    second = await completion.complete(request(route, key))
+    assert first.stored is not None and second.stored is not None
+
+    assert await completion.delete_upload(route, ALICE, key, {}) is True
+    assert await contents(s3_client, buckets.storage) == {first.stored.key: PNG}
+    assert await completion.delete_upload(route, ALICE, key, {}) is True
+    assert await contents(s3_client, buckets.storage) == {}
+    assert await completion.delete_upload(route, ALICE, key, {}) is False
+
+    told = [c for c in recorded.completions if c["message"]["event"] == "upload.deleted"]
+    assert [c["message"]["id"] for c in told] == [second.idempotency_key, first.idempotency_key]
+    assert [c["message"]["object"]["key"] for c in told] == [second.stored.key, first.stored.key]
+    keys_used = {c["idempotency_key"] for c in recorded.completions}
+    assert len(keys_used) == 4  # two completions, two deletions: none a repeat of another
 
 
 async def test_a_deletion_the_upstream_refuses_keeps_the_copy(
@@ -858,18 +1192,60 @@ async def test_logs_name_events_and_never_carry_credentials(
 
 
 def test_the_idempotency_key_is_stable_and_specific() -> None:
-    """Same route, user and key: the same id every time; any difference: another id."""
-    base = idempotency_key(ID_KEY, "photos", "alice", "k/1.png")
-    assert base == idempotency_key(ID_KEY, "photos", "alice", "k/1.png")
+    """Same route, user, key and ETag: the same id every time; any difference: another id."""
+    etag = '"9b2cf535f27731c974343645a3985328"'
+    base = idempotency_key(ID_KEY, "photos", "alice", "k/1.png", etag)
+    assert base == idempotency_key(ID_KEY, "photos", "alice", "k/1.png", etag)
     assert len(base) == 32 and int(base, 16) >= 0
     others = {
-        idempotency_key(ID_KEY, "docs", "alice", "k/1.png"),
-        idempotency_key(ID_KEY, "photos", "bob", "k/1.png"),
-        idempotency_key(ID_KEY, "photos", "alice", "k/2.png"),
-        idempotency_key(keys.derive(SESSION_KEY, "other"), "photos", "alice", "k/1.png"),
-        idempotency_key(ID_KEY, "photos", "alice", "k/1.png", "deleted"),
+        idempotency_key(ID_KEY, "docs", "alice", "k/1.png", etag),
+        idempotency_key(ID_KEY, "photos", "bob", "k/1.png", etag),
+        idempotency_key(ID_KEY, "photos", "alice", "k/2.png", etag),
+        idempotency_key(ID_KEY, "photos", "alice", "k/1.png", '"9b2cf535f27731c974343645a3985329"'),
+        idempotency_key(keys.derive(SESSION_KEY, "other"), "photos", "alice", "k/1.png", etag),
+        idempotency_key(ID_KEY, "photos", "alice", "k/1.png", etag, "deleted"),
     }
-    assert base not in others and len(others) == 5
+    assert base not in others and len(others) == 6
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "9b2cf535f27731c974343645a3985328",
+        '"9b2cf535f27731c974343645a3985328"',
+        ' W/"9B2CF535F27731C974343645A3985328" ',
+    ],
+)
+def test_an_etag_names_one_object_however_it_is_quoted(spelling: str) -> None:
+    """Quotes, a weak marker, case and spaces are how a client passes an ETag on, not another
+    object: the id is the one S3's own quoted ETag gives (what a sweep of the bucket sees)."""
+    s3_says = '"9b2cf535f27731c974343645a3985328"'
+    assert etag_value(spelling) == "9b2cf535f27731c974343645a3985328"
+    assert idempotency_key(ID_KEY, "photos", "alice", "k/1.png", spelling) == idempotency_key(
+        ID_KEY, "photos", "alice", "k/1.png", s3_says
+    )
+
+
+def test_a_multipart_etag_keeps_its_part_count() -> None:
+    """``md5-N`` is another object than ``md5`` or ``md5-M``: the same bytes in other parts."""
+    ids = {
+        idempotency_key(ID_KEY, "photos", "alice", "k/1.png", etag)
+        for etag in ('"d41d8cd98f00b204e9800998ecf8427e"', '"d41d8cd98f00b204e9800998ecf8427e-2"',
+                     '"d41d8cd98f00b204e9800998ecf8427e-3"')
+    }  # fmt: skip
+    assert len(ids) == 3
+
+
+def test_the_storage_uuid_of_an_object_begins_with_its_upload_keys_prefix() -> None:
+    """Two objects written at one upload key share the first half of their {uuid} (a retry
+    lists the key's copies under it) and differ in the rest (neither is stored over the other);
+    another upload key has another first half."""
+    first = storage_uuid(ID_KEY, "photos", "alice", "k/1.png", "a" * 32)
+    second = storage_uuid(ID_KEY, "photos", "alice", "k/1.png", "b" * 32)
+    prefix = storage_uuid_prefix(ID_KEY, "photos", "alice", "k/1.png")
+    assert first.startswith(prefix) and second.startswith(prefix) and first != second
+    assert not storage_uuid_prefix(ID_KEY, "photos", "alice", "k/2.png").startswith(prefix)
+    assert str(uuid.UUID(first)) == first and uuid.UUID(first).version == 4
 
 
 @pytest.mark.parametrize(

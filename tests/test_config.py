@@ -425,6 +425,17 @@ RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
         'ops_prefix: "/a/b" must be one path segment like /-',
     ),
     (
+        "ops_listen on the public address",
+        (("ops_listen", {"port": 8080}),),
+        "ops_listen.port: 8080 is also listen's, on the same host: "
+        "the ops listener needs an address of its own",
+    ),
+    (
+        "ops_listen without a port",
+        (("ops_listen", {"host": "10.0.0.5"}),),
+        "ops_listen.port: is required",
+    ),
+    (
         "header name with a space",
         (("identity.login_header", "X Upload User"),),
         'identity.login_header: "X Upload User" is not a valid header name',

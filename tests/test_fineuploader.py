@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
+from gateway.origins import valid_host
 from gateway.protocols.fineuploader import MAX_BODY, PART_SIZE
 from tests.support.gateway import (
     ACCESS_KEY_ID,
@@ -470,6 +471,144 @@ async def test_foreign_referer_refused_without_origin(alice: User, server: TestS
     assert (await json_of(answer, 403))["invalid"] is True
 
 
+def redirect_policy(bucket: str, key: str, redirect: str, *, v4: bool) -> dict[str, Any]:
+    """The captured policy of the iframe path: success_action_redirect instead of a status."""
+    policy = v4_policy(bucket, key) if v4 else v2_policy(bucket, key)
+    policy["conditions"] = [
+        {"success_action_redirect": redirect} if c == {"success_action_status": "200"} else c
+        for c in policy["conditions"]
+    ]
+    return policy
+
+
+async def sign_redirect(
+    user: User, bucket: str, redirect: str, headers: dict[str, str], *, v4: bool
+) -> aiohttp.ClientResponse:
+    """Ask for a redirect policy with exactly these headers (no Origin unless given)."""
+    policy = redirect_policy(bucket, f"{user.prefix}{uuid.uuid4()}.jpg", redirect, v4=v4)
+    path = f"{P}/signature" + ("?v4=true" if v4 else "")
+    return await user.client.post(path, json=policy, headers=headers)
+
+
+PUBLIC = ["https://app.example.com", "https://second.example"]
+
+
+@pytest.mark.parametrize("v4", [True, False])
+async def test_the_redirect_signed_is_the_blank_page_of_a_public_origin(
+    aiohttp_client: Any,
+    config: Config,
+    clock: SettableClock,
+    aiohttp_server: Any,
+    buckets: BucketNames,
+    v4: bool,
+) -> None:
+    """With public_origins, the blank page is on the origin the request's Origin or Referer
+    names, else on the first: never on the Host, whatever the Host says."""
+    public = config.model_copy(update={"public_origins": PUBLIC})
+    server = await aiohttp_server(create_app(public, clock=clock))
+    user = await login(aiohttp_client, server, "alice")
+    cases: list[tuple[dict[str, str], str]] = [
+        ({}, PUBLIC[0]),
+        ({"Origin": PUBLIC[1]}, PUBLIC[1]),
+        ({"Referer": f"{PUBLIC[1]}/upload?album=7"}, PUBLIC[1]),
+        ({"Host": "evil.example/login?next="}, PUBLIC[0]),
+        ({"Host": "evil.example"}, PUBLIC[0]),
+    ]
+    for headers, page in cases:
+        answer = await sign_redirect(user, buckets.uploads, f"{page}{P}/blank", headers, v4=v4)
+        assert "signature" in await json_of(answer, 200), headers
+        for elsewhere in (
+            f"http://evil.example/login?next={P}/blank",
+            f"http://evil.example{P}/blank",
+            *(f"{o}{P}/blank" for o in PUBLIC if o != page),
+            f"{str(server.make_url('')).rstrip('/')}{P}/blank",
+        ):
+            answer = await sign_redirect(user, buckets.uploads, elsewhere, headers, v4=v4)
+            assert (await json_of(answer, 400))["error"] == "redirect-not-allowed", elsewhere
+
+
+BAD_HOSTS = [
+    "evil.example/login?next=",
+    "evil.example?next=",
+    "evil.example#",
+    "alice@evil.example",
+    "evil.example/",
+    "evil example",
+    "evil.example:99999",
+    "evil.example:80:80",
+    "evil.example:",
+    "evil..example",
+    "-evil.example",
+    "[::1",
+    "[evil.example]",
+    "::1",
+    "evil.example\\x",
+]
+
+
+@pytest.mark.parametrize("v4", [True, False])
+async def test_without_public_origins_a_host_that_is_not_host_and_port_signs_nothing(
+    alice: User, buckets: BucketNames, v4: bool
+) -> None:
+    """No public_origins and neither Origin nor Referer: the blank page's origin comes from the
+    Host, which must be host[:port]; anything with a path, query, user, fragment, space or bad
+    port is a 400 problem, and no policy is signed, for any redirect."""
+    for host in BAD_HOSTS:
+        for redirect in (f"http://{host}{P}/blank", f"http://evil.example{P}/blank"):
+            answer = await sign_redirect(alice, buckets.uploads, redirect, {"Host": host}, v4=v4)
+            body = await json_of(answer, 400)
+            assert answer.content_type == "application/problem+json"
+            assert body["reason"] == "host-invalid" and "signature" not in body, host
+
+
+async def test_without_public_origins_the_redirect_is_the_blank_page_on_the_host(
+    alice: User, buckets: BucketNames
+) -> None:
+    """A Host that is host[:port] (an IPv6 literal in brackets too) gives the blank page at the
+    route's own path; a redirect with anything else after the host is refused."""
+    for host, page in [
+        ("uploads.Example.com", "http://uploads.example.com"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("[::1]:8080", "http://[::1]:8080"),
+        ("gateway_1.internal.", "http://gateway_1.internal."),
+    ]:
+        headers = {"Host": host}
+        answer = await sign_redirect(alice, buckets.uploads, f"{page}{P}/blank", headers, v4=True)
+        assert "signature" in await json_of(answer, 200), host
+        answer = await sign_redirect(
+            alice, buckets.uploads, f"{page}/login?next={P}/blank", headers, v4=True
+        )
+        assert (await json_of(answer, 400))["error"] == "redirect-not-allowed", host
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        ("example.com", True),
+        ("EXAMPLE.com:443", True),
+        ("localhost", True),
+        ("10.0.0.1:65535", True),
+        ("[2001:db8::1]", True),
+        ("[::ffff:10.0.0.1]:8443", True),
+        ("a" * 63 + ".example", True),
+        ("a" * 64 + ".example", False),
+        ("example.com:0", False),
+        ("example.com:65536", False),
+        ("[2001:db8::g]", False),
+        ("[fe80::1%eth0]", False),
+        ("", False),
+        (".", False),
+        ("example.com/", False),
+        ("user:pass@example.com", False),
+        ("example.com\r\nX: y", False),
+        ("exämple.com", False),
+    ],
+)
+def test_valid_host_is_host_and_port_and_nothing_more(host: str, valid: bool) -> None:
+    """The pure check behind the blank page's origin (RFC 9110 Host: uri-host [":" port])."""
+    assert valid_host(host) is valid
+
+
 async def test_signature_body_over_64k_refused(
     alice: User, server: TestServer, buckets: BucketNames
 ) -> None:
@@ -703,6 +842,100 @@ async def test_success_form_limits_apply(
     body = await json_of(answer, 400)
     assert body["reason"] == "form-invalid" and body["success"] is False
     assert recorded.completions == []
+
+
+async def test_a_second_upload_to_a_completed_key_is_a_new_file_and_the_first_stays(
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded, s3_client: Any
+) -> None:
+    """Alice uploads other bytes to a key she already completed and reports success again: the
+    app gets a message with another Idempotency-Key about another stored object, the first
+    copy keeps its bytes, and the app's 4xx to the second removes only the second."""
+    key = f"{alice.prefix}{uuid.uuid4()}.jpg"
+    first_data, second_data = JPEG * 100, JPEG * 50
+    etag = await upload_via_policy(s3_client, alice, server, buckets, key, first_data)
+    answer = await alice.client.post(
+        f"{P}/success", data=success_form(key, buckets.uploads, etag), headers=form_headers(server)
+    )
+    await json_of(answer, 200)
+    etag = await upload_via_policy(s3_client, alice, server, buckets, key, second_data)
+    recorded.completion_status = 422
+    answer = await alice.client.post(
+        f"{P}/success", data=success_form(key, buckets.uploads, etag), headers=form_headers(server)
+    )
+    await json_of(answer, 422)
+
+    first, second = recorded.completions
+    assert first["idempotency_key"] != second["idempotency_key"]
+    assert first["message"]["id"] != second["message"]["id"]
+    assert first["message"]["object"]["key"] != second["message"]["object"]["key"]
+    kept = first["message"]["object"]["key"]
+    assert await keys_in(s3_client, buckets.storage) == [kept]
+    assert await read_object(s3_client, buckets.storage, kept) == first_data
+    assert first["message"]["object"]["size"] == len(first_data)
+
+
+def nested_success(key: str, bucket: str, depth: int) -> bytes:
+    """A JSON success body whose own object and one param nest ``depth`` levels in all."""
+    param = "[" * (depth - 1) + "]" * (depth - 1)
+    head = json.dumps({"key": key, "uuid": "u", "name": "cat.jpg", "bucket": bucket})
+    return (head[:-1] + f', "deep": {param}}}').encode()
+
+
+@pytest.mark.parametrize("depth", [7, 975])
+async def test_success_params_nested_too_deep_are_refused_before_anything_is_stored(
+    alice: User,
+    server: TestServer,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_client: Any,
+    depth: int,
+) -> None:
+    """Params nested past 6 levels (form bodies' limit, one for the body itself) are a 400
+    naming the limit, before any S3 work: nothing stored, the upload untouched, the app never
+    told. (975 levels, the review's payload, parse in a `serve` process and used to fail only
+    when the message was encoded; under pytest's deeper stack the parser may give up first, so
+    tests/test_hostile.py runs that case against a real process.)"""
+    key = f"{alice.prefix}{uuid.uuid4()}.jpg"
+    etag = await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
+    headers = {**origin(server), "Content-Type": "application/json"}
+    answer = await alice.client.post(
+        f"{P}/success", data=nested_success(key, buckets.uploads, depth), headers=headers
+    )
+
+    body = await json_of(answer, 400)
+    assert answer.content_type == "application/problem+json"
+    assert (body["reason"], body["limit"], body["success"]) == ("json-too-deep", 6, False)
+    assert await keys_in(s3_client, buckets.storage) == []
+    assert (await s3_client.head_object(Bucket=buckets.uploads, Key=key))["ETag"] == etag
+    assert recorded.completions == []
+    # Six levels, as deep as a form body may nest, still go through.
+    answer = await alice.client.post(
+        f"{P}/success", data=nested_success(key, buckets.uploads, 6), headers=headers
+    )
+    await json_of(answer, 200)
+    assert recorded.completions[0]["message"]["params"]["deep"] == json.loads("[" * 5 + "]" * 5)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_success_json_with_a_non_json_number_is_refused(
+    alice: User,
+    server: TestServer,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_client: Any,
+    constant: str,
+) -> None:
+    """Python reads NaN and Infinity; they are not JSON (RFC 8259), and passed on in params
+    they would make the whole message unreadable to a strict app: 400 not-json, nothing done."""
+    key = f"{alice.prefix}{uuid.uuid4()}.jpg"
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
+    head = json.dumps({"key": key, "uuid": "u", "name": "cat.jpg", "bucket": buckets.uploads})
+    body = (head[:-1] + f', "score": {constant}}}').encode()
+    headers = {**origin(server), "Content-Type": "application/json"}
+    answer = await alice.client.post(f"{P}/success", data=body, headers=headers)
+    assert (await json_of(answer, 400))["reason"] == "not-json"
+    assert await keys_in(s3_client, buckets.uploads) == [key]
+    assert await keys_in(s3_client, buckets.storage) == [] and recorded.completions == []
 
 
 # --------------------------------------------------------------------------- delete

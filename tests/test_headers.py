@@ -70,6 +70,52 @@ def test_request_headers_drop_extra_spoofable_and_strip_names() -> None:
     assert list(out.items()) == []
 
 
+def test_client_connection_headers_pass_only_from_a_trusted_proxy() -> None:
+    """Headers naming the client's address, scheme, port, host or prefix (every X-Forwarded-*
+    among them) are dropped from a client and kept from a trusted proxy; URL overrides and Proxy
+    are dropped from both, in every spelling."""
+    incoming = _incoming(
+        ("X-Real-IP", "6.6.6.6"),
+        ("x_real_ip", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-Port", "443"),
+        ("X_Forwarded_Prefix", "/admin"),
+        ("X-Original-URL", "/internal"),
+        ("X_Rewrite_Url", "/internal"),
+        ("Proxy", "http://evil:3128"),
+        ("X-Kept", "1"),
+    )
+    assert list(hdr.request_headers(incoming).items()) == [("X-Kept", "1")]
+    trusted = hdr.request_headers(incoming, trusted=True)
+    assert list(trusted.items()) == [
+        ("X-Real-IP", "6.6.6.6"),
+        ("x_real_ip", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-Port", "443"),
+        ("X_Forwarded_Prefix", "/admin"),
+        ("X-Kept", "1"),
+    ]
+
+
+def test_valid_host_is_host_and_optional_port() -> None:
+    """RFC 9110 7.2's ``uri-host [":" port]``, narrowed to names, IPv4 and bracketed IPv6:
+    nothing a reader of X-Forwarded-Host could take for a list, credentials or a path."""
+    for host in ("gw", "a.example.com:443", "example.com.", "10.0.0.1", "[::1]:8080", "[fe80::1]"):
+        assert hdr.valid_host(host), host
+    bad = ["", " gw", "a b", "a,b", "u@gw", "gw:", "gw:65536", "gw:1:2", "gw/", "[::1", "[::g]"]
+    bad += ["[::1]:x", "::1", "gw%20", "\u00e9.example", "a" * 300]
+    for host in bad:
+        assert not hdr.valid_host(host), host
+
+
+def test_upstream_cookie_joins_lines_without_the_session_cookie() -> None:
+    """Several Cookie lines become one, joined with "; " (RFC 9113 8.2.3), the gateway's session
+    cookie taken out of every one."""
+    lines = ["a=1; gateway_session=x", "b=2", "gateway_session=y"]
+    assert hdr.upstream_cookie(lines, "gateway_session") == "a=1; b=2"
+    assert hdr.upstream_cookie(["gateway_session=only"], "gateway_session") == ""
+
+
 _GATEWAY_ONLY = ("X-Upload-User", "X-Upload-Signature", "Idempotency-Key")
 
 

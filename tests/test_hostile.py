@@ -34,6 +34,7 @@ from gateway.buckets import BucketNames
 from gateway.config import Config
 from gateway.server import runner_options, start_runner
 from tests.support.gateway import OTHER_SESSION_KEY, SettableClock, build_config, config_dict
+from tests.support.processes import StartProcess
 from tests.support.upstream import WEBHOOK_SECRET, Recorded, make_upstream_app
 
 P = "/uploads/photos"
@@ -588,12 +589,14 @@ JSON_ENDPOINTS = [
 ]
 
 
-@pytest.mark.parametrize("depth", [3_000, 30_000])
+@pytest.mark.parametrize("depth", [7, 975, 3_000, 30_000])
 async def test_deeply_nested_json_is_a_400_on_every_json_endpoint(
     start_gateway: StartGateway, upstream_url: str, depth: int
 ) -> None:
-    """JSON nested past Python's recursion limit (a few kilobytes) is refused as not JSON (or
-    as too large) by every endpoint that parses JSON, never a 500."""
+    """JSON nested past 6 levels is refused by every endpoint that parses JSON, through the one
+    bounded reader: 400 json-too-deep naming the limit (or 413 when the body is too large to
+    read), never a 500. 975 levels parse in Python and then fail to encode; 3,000 and more fail
+    to parse."""
     tree = config_dict(upstream_url)
     tree["routes"] += [
         {"name": "docs", "protocol": "uppy", "path": "/uploads/uppy", "max_size": "1GB",
@@ -608,7 +611,54 @@ async def test_deeply_nested_json_is_a_400_on_every_json_endpoint(
     async with aiohttp.ClientSession() as client:
         for path in JSON_ENDPOINTS:
             async with client.post(f"{gw.url}{path}", data=body, headers=headers) as resp:
-                assert resp.status in (400, 413), (path, await resp.text())
+                answer = await resp.json(content_type=None)
+                assert (resp.status, answer["reason"]) in {
+                    (400, "json-too-deep"),
+                    (413, "body-too-large"),
+                }, (path, answer)
+                if resp.status == 400:
+                    assert answer["limit"] == 6, (path, answer)
+
+
+async def test_success_params_python_parses_but_could_not_encode_store_nothing_in_serve(
+    gateway_process: StartProcess,
+    upstream_url: str,
+    recorded: Recorded,
+    s3_endpoint: str,
+    buckets: BucketNames,
+    s3_client: Any,
+) -> None:
+    """The review's payload against a real `serve` process (its stack is shallow, as in
+    production): success params nested 975 levels parse, and used to fail only when the
+    completion message was encoded, a 500 with a traceback after the copy was stored. Now a
+    400 json-too-deep before S3 is touched: nothing stored, the upload as it was, no traceback."""
+    tree = config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    proc = await gateway_process(s3=tree["s3"], routes=tree["routes"])
+    cookie, prefix = await login(Gateway(proc.url, 0, build_config(tree)), "alice")
+    key = f"{prefix}{uuid.uuid4()}.jpg"
+    put = await s3_client.put_object(
+        Bucket=buckets.uploads, Key=key, Body=JPEG, ContentType="image/jpeg"
+    )
+    fields = json.dumps({"key": key, "uuid": "u", "name": "cat.jpg", "bucket": buckets.uploads})
+    body = fields[:-1] + ', "deep": ' + "[" * 974 + "]" * 974 + "}"
+    headers = {"Cookie": cookie, "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(f"{proc.url}{P}/success", data=body, headers=headers) as resp,
+    ):
+        answer = await resp.json(content_type=None)
+
+    assert (resp.status, answer["reason"], answer["limit"]) == (400, "json-too-deep", 6)
+    assert (await s3_client.list_objects_v2(Bucket=buckets.storage)).get("Contents", []) == []
+    head = await s3_client.head_object(Bucket=buckets.uploads, Key=key)
+    assert head["ETag"] == put["ETag"]
+    assert recorded.completions == []
+    assert "Traceback" not in proc.log()
 
 
 # --------------------------------------------------------------------------- completion messages

@@ -606,11 +606,16 @@ async def test_auth_request_cache_expires(
 async def test_auth_request_with_the_apps_cookie(
     start_gateway: StartGateway, client: aiohttp.ClientSession
 ) -> None:
-    """The client's Cookie header is passed to the auth path (without the gateway's cookie)."""
+    """The client's Cookie header is passed to the auth path (without the gateway's cookie),
+    every line of it, joined as one (RFC 9113 8.2.3): the app's cookie may be in any."""
     gw = await start_gateway(identity=AUTH)
     status, body, _ = await config_of(client, gw, {"Cookie": f"app_user=carol; {COOKIE}=garbage"})
     assert status == 200
     assert body["keyPrefix"] == prefix_of("carol")
+    lines = CIMultiDict([("Cookie", "theme=dark"), ("Cookie", "app_user=dave")])
+    async with client.get(gw + CONFIG_PATH, headers=lines) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["keyPrefix"] == prefix_of("dave")
 
 
 async def test_auth_request_refused_is_401(

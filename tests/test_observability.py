@@ -31,8 +31,8 @@ from gateway.buckets import BucketNames
 from gateway.ops import READY_TIMEOUT
 from tests.support.faults import Fault, Match, fault_proxy
 from tests.support.gateway import SECRET_ACCESS_KEY, SESSION_KEY, build_config, config_dict
-from tests.support.processes import GatewayProcess, StartProcess, free_port, served
-from tests.support.upstream import WEBHOOK_SECRET
+from tests.support.processes import GatewayProcess, StartProcess, free_port, served, serving
+from tests.support.upstream import WEBHOOK_SECRET, Recorded
 
 PHOTOS = "/uploads/photos"
 FILES_PATH = "/api/files"
@@ -386,6 +386,41 @@ async def test_metrics_move_with_traffic(
     assert delta("gateway_upstream_latency_seconds_sum") > 0
 
 
+# --------------------------------------------------------------------------- ops_listen
+
+
+async def test_ops_listen_keeps_readyz_and_metrics_off_the_public_port(
+    upstream_url: str, s3_endpoint: str, buckets: BucketNames, recorded: Recorded
+) -> None:
+    """With ``ops_listen`` set, readyz and metrics answer only there; the public port keeps
+    healthz (for load balancers) and answers 404 for the others, however spelt, proxying
+    nothing; the ops address serves nothing but ``ops_prefix`` (it proxies nothing either)."""
+    tree = {**tree_for(upstream_url, s3_endpoint, buckets), "ops_listen": {"port": 0}}
+    async with serving(create_app(build_config(tree))) as urls, aiohttp.ClientSession() as client:
+        assert urls.ops_url is not None
+
+        async def status(url: str) -> tuple[int, str]:
+            async with client.get(url) as resp:
+                await resp.read()
+                return resp.status, resp.content_type
+
+        assert await status(urls.url + "/-/healthz") == (200, "application/json")
+        for path in ("/-/readyz", "/-/metrics", "/%2D/metrics", "/-/metrics?x", "/-/readyz/"):
+            assert await status(urls.url + path) == (404, "application/problem+json"), path
+        assert await status(urls.ops_url + "/-/healthz") == (200, "application/json")
+        assert (await readyz(urls.ops_url))[:2] == (
+            200,
+            {"status": "ready", "checks": {"upstream": "ok", "s3": "ok"}, "down": []},
+        )
+        text = await scrape(urls.ops_url)
+        # The refusals on the public port were counted, by the same metrics.
+        assert value(text, "gateway_requests_total", route="ops", status="404") == 5
+        for path in ("/echo/x", "/", "/internal/uploads/photos"):
+            assert await status(urls.ops_url + path) == (404, "application/problem+json"), path
+    # Only readyz's probe (HEAD /) reached the upstream.
+    assert [r["method"] for r in recorded.requests] == ["HEAD"]
+
+
 # --------------------------------------------------------------------------- logs
 
 
@@ -454,6 +489,98 @@ async def test_process_logs_one_json_line_per_request_and_no_secret(
     for what, secret in traffic.secrets.items():
         assert secret not in text, f"the {what} is in the log"
     assert "t0psecret" not in text and "proxiedquerysecret" not in text
+
+
+def _parser_vectors() -> dict[str, tuple[str, bytes, str]]:
+    """Requests aiohttp's parser refuses, each carrying a secret in what it quotes: name ->
+    (secret, raw request, the refusal's reason)."""
+    vectors: dict[str, tuple[str, bytes, str]] = {}
+
+    def add(name: str, reason: str, build: Callable[[str], bytes]) -> None:
+        secret = f"{name}-secret-{uuid.uuid4().hex}"
+        vectors[name] = (secret, build(secret), reason)
+
+    head = "GET /echo/p HTTP/1.1\r\nHost: gw\r\n"
+    add("cookie-ctl", "bad-header", lambda s: f"{head}Cookie: sid={s}\x01\r\n\r\n".encode())
+    add("bearer-ctl", "bad-header", lambda s: f"{head}Authorization: {s}\x01\r\n\r\n".encode())
+    add(
+        "cookie-long",
+        "line-too-long",
+        lambda s: f"{head}Cookie: gateway_session={s}{'y' * 2000}\r\n\r\n".encode(),
+    )
+    add(
+        "query-long",
+        "line-too-long",
+        lambda s: f"GET /echo/p?X-Amz-Signature={s}{'z' * 2000} HTTP/1.1\r\n\r\n".encode(),
+    )
+    add(
+        "url-ctl",
+        "bad-target",
+        lambda s: f"GET /echo/p?X-Amz-Signature={s}\x01 HTTP/1.1\r\nHost: gw\r\n\r\n".encode(),
+    )
+    add("header-name", "bad-header", lambda s: f"{head}X-{s}(: v\r\n\r\n".encode())
+    add(
+        "bad-chunk",
+        "bad-framing",
+        lambda s: (
+            f"POST /echo/p HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {s}\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\nzz{s}\r\n0\r\n\r\n"
+        ).encode(),
+    )
+    add(
+        "two-hosts",
+        "duplicate-header",
+        lambda s: f"{head}Cookie: gateway_session={s}\r\nHost: other\r\n\r\n".encode(),
+    )
+    return vectors
+
+
+async def _exchange(url: str, data: bytes) -> bytes:
+    """Send raw bytes to the gateway; everything it answers until it closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", URL(url).port)
+    try:
+        writer.write(data)
+        async with asyncio.timeout(LOG_TIMEOUT):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_parser_refusals_log_one_line_and_no_request_text(
+    gateway_process: StartProcess,
+) -> None:
+    """What aiohttp's parser refuses (a control byte in a Cookie or Authorization line, a Cookie
+    line or a presigned query past the size limits, bad chunked framing...) gets a 400 problem
+    quoting none of it, and one info line each with the status and reason: in the whole log no
+    traceback, no error, none of the secrets those requests carried (aiohttp quotes the line)."""
+    gateway = await gateway_process(limits={"max_field_size": 1024, "max_line_size": 1024})
+    vectors = _parser_vectors()
+    for name, (secret, data, reason) in vectors.items():
+        answer = await _exchange(gateway.url, data)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400"), (name, head)
+        assert b"application/problem+json" in head, name
+        problem = json.loads(body)
+        assert (problem["status"], problem["reason"]) == (400, reason), name
+        assert secret.encode() not in answer, name
+
+    refused = "request_refused"
+
+    def refusals() -> list[dict[str, Any]]:
+        return [line for line in json_lines(gateway.log()) if line.get("event") == refused]
+
+    async with asyncio.timeout(LOG_TIMEOUT):
+        while len(refusals()) < len(vectors):
+            await asyncio.sleep(0.02)
+    expected = sorted(reason for _, _, reason in vectors.values())
+    assert sorted(line["reason"] for line in refusals()) == expected
+    for line in refusals():
+        assert (line["level"], line["status"]) == ("info", 400), line
+    text = gateway.log()
+    assert "Traceback" not in text and '"traceback"' not in text
+    assert all(line["level"] != "error" for line in json_lines(text))
+    for name, (secret, _, _) in vectors.items():
+        assert secret not in text, f"{name}: its secret is in the log"
 
 
 # --------------------------------------------------------------------------- X-Request-ID

@@ -424,10 +424,27 @@ async def test_hop_by_hop_response_headers_are_not_forwarded(
     assert "foo" not in resp.headers.get("Upgrade", "")
 
 
+# Headers by which a proxy names the client's address, scheme, port, host or path prefix.
+CLIENT_CONNECTION = {
+    "X-Real-IP": "6.6.6.1",
+    "Client-IP": "6.6.6.2",
+    "True-Client-IP": "6.6.6.3",
+    "X-Client-IP": "6.6.6.4",
+    "X_Real_IP": "6.6.6.5",
+    "X-Cluster-Client-IP": "6.6.6.6",
+    "CF-Connecting-IP": "6.6.6.7",
+    "X-Forwarded-Port": "443",
+    "X-Forwarded-Prefix": "/admin",
+    "X-Forwarded-Ssl": "on",
+    "X-Original-Host": "evil.example",
+}
+
+
 async def test_forwarded_headers_set_for_an_untrusted_peer(
     gw: str, client: aiohttp.ClientSession
 ) -> None:
-    """X-Forwarded-* name the real peer; a client's own values (any spelling) are dropped."""
+    """X-Forwarded-* name the real peer; a client's own values (any spelling) are dropped, and
+    so is every other header naming the client's address, scheme, port, host or prefix."""
     async with client.get(
         gw + "/echo/f",
         headers={
@@ -436,6 +453,7 @@ async def test_forwarded_headers_set_for_an_untrusted_peer(
             "X-Forwarded-Proto": "https",
             "X-Forwarded-Host": "evil.example",
             "Forwarded": "for=6.6.6.6",
+            **CLIENT_CONNECTION,
         },
     ) as resp:
         seen = _headers(await resp.json())
@@ -444,6 +462,8 @@ async def test_forwarded_headers_set_for_an_untrusted_peer(
     assert seen.getall("X-Forwarded-Host") == [f"127.0.0.1:{_port(gw)}"]
     assert "Forwarded" not in seen
     assert "X_Forwarded_For" not in seen
+    for name in CLIENT_CONNECTION:
+        assert name not in seen, name
 
 
 async def test_forwarded_for_kept_from_a_trusted_proxy(
@@ -457,12 +477,121 @@ async def test_forwarded_for_kept_from_a_trusted_proxy(
             "X-Forwarded-For": "203.0.113.9",
             "X-Forwarded-Proto": "https",
             "X-Forwarded-Host": "app.example",
+            **CLIENT_CONNECTION,
         },
     ) as resp:
         seen = _headers(await resp.json())
     assert seen.getall("X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
     assert seen.getall("X-Forwarded-Proto") == ["https"]
     assert seen.getall("X-Forwarded-Host") == ["app.example"]
+    # The proxy's other client-connection headers are its to set, and pass as it set them.
+    for name, value in CLIENT_CONNECTION.items():
+        assert seen.getall(name) == [value], name
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted"])
+async def test_url_override_headers_never_reach_the_upstream(
+    start_gateway: StartGateway, client: aiohttp.ClientSession, trusted: bool
+) -> None:
+    """Headers some stacks take as the request's URL (IIS URL Rewrite's X-Original-URL,
+    X-Rewrite-URL, ...), another way to a forward path, are removed in every spelling, even
+    from a trusted proxy; so is Proxy, which CGI stacks read as their outgoing proxy (httpoxy)."""
+    gw = await start_gateway(trusted_proxies=["127.0.0.0/8"] if trusted else [])
+    overrides = CIMultiDict(
+        [
+            ("X-Original-URL", "/internal/uploads/photos"),
+            ("X-Rewrite-URL", "/internal/uploads/photos"),
+            ("x_original_url", "/internal/uploads/photos"),
+            ("X-Override-URL", "/internal/uploads/photos"),
+            ("X-Original-URI", "/internal/uploads/photos"),
+            ("X-Forwarded-Uri", "/internal/uploads/photos"),
+            ("X-Envoy-Original-Path", "/internal/uploads/photos"),
+            ("Proxy", "http://evil.example:3128"),
+            ("X-Kept", "1"),
+        ]
+    )
+    async with client.post(gw + "/echo/o", headers=overrides, data=b"{}") as resp:
+        seen = _headers(await resp.json())
+    normalised = {name.lower().replace("_", "-") for name in seen}
+    for name in {n.lower().replace("_", "-") for n in overrides} - {"x-kept"}:
+        assert name not in normalised, name
+    assert seen["X-Kept"] == "1"
+
+
+VALID_HOSTS = [
+    "gw",
+    "GW.Example.COM:8080",
+    "example.com.",
+    "10.0.0.1:80",
+    "[::1]:8080",
+    "[2001:db8::1]",
+    "my_service",
+    "xn--bcher-kva.example",
+]
+INVALID_HOSTS = [
+    "",
+    "a b",
+    "a,b.example",
+    "user@gw",
+    "user:pw@gw:80",
+    "gw:",
+    "gw:99999",
+    "gw:80:80",
+    "gw/x",
+    "gw?x",
+    "gw%2e",
+    "-gw",
+    "[::1",
+    "[zz::1]:80",
+    "[::1]x",
+    "::1",
+    "b\xc3\xbccher.example",
+    "x" * 300,
+]
+
+
+@pytest.mark.parametrize("host", VALID_HOSTS)
+async def test_a_host_and_port_is_passed_on_as_x_forwarded_host(gw: str, host: str) -> None:
+    """Any ``host[:port]`` (a name, IPv4, a bracketed IPv6 literal) is accepted and reaches the
+    upstream as X-Forwarded-Host, as sent."""
+    head, body = await _raw(
+        _port(gw), f"GET /echo/h HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert _headers(json.loads(body)).getall("X-Forwarded-Host") == [host]
+
+
+@pytest.mark.parametrize("host", INVALID_HOSTS)
+async def test_a_host_that_is_not_host_and_port_is_refused(
+    gw: str, trace: Trace, host: str
+) -> None:
+    """A Host with userinfo, a space, a comma, a path, a bad port or IPv6 literal, or an empty
+    one gets a 400 problem on every way in (proxied, ops, an upload route): it would reach the
+    upstream as X-Forwarded-Host, where such text reads as a list or credentials."""
+    for path in ("/echo/h", "/-/healthz", "/uploads/photos/config"):
+        head, body = await _raw(
+            _port(gw),
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode(
+                "latin-1"
+            ),
+        )
+        assert head.startswith(b"HTTP/1.1 400"), (path, head)
+        assert json.loads(body)["reason"] == "bad-host"
+    assert trace.paths == []
+
+
+async def test_two_host_headers_and_http10_without_host(gw: str, trace: Trace) -> None:
+    """Two Host headers are refused by the parser (a 400 problem); HTTP/1.0, where Host is
+    optional, passes without one."""
+    head, body = await _raw(
+        _port(gw), b"GET /echo/h HTTP/1.1\r\nHost: gw\r\nHost: evil.example\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.0 400"), head
+    assert json.loads(body)["reason"] == "duplicate-header"
+    assert trace.paths == []
+    head, _ = await _raw(_port(gw), b"GET /echo/h10 HTTP/1.0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200"), head
+    assert trace.paths == ["/echo/h10"]
 
 
 async def test_spoofed_gateway_headers_never_reach_the_upstream(
@@ -508,6 +637,18 @@ async def test_session_cookie_is_not_forwarded_but_other_cookies_are(
     ) as resp:
         seen = _headers(await resp.json())
     assert seen.getall("Cookie") == ["app=1; other=2"]
+
+
+async def test_several_cookie_lines_reach_the_upstream_as_one(gw: str) -> None:
+    """Cookie lines are joined with "; " (RFC 9113 8.2.3, what an HTTP/2 hop does), without
+    the gateway's session cookie: a framework reading one line would miss the others."""
+    head, body = await _raw(
+        _port(gw),
+        b"GET /echo/c HTTP/1.1\r\nHost: gw\r\nCookie: app=1; gateway_session=secret\r\n"
+        b"Cookie: other=2\r\nCookie: gateway_session=again; last=3\r\nConnection: close\r\n\r\n",
+    )
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert _headers(json.loads(body)).getall("Cookie") == ["app=1; other=2; last=3"]
 
 
 async def test_upstream_cookies_are_never_replayed_for_another_user(
@@ -761,18 +902,75 @@ async def test_client_leaving_mid_download_leaves_the_gateway_healthy(
         "/internal\\uploads\\photos",
         "/x/%2e%2e/internal/uploads/photos",
         "http://gw/internal/uploads/photos",
+        # A fragment: aiohttp, Werkzeug and Node's URL parsers end the path at "#".
+        "/internal/uploads/photos#x",
+        "/internal/uploads/photos#",
+        "/internal/uploads/photos?#x",
+        "/internal/uploads/photos?a=1#x",
+        "http://gw/internal/uploads/photos#f",
+        "HTTP://gw/internal/uploads/photos?a#f",
+        # Empty, dot and param segments, as each kind of upstream stack resolves them.
+        "//internal/uploads/photos",
+        "/internal/uploads/photos/.",
+        "/internal/uploads/photos/./",
+        "/internal/uploads/x/../photos",
+        "/internal/uploads//../photos",
+        "/internal/uploads/photos/..;/photos",
+        "/internal/uploads/photos;",
+        "/internal/uploads/photos?",
+        # //host/path: a network-path reference to WHATWG URL and urllib.
+        "//evil.example/internal/uploads/photos",
+        "/\\evil.example/internal/uploads/photos",
+        "/%2F/internal/uploads/photos",
+        # Decoded, then parsed again: a decoded ? # or ; ends the path or its segment.
+        "/internal/uploads/photos%3Fx",
+        "/internal/uploads/photos%23x",
+        "/internal/uploads/photos%3bx",
+        "/internal/uploads/photos%2f",
+        # IIS's %u escapes and NFKC's fullwidth solidus.
+        "/internal%u002fuploads/photos",
+        "/internal/uploads%EF%BC%8Fphotos",
     ],
 )
 async def test_forward_paths_are_never_proxied(gw: str, trace: Trace, target: str) -> None:
-    """Only the gateway calls a route's forward path; a client asking for it gets 404."""
+    """Only the gateway calls a route's forward path: a client asking for it in any spelling
+    gets 404, or 400 for a target with a fragment, and the upstream sees nothing."""
     head, body = await _raw(
         _port(gw),
         f"POST {target} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
         f"Connection: close\r\n\r\n{{}}".encode(),
     )
-    assert head.startswith(b"HTTP/1.1 404"), head
+    status = 400 if "#" in target else 404
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), head
     assert b"application/problem+json" in head
-    assert json.loads(body)["status"] == 404
+    assert json.loads(body)["status"] == status
+    assert trace.paths == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/echo/x#f",
+        "/echo/x?q=1#f",
+        "/echo/x#",
+        "http://gw/echo/x#f",
+        "/-/healthz#f",
+        "/uploads/photos/config#f",
+        "http://gw/uploads/photos/signature#f",
+    ],
+)
+async def test_a_fragment_is_refused_on_every_way_in(gw: str, trace: Trace, target: str) -> None:
+    """A request target holds no fragment (RFC 9112 3.2): one with ``#`` gets a 400 problem
+    whether the front would send it straight to the proxy or through the router (the gateway's
+    own paths), in origin and absolute form; nothing reaches the upstream."""
+    head, body = await _raw(
+        _port(gw),
+        f"POST {target} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
+        f"Connection: close\r\n\r\n{{}}".encode(),
+    )
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"application/problem+json" in head
+    assert json.loads(body)["reason"] == "fragment-in-target"
     assert trace.paths == []
 
 
@@ -789,13 +987,25 @@ async def test_absolute_form_target_goes_to_the_configured_upstream(gw: str, tra
     assert trace.paths == ["/echo/abs?q=%2F"]
 
 
-async def test_lookalike_of_a_forward_path_is_proxied(
-    gw: str, client: aiohttp.ClientSession, trace: Trace
-) -> None:
-    """Only the forward path and below are reserved; /internal/uploads/photosx is the app's."""
-    async with client.get(gw + "/internal/uploads/photosx") as resp:
-        assert resp.status == 200
-    assert trace.paths == ["/internal/uploads/photosx"]
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/internal/uploads/photosx",
+        "/internal/uploads/photos-2",
+        "/internal/uploads/photo%73x",
+        "/echo/internal/uploads/photos",
+        "/echo/a%23b/internal/uploads/photos",
+    ],
+)
+async def test_lookalike_of_a_forward_path_is_proxied(gw: str, trace: Trace, target: str) -> None:
+    """Only the forward path and below are reserved: a sibling, a path holding it further down,
+    and ``%23`` (a literal ``#`` in a segment, not a fragment) are the app's, byte for byte."""
+    head, body = await _raw(
+        _port(gw), f"GET {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert json.loads(body)["raw_path"] == target
+    assert trace.paths == [target]
 
 
 async def test_healthz_is_answered_by_the_gateway(

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import GatewayProcess, StartProcess
+from tests.support.processes import GatewayProcess, StartProcess, free_port
 
 WORKERS = 2
 REQUESTS = 40
@@ -96,11 +97,15 @@ def metric_dirs(tmp: Path) -> list[Path]:
     return sorted(tmp.glob("upload-gateway-metrics-*"))
 
 
-async def start(gateway_process: StartProcess, tmp_path: Path) -> tuple[GatewayProcess, Path]:
+async def start(
+    gateway_process: StartProcess, tmp_path: Path, **overrides: Any
+) -> tuple[GatewayProcess, Path]:
     """The gateway with two workers; its temporary files (the metrics directory) under tmp."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    gateway: GatewayProcess = await gateway_process(workers=WORKERS, env={"TMPDIR": str(tmp)})
+    gateway: GatewayProcess = await gateway_process(
+        workers=WORKERS, env={"TMPDIR": str(tmp)}, **overrides
+    )
     return gateway, tmp
 
 
@@ -126,12 +131,20 @@ async def wait_gone(pids: set[int]) -> None:
         raise AssertionError(f"workers {sorted(left)} outlived their parent") from None
 
 
+@pytest.mark.parametrize("ops_apart", [False, True], ids=["public-port", "ops-listen"])
 async def test_workers_share_the_port_and_every_scrape_counts_all_of_them(
-    gateway_process: StartProcess, tmp_path: Path
+    gateway_process: StartProcess, tmp_path: Path, ops_apart: bool
 ) -> None:
     """Two worker processes answer on one port, and a scrape answered by either reports every
-    request either answered: the request counter equals what was sent on every scrape."""
-    gateway, tmp = await start(gateway_process, tmp_path)
+    request either answered: the request counter equals what was sent on every scrape. With
+    ``ops_listen`` every worker serves that address too, and the public port has no metrics."""
+    ops_port = free_port()
+    ops = {"ops_listen": {"host": "127.0.0.1", "port": ops_port}} if ops_apart else {}
+    gateway, tmp = await start(gateway_process, tmp_path, **ops)
+    metrics_url = (f"http://127.0.0.1:{ops_port}" if ops_apart else gateway.url) + "/-/metrics"
+    if ops_apart:
+        async with aiohttp.ClientSession() as client, client.get(gateway.url + "/-/metrics") as r:
+            assert r.status == 404
     workers = await worker_pids(gateway)
     assert len(workers) == WORKERS
     assert {parent_of(pid) for pid in workers} == {gateway.pid}
@@ -147,7 +160,7 @@ async def test_workers_share_the_port_and_every_scrape_counts_all_of_them(
     async with asyncio.timeout(DEADLINE):
         while min(scraped_by.count(pid) for pid in workers) < 2:
             scrape_id = f"scrape-{len(scraped_by)}"
-            text = await get(gateway.url + "/-/metrics", scrape_id)
+            text = await get(metrics_url, scrape_id)
             assert proxied_ok(text) == REQUESTS, text
             ops_counts.append(sample(text, "gateway_requests_total", route="ops", status="200"))
             scraped_by.append((await answered_by(gateway, [scrape_id]))[scrape_id])

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config import S3Config
 from gateway.problems import BadRequest, NotFound, StorageUnavailable
-from gateway.storage import Part, Storage, StoredObject, open_s3_client
+from gateway.storage import Part, Storage, StorageKeyTaken, StoredObject, open_s3_client
 from tests.support.s3 import BucketNames, S3Call
 
 MiB = 1024**2
@@ -242,6 +242,46 @@ async def test_copy_of_a_checked_upload_takes_its_head_and_asks_no_other(
     assert s3_operations[0].params["CopySourceIfMatch"] == etag
     assert copied.size == len(b"checked bytes")
     assert await read(s3_client, buckets.storage, "s/c") == b"checked bytes"
+
+
+async def test_a_copy_made_only_if_new_is_conditional_on_an_empty_destination(
+    storage: Storage, s3_client: Any, buckets: BucketNames, s3_operations: list[S3Call]
+) -> None:
+    """only_new sends If-None-Match: * with CopyObject, so S3 refuses to replace a stored copy.
+
+    moto ignores If-None-Match on CopyObject (it honours it on CompleteMultipartUpload, tested
+    below), so the request itself is what can be checked here.
+    """
+    await put(s3_client, buckets.uploads, "u/n", b"bytes")
+    await storage.copy_to_storage("u/n", "s/n", only_new=True)
+    await storage.copy_to_storage("u/n", "s/plain")
+    first, second = [c for c in s3_operations if c.operation == "CopyObject"]
+    assert first.params["IfNoneMatch"] == "*"
+    assert "IfNoneMatch" not in second.params
+
+
+async def test_a_multipart_copy_made_only_if_new_never_replaces_what_is_there(
+    s3_client: Any, buckets: BucketNames
+) -> None:
+    """A multipart copy onto a taken key is refused by S3 at CompleteMultipartUpload: the
+    object there keeps its bytes, the caller learns what is there, no upload is left open."""
+    storage = Storage(
+        s3_client,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+        multipart_copy_threshold=1024,
+        copy_part_size=5 * MiB,
+    )
+    await put(s3_client, buckets.uploads, "u/other", os.urandom(4096))
+    await put(s3_client, buckets.storage, "s/taken", b"stored first", Metadata={"who": "first"})
+
+    with pytest.raises(StorageKeyTaken) as raised:
+        await storage.copy_to_storage("u/other", "s/taken", only_new=True)
+
+    assert raised.value.existing.metadata == {"who": "first"}
+    assert await read(s3_client, buckets.storage, "s/taken") == b"stored first"
+    pending = await s3_client.list_multipart_uploads(Bucket=buckets.storage)
+    assert pending.get("Uploads", []) == []
 
 
 async def test_copy_of_a_missing_upload_is_not_found(

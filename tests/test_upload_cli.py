@@ -1,8 +1,9 @@
-"""``upload-gateway upload`` as a person runs it: a subprocess against a live gateway and moto.
+"""``upload-gateway upload`` as a person runs it: a subprocess against a live gateway and S3.
 
 The gateway and an S3 front (a loopback stand-in for the bucket's public address, forwarding to
-moto) run in the test's event loop, so the subprocess is driven with asyncio's subprocess API and
-never blocks them. The front counts parts in flight, fails chosen parts once, or holds them.
+moto, or to radosgw in the tests that take ``s3_server``) run in the test's event loop, so the
+subprocess is driven with asyncio's subprocess API and never blocks them. The front counts parts
+in flight, fails chosen parts once, or holds them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.buckets import BucketNames
 from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
 from tests.support.gateway import build_config, config_dict
 from tests.support.processes import free_port
+from tests.support.s3 import S3Server
 from tests.support.upstream import Recorded
 
 MiB = 1024 * 1024
@@ -58,8 +60,9 @@ SMALL = {
     "part_size": "8MiB",
 }
 
-# What the front passes on to moto; everything else (cookies, credentials) would be a leak.
-_FORWARDED = ("content-length", "content-type", "content-md5")
+# What the front passes on to S3; everything else (cookies, credentials) would be a leak. Host
+# is the front's own, which the presigned URLs signed: radosgw checks it, moto ignores it.
+_FORWARDED = ("host", "content-length", "content-type", "content-md5")
 
 
 @dataclass
@@ -276,7 +279,12 @@ def assert_no_gateway_credentials_reached_s3(front: S3Front) -> None:
 
 
 async def test_70_mib_file_goes_up_in_parallel_parts_and_is_stored_once(
-    gateway_url: str, front: S3Front, s3: Bucket, recorded: Recorded, tmp_path: Path
+    gateway_url: str,
+    front: S3Front,
+    s3: Bucket,
+    recorded: Recorded,
+    tmp_path: Path,
+    s3_server: S3Server,
 ) -> None:
     """A 70 MiB file: nine parts, four at a time, one stored copy with the same bytes."""
     path = tmp_path / "big.bin"
@@ -306,7 +314,11 @@ async def test_70_mib_file_goes_up_in_parallel_parts_and_is_stored_once(
 
 
 async def test_small_file_is_one_put_and_json_prints_only_the_answer(
-    gateway_url: str, front: S3Front, s3: Bucket, tmp_path: Path
+    gateway_url: str,
+    front: S3Front,
+    s3: Bucket,
+    tmp_path: Path,
+    s3_server: S3Server,
 ) -> None:
     """Below the threshold: one PUT; with --json stdout holds the upstream's answer alone."""
     path = tmp_path / "notes.txt"

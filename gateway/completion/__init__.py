@@ -5,14 +5,17 @@
    never complete, so it is removed at once rather than left for the lifecycle rule.
 2. It is copied into the storage bucket and the copy checked; only then is the original removed.
 3. The upstream gets a signed ``upload.completed`` message, with an ``Idempotency-Key`` that is
-   the same for every retry of the same upload.
+   the same for every completion of the same uploaded object (upload key and ETag), and another
+   for other bytes written to the same key, which are a new upload stored under a new key.
 4. A 2xx is relayed; a 4xx is relayed and the stored copy removed; a failure (5xx, timeout,
    unreachable) is a 502/504 and leaves everything where it is.
 
 No state is kept besides S3: a retry recognises its own earlier work from the stored copy's
 metadata, found by listing the storage key up to its ``{uuid}``, which is derived from the
-idempotency key. So a process killed anywhere in the pipeline ends, after a retry, with exactly
-one stored copy, and the stored copy's key never depends on what a retry says (file name, date).
+upload key (first half) and the idempotency key (second half); a retry that no longer knows the
+ETag (the upload is gone) lists under the first half. So a process killed anywhere in the
+pipeline ends, after a retry, with exactly one stored copy of the object, the stored copy's key
+never depends on what a retry says (file name, date), and a stored copy is never written over.
 """
 
 from __future__ import annotations
@@ -20,30 +23,44 @@ from __future__ import annotations
 from .checks import check_upload
 from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
 from .naming import (
+    etag_value,
     extension,
     idempotency_key,
     render_storage_key,
     safe_filename,
     stable_prefix,
     storage_uuid,
+    storage_uuid_prefix,
 )
-from .pipeline import ID_PURPOSE, META_FILENAME, META_ID, META_SOURCE, Completion
+from .pipeline import (
+    ID_PURPOSE,
+    META_ETAG,
+    META_FILENAME,
+    META_ID,
+    META_SOURCE,
+    META_STORED_AT,
+    Completion,
+)
 
 __all__ = [
     "ID_PURPOSE",
+    "META_ETAG",
     "META_FILENAME",
     "META_ID",
     "META_SOURCE",
+    "META_STORED_AT",
     "Completion",
     "CompletionRequest",
     "CompletionResult",
     "CompletionStorage",
     "CompletionUpstream",
     "check_upload",
+    "etag_value",
     "extension",
     "idempotency_key",
     "render_storage_key",
     "safe_filename",
     "stable_prefix",
     "storage_uuid",
+    "storage_uuid_prefix",
 ]

@@ -11,6 +11,7 @@ from ..rules import content_type_allowed
 from ..rules.media import canonical_type, is_inert, media_essence
 from ..storage import StoredObject
 from .interfaces import CompletionRequest
+from .naming import etag_value
 
 _GENERIC_TYPES = frozenset({"binary/octet-stream", "application/octet-stream"})
 OCTET_STREAM = "application/octet-stream"
@@ -20,11 +21,7 @@ _TEXT_FORMAT = re.compile(r"text/.+|application/(.+\+)?(json|xml)|application/[a
 
 def same_etag(a: str, b: str) -> bool:
     """Whether two ETags name the same bytes, however they are quoted or marked weak."""
-
-    def norm(etag: str) -> str:
-        return etag.strip().removeprefix("W/").strip('"').lower()
-
-    return norm(a) == norm(b)
+    return etag_value(a) == etag_value(b)
 
 
 def check_upload(

@@ -39,6 +39,7 @@ class CompletionStorage(Protocol):
         content_type: str | None = ...,
         content_disposition: str = ...,
         metadata: Mapping[str, str] | None = ...,
+        only_new: bool = ...,
     ) -> StoredObject: ...
 
     async def delete(self, bucket: str, key: str) -> None: ...

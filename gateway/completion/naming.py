@@ -19,18 +19,57 @@ _KEY_UNSAFE = frozenset('\\/{}^%`[]"<>~#|')
 _EXT_RE = re.compile(r"[a-z0-9]{1,10}")
 
 
+def etag_value(etag: str) -> str:
+    """An ETag as S3 means it, however a client quoted it: no quotes, no weak marker, lower case.
+
+    A multipart ETag keeps its ``-N`` (the number of parts): the same bytes uploaded in other
+    parts are another object to S3, and so to the gateway.
+    """
+    return etag.strip().removeprefix("W/").strip().strip('"').lower()
+
+
 def idempotency_key(
-    id_key: bytes, route: str, user: str, upload_key: str, event: str = "completed"
+    id_key: bytes, route: str, user: str, upload_key: str, etag: str, event: str = "completed"
 ) -> str:
-    """32 hex chars naming one event of one upload of one user on one route, on every retry."""
-    message = json.dumps([event, route, user, upload_key], ensure_ascii=True).encode()
+    """32 hex chars naming one event of one uploaded object (the upload key and its ETag).
+
+    Every completion of that object (a client's retry, or anything else that sees the object in
+    the uploads bucket, as S3 reports its ETag) gets the same id; other bytes written to the same
+    key get another, so an app never takes them for a repeat of the first.
+    """
+    message = json.dumps(
+        [event, route, user, upload_key, etag_value(etag)], ensure_ascii=True
+    ).encode()
     return hmac.new(id_key, message, hashlib.sha256).hexdigest()[:32]
 
 
-def storage_uuid(id_key: bytes, idempotency: str) -> str:
-    """The ``{uuid}`` of an upload's storage key: derived, so a retry names the same copy."""
-    digest = hmac.new(id_key, b"storage-uuid\n" + idempotency.encode(), hashlib.sha256).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
+def _uuid_halves(
+    id_key: bytes, route: str, user: str, upload_key: str, idempotency: str
+) -> uuid.UUID:
+    head = json.dumps([route, user, upload_key], ensure_ascii=True).encode()
+    key_half = hmac.new(id_key, b"storage-uuid/key\n" + head, hashlib.sha256).digest()[:8]
+    object_half = hmac.new(
+        id_key, b"storage-uuid/object\n" + idempotency.encode(), hashlib.sha256
+    ).digest()[:8]
+    return uuid.UUID(bytes=key_half + object_half, version=4)
+
+
+def storage_uuid(id_key: bytes, route: str, user: str, upload_key: str, idempotency: str) -> str:
+    """The ``{uuid}`` of an object's storage key: derived, so every completion names one copy.
+
+    Its first half (``storage_uuid_prefix``) comes from the upload key alone, so a retry that no
+    longer knows the ETag (the upload is gone) finds the key's copies by listing under it; its
+    second half comes from the object's id, so other bytes at the same upload key are stored
+    under another key and never over a stored copy.
+    """
+    return str(_uuid_halves(id_key, route, user, upload_key, idempotency))
+
+
+def storage_uuid_prefix(id_key: bytes, route: str, user: str, upload_key: str) -> str:
+    """What every ``storage_uuid`` of this upload key begins with (its first 8 bytes, 19 chars)."""
+    # The version nibble falls in the first 8 bytes and the variant bits after them, so the
+    # first 19 characters of the text depend on the upload key alone.
+    return str(_uuid_halves(id_key, route, user, upload_key, ""))[:19]
 
 
 def safe_filename(name: str) -> str:

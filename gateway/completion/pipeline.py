@@ -14,6 +14,7 @@ from .. import keys, sniff
 from ..appkeys import CLOCK, CONFIG, METRICS, STORAGE, UPSTREAM
 from ..config import RouteConfig
 from ..identity import Identity
+from ..jsonbody import check_params
 from ..metrics import Metrics
 from ..problems import (
     BadRequest,
@@ -25,11 +26,19 @@ from ..problems import (
     UpstreamUnavailable,
 )
 from ..rules import check_key
-from ..storage import StoredObject
+from ..storage import StorageKeyTaken, StoredObject
 from .checks import check_upload, content_disposition, same_etag
 from .forward import Notifier, json_or_none, object_json
 from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
-from .naming import idempotency_key, render_storage_key, safe_filename, stable_prefix, storage_uuid
+from .naming import (
+    etag_value,
+    idempotency_key,
+    render_storage_key,
+    safe_filename,
+    stable_prefix,
+    storage_uuid,
+    storage_uuid_prefix,
+)
 
 # The package's name, so log lines name the logger they always named.
 log = logging.getLogger("gateway.completion")
@@ -40,6 +49,10 @@ ID_PURPOSE = "upload-gateway/idempotency/v1"
 META_ID = "gateway-id"
 META_SOURCE = "gateway-source-key"
 META_FILENAME = "gateway-filename"
+# The uploaded object's ETag (its id is recomputed from it) and when its copy was stored (UTC,
+# microseconds: of two copies from one upload key, a retry without an ETag means the newer).
+META_ETAG = "gateway-upload-etag"
+META_STORED_AT = "gateway-stored-at"
 _MAX_METADATA_BYTES = 2048  # S3's limit on user metadata, names and values in UTF-8
 
 
@@ -84,9 +97,11 @@ class Completion:
             clock=app[CLOCK],
         )
 
-    def idempotency_key(self, route: RouteConfig, identity: Identity, upload_key: str) -> str:
-        """The ``Idempotency-Key`` (and message ``id``) of this user's upload on this route."""
-        return idempotency_key(self._id_key, route.name, identity.user, upload_key)
+    def idempotency_key(
+        self, route: RouteConfig, identity: Identity, upload_key: str, etag: str
+    ) -> str:
+        """The ``Idempotency-Key`` (and message ``id``) of this user's object on this route."""
+        return idempotency_key(self._id_key, route.name, identity.user, upload_key, etag)
 
     # ------------------------------------------------------------------ completion
 
@@ -95,30 +110,58 @@ class Completion:
         route = req.route
         try:
             self._check_key(route, req.identity, req.key)
-            upload_id = self.idempotency_key(route, req.identity, req.key)
+            # Before any S3 work: params the message could not carry must not cost a copy.
+            check_params(req.params)
             upload = await self._storage.head(self._storage.uploads_bucket, req.key)
-            stored = await self._find(route, req.identity, upload_id)
-            if upload is not None:
-                content_type = await self._verify(req, upload)
-                try:
-                    stored = await self._store(req, upload, upload_id, content_type, stored)
-                except NotFound:
-                    # A concurrent completion of the same upload moved it first: go on from its
-                    # copy, which the upstream then hears about twice under one Idempotency-Key.
-                    stored = await self._find(route, req.identity, upload_id)
-                    if stored is None:
-                        raise
-            elif stored is None:
-                raise NotFound(
-                    "no such upload: it was never sent, or is gone", reason="no-such-upload"
-                )
+            if upload is not None and (not req.etag or same_etag(req.etag, upload.etag)):
+                stored = await self._complete_upload(req, upload)
             else:
-                # An earlier attempt stored it and then failed upstream (or died): go on from there.
-                log.info("completion_resumed", extra={"route": route.name})
-            return await self._forward(req, stored, upload_id)
+                stored = await self._earlier_copy(req, replaced=upload is not None)
+            return await self._forward(req, stored)
         except GatewayError as exc:
             self._count(route, _outcome(exc))
             raise
+
+    async def _complete_upload(self, req: CompletionRequest, upload: StoredObject) -> StoredObject:
+        """The stored copy of the object now in the uploads bucket, made unless one exists."""
+        route, identity = req.route, req.identity
+        upload_id = self.idempotency_key(route, identity, req.key, upload.etag)
+        stored = await self._find(route, identity, req.key, upload_id)
+        if stored is not None:
+            # An earlier attempt stored this very object (same ETag) and then failed or died:
+            # its copy stands, never rewritten, so the bytes an app was told about stay put.
+            log.info("completion_resumed", extra={"route": route.name})
+        else:
+            content_type = await self._verify(req, upload)
+            try:
+                stored = await self._store(req, upload, upload_id, content_type)
+            except NotFound:
+                # A concurrent completion of the same object moved it first: go on from its
+                # copy, which the upstream then hears about twice under one Idempotency-Key.
+                stored = await self._find(route, identity, req.key, upload_id)
+                if stored is None:
+                    raise
+        await self._storage.delete(self._storage.uploads_bucket, req.key)
+        return stored
+
+    async def _earlier_copy(self, req: CompletionRequest, *, replaced: bool) -> StoredObject:
+        """The copy an earlier completion stored, when the upload is gone (or, ``replaced``,
+        other bytes were written at its key since the client sent the ETag it names)."""
+        route, identity = req.route, req.identity
+        if req.etag:
+            upload_id = self.idempotency_key(route, identity, req.key, req.etag)
+            found = await self._find(route, identity, req.key, upload_id)
+            copies = [found] if found is not None else []
+        else:
+            copies = await self._copies(route, identity, req.key)
+        if copies:
+            # Newest first: without an ETag, a retry is taken to be of the latest completion.
+            log.info("completion_resumed", extra={"route": route.name})
+            return copies[0]
+        if replaced:
+            # Not removed: the newer object may still be completed by a request naming it.
+            raise BadRequest("the object changed since it was uploaded", reason="etag-mismatch")
+        raise NotFound("no such upload: it was never sent, or is gone", reason="no-such-upload")
 
     def _check_key(self, route: RouteConfig, identity: Identity, key: str) -> None:
         try:
@@ -132,10 +175,6 @@ class Completion:
 
     async def _verify(self, req: CompletionRequest, upload: StoredObject) -> str:
         """Check the upload against the route, removing it if it breaks a rule; its stored type."""
-        if req.etag and upload.etag and not same_etag(req.etag, upload.etag):
-            # Not removed: the object was replaced since the client sent it (the same user wrote
-            # the same key again), and a completion naming the new ETag may still come.
-            raise BadRequest("the object changed since it was uploaded", reason="etag-mismatch")
         head = b""
         if 0 < upload.size <= req.route.max_size:
             # If-Match the checked ETag: the bytes judged are those the copy (If-Match too) takes,
@@ -158,27 +197,25 @@ class Completion:
         raise error
 
     async def _store(
-        self,
-        req: CompletionRequest,
-        upload: StoredObject,
-        upload_id: str,
-        content_type: str,
-        existing: StoredObject | None,
+        self, req: CompletionRequest, upload: StoredObject, upload_id: str, content_type: str
     ) -> StoredObject:
-        """Copy to the storage bucket (over an earlier attempt's copy), check, drop the original."""
+        """Copy to the storage bucket, at a key no other object is stored under, and check it."""
         route, identity = req.route, req.identity
-        if existing is not None:
-            dest = existing.key
-        else:
-            dest = render_storage_key(
-                route.storage_key,
-                route=route.name,
-                user_hash=identity.user_hash,
-                uuid_text=storage_uuid(self._id_key, upload_id),
-                filename=req.filename,
-                now=self._clock(),
-            )
-        ours = {META_ID: upload_id, META_FILENAME: quote(safe_filename(req.filename))}
+        now = self._clock()
+        dest = render_storage_key(
+            route.storage_key,
+            route=route.name,
+            user_hash=identity.user_hash,
+            uuid_text=storage_uuid(self._id_key, route.name, identity.user, req.key, upload_id),
+            filename=req.filename,
+            now=now,
+        )
+        ours = {
+            META_ID: upload_id,
+            META_ETAG: etag_value(upload.etag),
+            META_STORED_AT: now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            META_FILENAME: quote(safe_filename(req.filename)),
+        }
         source = quote(req.key, safe="/")
         if len(source) <= 1024:  # the id names the source anyway
             ours[META_SOURCE] = source
@@ -186,27 +223,36 @@ class Completion:
         # If-Match on the checked ETag: bytes written over the upload since it was checked (by
         # the same user, racing the completion) are never what gets stored. The HEAD this
         # completion began with is the copy's source: S3 applies If-Match as it copies, so a
-        # second HEAD here would only cost a round trip.
-        copy = await self._storage.copy_to_storage(
-            req.key,
-            dest,
-            checked=upload,
-            content_type=content_type,
-            content_disposition=content_disposition(content_type),
-            metadata=metadata,
-        )
+        # second HEAD here would only cost a round trip. If-None-Match: the lookup before found
+        # no copy, and a concurrent completion of the same object must not write over its.
+        try:
+            copy = await self._storage.copy_to_storage(
+                req.key,
+                dest,
+                checked=upload,
+                content_type=content_type,
+                content_disposition=content_disposition(content_type),
+                metadata=metadata,
+                only_new=True,
+            )
+        except StorageKeyTaken as taken:
+            copy = taken.existing
+            log.info("completion_copy_exists", extra={"route": route.name})
+            if copy.metadata.get(META_ID) != upload_id:
+                raise StorageUnavailable(
+                    "the storage key holds another object", reason="copy-check-failed"
+                ) from None
+            return copy
         if copy.size != upload.size or copy.metadata.get(META_ID) != upload_id:
             raise StorageUnavailable(
                 "the stored copy does not match the upload", reason="copy-check-failed"
             )
-        await self._storage.delete(self._storage.uploads_bucket, req.key)
         return copy
 
-    async def _forward(
-        self, req: CompletionRequest, stored: StoredObject, upload_id: str
-    ) -> CompletionResult:
+    async def _forward(self, req: CompletionRequest, stored: StoredObject) -> CompletionResult:
         """Tell the upstream; remove the copy if it refuses; 502/504 (keeping it) if it fails."""
         route = req.route
+        upload_id = stored.metadata[META_ID]
         name = stored.metadata.get(META_FILENAME)
         message = {
             "event": "upload.completed",
@@ -228,6 +274,8 @@ class Completion:
             self._count(route, "stored")
             return CompletionResult(answer.status, body, stored, upload_id)
         if 400 <= answer.status < 500:
+            # Only this object's copy: one stored from other bytes at the same key has its own
+            # id and key, and the app may still refer to it.
             await self._storage.delete(stored.bucket, stored.key)
             log.info("completion_forwarded", extra={**extra, "outcome": "upstream-rejected"})
             self._count(route, "upstream-rejected")
@@ -243,26 +291,56 @@ class Completion:
     async def find_stored(
         self, route: RouteConfig, identity: Identity, upload_key: str
     ) -> StoredObject | None:
-        """The stored copy of this user's upload, if a completion stored one."""
+        """The newest stored copy of this user's upload key, if a completion stored one."""
         self._check_key(route, identity, upload_key)
-        return await self._find(route, identity, self.idempotency_key(route, identity, upload_key))
+        copies = await self._copies(route, identity, upload_key)
+        return copies[0] if copies else None
+
+    def _uuid_prefix(
+        self, route: RouteConfig, identity: Identity, upload_key: str, upload_id: str | None
+    ) -> str:
+        """The storage key up to that object's ``{uuid}``, or (no id) any copy's of the key."""
+        if upload_id is None:
+            uuid_text = storage_uuid_prefix(self._id_key, route.name, identity.user, upload_key)
+        else:
+            uuid_text = storage_uuid(self._id_key, route.name, identity.user, upload_key, upload_id)
+        return stable_prefix(
+            route.storage_key, route=route.name, user_hash=identity.user_hash, uuid_text=uuid_text
+        )
 
     async def _find(
-        self, route: RouteConfig, identity: Identity, upload_id: str
+        self, route: RouteConfig, identity: Identity, upload_key: str, upload_id: str
     ) -> StoredObject | None:
-        prefix = stable_prefix(
-            route.storage_key,
-            route=route.name,
-            user_hash=identity.user_hash,
-            uuid_text=storage_uuid(self._id_key, upload_id),
-        )
+        """The stored copy of one object (its id known), if a completion stored it."""
         bucket = self._storage.storage_bucket
+        prefix = self._uuid_prefix(route, identity, upload_key, upload_id)
         for key in await self._storage.list_keys(bucket, prefix, limit=10):
             found = await self._storage.head(bucket, key)
             # The uuid is derived from the id, but the id is what proves it is this upload's.
             if found is not None and found.metadata.get(META_ID) == upload_id:
                 return found
         return None
+
+    async def _copies(
+        self, route: RouteConfig, identity: Identity, upload_key: str
+    ) -> list[StoredObject]:
+        """Every stored copy made from this upload key (one per object written there), newest
+        first. Usually one: a second exists only if other bytes were written at the key after
+        a completion, and each is proven this key's by its id, recomputed from its ETag."""
+        bucket = self._storage.storage_bucket
+        prefix = self._uuid_prefix(route, identity, upload_key, None)
+        copies: list[StoredObject] = []
+        for key in await self._storage.list_keys(bucket, prefix, limit=10):
+            found = await self._storage.head(bucket, key)
+            if found is None:
+                continue
+            etag = found.metadata.get(META_ETAG)
+            if etag and found.metadata.get(META_ID) == self.idempotency_key(
+                route, identity, upload_key, etag
+            ):
+                copies.append(found)
+        copies.sort(key=lambda c: (c.metadata.get(META_STORED_AT, ""), c.key), reverse=True)
+        return copies
 
     async def delete_upload(
         self,
@@ -271,20 +349,26 @@ class Completion:
         upload_key: str,
         forward_headers: Mapping[str, str],
     ) -> bool:
-        """Remove this user's upload and its stored copy (telling the upstream); False if none."""
+        """Remove this user's upload and the newest copy stored from it (telling the upstream);
+        False if there is neither.
+
+        The newest copy is the one the key's last completion reported. An older one exists only
+        if other bytes were written at the key after a completion; it has its own id, and a
+        second delete removes it.
+        """
         self._check_key(route, identity, upload_key)
-        upload_id = self.idempotency_key(route, identity, upload_key)
         deleted = False
         if await self._storage.head(self._storage.uploads_bucket, upload_key) is not None:
             await self._storage.delete(self._storage.uploads_bucket, upload_key)
             deleted = True
-        stored = await self._find(route, identity, upload_id)
-        if stored is None:
+        copies = await self._copies(route, identity, upload_key)
+        if not copies:
             return deleted
+        stored = copies[0]
         name = stored.metadata.get(META_FILENAME)
         message = {
             "event": "upload.deleted",
-            "id": upload_id,
+            "id": stored.metadata[META_ID],
             "route": route.name,
             "user": identity.user,
             "filename": unquote(name) if name else None,
@@ -293,7 +377,12 @@ class Completion:
         # Its own Idempotency-Key: an app that records completions by key must not take the
         # deletion for a repeat of the completion.
         idempotency = idempotency_key(
-            self._id_key, route.name, identity.user, upload_key, "deleted"
+            self._id_key,
+            route.name,
+            identity.user,
+            upload_key,
+            stored.metadata[META_ETAG],
+            "deleted",
         )
         answer = await self._notifier.send(route, identity, idempotency, message, forward_headers)
         log.info("upload_deleted", extra={"route": route.name, "upstream_status": answer.status})

@@ -33,6 +33,13 @@ class ListenConfig(StrictModel):
     )
 
 
+class OpsListenConfig(StrictModel):
+    """Where readyz and metrics are served apart from the public port."""
+
+    host: str = Field("127.0.0.1", description="Address to bind, as listen.host.")
+    port: int = Field(ge=0, le=65535, description="TCP port of readyz and metrics, e.g. 9090.")
+
+
 class UpstreamConfig(StrictModel):
     """The existing web app every request that is not an upload route is streamed to."""
 
@@ -435,6 +442,12 @@ class Config(StrictModel):
         description="Path segment of the gateway's own endpoints (healthz, readyz, metrics), "
         "never proxied; no route may lie under it.",
     )
+    ops_listen: OpsListenConfig | None = Field(
+        None,
+        description="A second address for the ops endpoints, on a network clients cannot "
+        "reach: readyz and metrics answer only there (404 on listen), healthz on both. null: "
+        "all three on listen.",
+    )
     upstream: UpstreamConfig = Field(description="The app behind the gateway.")
     session: SessionConfig = Field(description="The gateway's cookie session.")
     identity: IdentityConfig = Field(
@@ -466,6 +479,18 @@ class Config(StrictModel):
                 "is also session.cookie_name: one cookie would overwrite the other",
                 "identity",
                 "prefix_cookie",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ops_listen_apart(self) -> Config:
+        ops = self.ops_listen
+        same = ops is not None and (ops.host, ops.port) == (self.listen.host, self.listen.port)
+        if same and self.listen.port != 0:
+            raise rule(
+                "is also listen's, on the same host: the ops listener needs an address of its own",
+                "ops_listen",
+                "port",
             )
         return self
 

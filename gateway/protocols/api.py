@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import math
 from datetime import timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..appkeys import CLOCK, COMPLETION, CONFIG, METRICS, STORAGE, TOKENS
 from ..completion import CompletionRequest
 from ..config import RouteConfig
+from ..jsonbody import parse_json
 from ..problems import BadRequest, GatewayError, NotFound
 from ..render import route_handler
 from ..rules import MAX_PARTS, SigningContext, check_declared_file
@@ -65,12 +65,7 @@ class _CompleteBody(BaseModel):
 
 
 async def _json_body(request: web.Request, model: type[BaseModel], limit: int) -> Any:
-    raw = await read_limited(request, limit)
-    try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, RecursionError):
-        # RecursionError: arrays nested a few thousand deep are a few kilobytes of body.
-        raise BadRequest("the body is not JSON", reason="not-json") from None
+    data = parse_json(await read_limited(request, limit) or b"{}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -13,7 +13,7 @@ from ..appkeys import CLOCK, CONFIG, IDENTITY, SIGNING_KEYS, TOKENS
 from ..completion import extension
 from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
-from ..headers import strip_cookie
+from ..headers import upstream_cookie
 from ..identity import Identity
 from ..origins import check_origin
 from ..problems import BadRequest, PayloadTooLarge
@@ -80,11 +80,11 @@ def new_key(identity: Identity, filename: str) -> str:
 def forward_headers(request: web.Request, config: Config) -> dict[str, str]:
     """The client's Cookie (without the gateway's session) and Authorization, for the upstream."""
     headers: dict[str, str] = {}
-    cookie = request.headers.get("Cookie")
-    if cookie:
-        stripped = strip_cookie(cookie, config.session.cookie_name)
-        if stripped:
-            headers["Cookie"] = stripped
+    cookies = request.headers.getall("Cookie", None)
+    if cookies:
+        joined = upstream_cookie(cookies, config.session.cookie_name)
+        if joined:
+            headers["Cookie"] = joined
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     return headers

@@ -8,7 +8,6 @@ requests Fine Uploader sends and the answers.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +20,8 @@ from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
 from ..forms import FormValue, parse_form
 from ..identity import Identity
-from ..origins import own_origin
+from ..jsonbody import parse_json
+from ..origins import page_origin
 from ..problems import (
     BadRequest,
     GatewayError,
@@ -57,11 +57,8 @@ def _success_fields(exc: GatewayError) -> dict[str, Any]:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # RecursionError: "[" nested a few thousand deep fits well within MAX_BODY.
-        raise BadRequest("the body is not JSON", reason="not-json") from None
+    # Bounded: a success body's fields become the message's params, which must stay encodable.
+    value = parse_json(body)
     if not isinstance(value, dict):
         raise BadRequest("the body is not a JSON object", reason="not-json")
     return value
@@ -76,9 +73,16 @@ class FineUploaderRoute:
         self.bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
 
     def _context(self, request: web.Request, identity: Identity) -> SigningContext:
-        # The iframe path's success_action_redirect is P/blank made absolute against the page,
-        # whose origin the Origin header names (already checked) or, lacking one, the gateway's.
-        origin = request.headers.get("Origin") or own_origin(request)
+        # The iframe path's success_action_redirect is P/blank made absolute against the page's
+        # origin: one of public_origins, or (none configured) the gateway's own, whose Host must
+        # be host[:port], so no request can have a redirect elsewhere signed.
+        origin = page_origin(
+            [str(o) for o in self.config.public_origins],
+            origin=request.headers.get("Origin"),
+            referer=request.headers.get("Referer"),
+            scheme=request.scheme,
+            host=request.headers.get("Host"),
+        )
         s3 = self.config.s3
         return SigningContext(
             uploads_bucket=s3.uploads_bucket,

@@ -26,6 +26,7 @@ from ..completion import CompletionRequest, CompletionResult
 from ..config import RouteConfig
 from ..endpoints import browser_bucket
 from ..identity import Identity
+from ..jsonbody import parse_json
 from ..problems import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge, PolicyRefused
 from ..render import route_handler
 from ..rules import MAX_PARTS, SigningContext, check_declared_file, check_key, tighten_policy
@@ -84,9 +85,9 @@ def _problem_fields(exc: GatewayError) -> dict[str, Any]:
 
 
 async def _parse(request: web.Request, model: type[BaseModel], limit: int = MAX_BODY) -> Any:
-    raw = await read_limited(request, limit)
+    data = parse_json(await read_limited(request, limit) or b"{}")
     try:
-        return model.model_validate_json(raw or b"{}")
+        return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_field(exc) from None
 

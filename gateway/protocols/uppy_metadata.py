@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote
 
 from ..completion import META_FILENAME
 from ..config import RouteConfig
+from ..jsonbody import parse_json
 from ..problems import BadRequest
 
 # Object metadata written on the upload; names are lower case as S3 stores them. The params'
@@ -53,8 +54,9 @@ def read_object_metadata(metadata: Mapping[str, str], key: str) -> tuple[str, di
     """The client's file name and params the gateway stored on an object (defaults if absent)."""
     filename = unquote(metadata.get(META_FILENAME, "")) or key.rsplit("/", 1)[-1]
     try:
-        params = json.loads(unquote(metadata.get(META_PARAMS, "{}")))
-    except ValueError:
+        # The shared bounded reader: whoever wrote the object may have put anything here.
+        params = parse_json(unquote(metadata.get(META_PARAMS, "{}")).encode())
+    except BadRequest:
         params = {}
     if not isinstance(params, dict):
         params = {}

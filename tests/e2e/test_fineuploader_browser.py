@@ -19,12 +19,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from yarl import URL
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames
 from tests.support.browser import BrowserThread
 from tests.support.gateway import build_config, config_dict
+from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
 pytestmark = pytest.mark.browser
@@ -75,24 +75,30 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    aiohttp_server: Any, upstream: TestServer, s3_endpoint: str, buckets: BucketNames
+    aiohttp_server: Any,
+    upstream: TestServer,
+    s3_server: S3Server,
+    s3_client: Any,
+    buckets: BucketNames,
 ) -> Stack:
     """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
-    port = URL(s3_endpoint).port
     tree = config_dict(
         str(upstream.make_url("")).rstrip("/"),
-        s3_endpoint=s3_endpoint,
+        s3_endpoint=s3_server.endpoint,
         uploads_bucket=buckets.uploads,
         storage_bucket=buckets.storage,
     )
     # Browsers get virtual-host URLs on localhost; the gateway's own client keeps 127.0.0.1
     # (auto addressing on a custom endpoint means path style there).
-    tree["s3"]["public_endpoint_url"] = f"http://localhost:{port}"
+    tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
     tree["s3"]["addressing_style"] = "auto"
     tree["routes"][0]["max_size"] = MAX_SIZE
     # The real wall clock: the browser's own dates must fall within the rules' 15 minutes.
     gateway: TestServer = await aiohttp_server(create_app(build_config(tree)))
     origin = str(gateway.make_url("")).rstrip("/")
+    # CORS for the page's own origin, port included, as `s3 setup` makes it from public_origins
+    # (radosgw matches origins exactly; moto lets any through).
+    await set_up(s3_client, s3_server, buckets, [origin])
     return Stack(origin, buckets.uploads, buckets.storage, upstream.app[RECORDED])
 
 

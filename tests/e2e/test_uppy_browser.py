@@ -19,9 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.buckets import BucketNames, setup_buckets
+from gateway.buckets import BucketNames
 from tests.support.browser import BrowserThread
 from tests.support.gateway import build_config, config_dict
+from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
 pytestmark = pytest.mark.browser
@@ -74,6 +75,7 @@ async def page_upstream(aiohttp_server: Any, bundle: Path) -> TestServer:
 async def test_stock_uppy_uploads_small_and_multipart_files(
     aiohttp_server: Any,
     page_upstream: TestServer,
+    s3_server: S3Server,
     s3_endpoint: str,
     s3_client: Any,
     bucket_names: BucketNames,
@@ -90,7 +92,7 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     gateway: TestServer = await aiohttp_server(create_app(config))
     origin = str(gateway.make_url("")).rstrip("/")
     # The buckets as `s3 setup` makes them: CORS lets the page's origin POST, PUT and read ETag.
-    await setup_buckets(s3_client, bucket_names, origins=[origin], region="us-east-1")
+    await set_up(s3_client, s3_server, bucket_names, [origin])
     small = b"\x89PNG\r\n\x1a\n" + os.urandom(40_000)
     large = os.urandom(12 * MiB)
 

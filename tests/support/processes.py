@@ -29,7 +29,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.appkeys import CONFIG
 from gateway.config import Config
-from gateway.server import runner_options, start_runner
+from gateway.server import runner_options, start_ops_runner, start_runner
 from tests.support.gateway import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -49,20 +49,44 @@ SECRET_ENV = {
 }
 
 
+@dataclass
+class Served:
+    """Base URLs of a gateway served in process: its port, and its ops listener's if any."""
+
+    url: str
+    ops_url: str | None
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[Served]:
+    """Serve ``app`` on a loopback port as gateway/server.py does (``start_runner``: the front
+    in place, ``runner_options`` of the app's config), and its ops listener on the configured
+    ``ops_listen`` port (0: any free one) when set. aiohttp's TestServer cancels a handler when
+    its client leaves (handler_cancellation=True), which the gateway in production never does,
+    and has no front."""
+    config = app[CONFIG]
+    options = runner_options(config)
+    runner = await start_runner(app, **options)
+    ops_runner: web.ServerRunner | None = None
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ops_url = None
+        if config.ops_listen is not None:
+            ops_runner = await start_ops_runner(runner, **options)
+            await web.TCPSite(ops_runner, "127.0.0.1", config.ops_listen.port).start()
+            ops_url = f"http://127.0.0.1:{ops_runner.addresses[0][1]}"
+        yield Served(f"http://127.0.0.1:{runner.addresses[0][1]}", ops_url)
+    finally:
+        if ops_runner is not None:
+            await ops_runner.cleanup()
+        await runner.cleanup()
+
+
 @contextlib.asynccontextmanager
 async def served(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a loopback port as gateway/server.py does (``start_runner``: the front
-    in place, ``runner_options`` of the app's config); yields the base URL. aiohttp's
-    TestServer cancels a handler when its client leaves (handler_cancellation=True), which the
-    gateway in production never does, and has no front."""
-    runner = await start_runner(app, **runner_options(app[CONFIG]))
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """``serving``'s base URL alone."""
+    async with serving(app) as urls:
+        yield urls.url
 
 
 StartGateway = Callable[..., Awaitable[str]]

@@ -1,4 +1,10 @@
-"""S3 fixtures: moto's server on loopback, an aiobotocore client, fresh buckets per test.
+"""S3 fixtures: the S3 server a test runs against, an aiobotocore client, fresh buckets per test.
+
+A test runs against moto's server unless it takes ``s3_server``: then it runs twice, once on
+moto and once on radosgw (tests/support/radosgw.py, an S3 that verifies signatures, policies and
+signed lengths), with ids ``[moto]`` and ``[radosgw]``. ``s3_endpoint``, ``s3_client``,
+``buckets`` and the fixtures built on them follow that choice, so moving a test to both servers
+is adding ``s3_server`` to its arguments (or to a fixture it uses).
 
 A pytest plugin (tests/conftest.py lists it in ``pytest_plugins``). ``isolated_env`` is autouse:
 no test can find real AWS credentials or reach the instance metadata service.
@@ -19,14 +25,47 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 from botocore.loaders import Loader, create_loader
 from moto.server import ThreadedMotoServer
+from yarl import URL
 
-from gateway.buckets import BucketNames, setup_buckets
+from gateway.buckets import BucketNames, SetupIncomplete, setup_buckets
 from gateway.storage import Storage
 
-__all__ = ["TEST_ORIGINS", "BucketNames", "S3Call"]
+__all__ = ["TEST_ORIGINS", "BucketNames", "S3Call", "S3Server"]
 
 TEST_ORIGINS = ("http://127.0.0.1", "http://localhost")
 REGION = "us-east-1"
+S3_SERVERS = ("moto", "radosgw")
+# Block Public Access as the tests leave it on radosgw: all but BlockPublicAcls (see set_up).
+RADOSGW_PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": False,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 server on loopback: what tests and the gateway's test configs point at."""
+
+    name: str  # "moto" or "radosgw": in test ids, so a failure names the server
+    endpoint: str  # http://127.0.0.1:PORT, path style
+    access_key_id: str
+    secret_access_key: str
+    # radosgw checks signatures, POST-policy conditions and signed lengths; moto checks none.
+    verifies: bool
+
+    @property
+    def port(self) -> int:
+        port = URL(self.endpoint).port
+        assert port is not None  # both servers listen on an explicit port
+        return port
+
+    @property
+    def browser_endpoint(self) -> str:
+        """The endpoint for browsers: ``<bucket>.localhost:PORT`` is virtual-host style on both
+        servers, and Chromium resolves every ``*.localhost`` name to loopback by itself."""
+        return f"http://localhost:{self.port}"
 
 
 @pytest.fixture(autouse=True)
@@ -45,15 +84,37 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
+def moto_server() -> Iterator[S3Server]:
     """moto's S3 server on 127.0.0.1 (never 0.0.0.0) on a free port, for the whole session."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        yield S3Server("moto", f"http://{host}:{port}", "testing", "testing", verifies=False)
     finally:
         server.stop()
+
+
+@pytest.fixture(params=S3_SERVERS, ids=str)
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Runs the test once per server: moto, then radosgw (started on first use, shared)."""
+    server: S3Server = request.getfixturevalue(f"{request.param}_server")
+    return server
+
+
+@pytest.fixture
+def s3_target(request: pytest.FixtureRequest, moto_server: S3Server) -> S3Server:
+    """The test's S3 server: its ``s3_server`` when it takes one, else moto."""
+    if "s3_server" in request.fixturenames:
+        server: S3Server = request.getfixturevalue("s3_server")
+        return server
+    return moto_server
+
+
+@pytest.fixture
+def s3_endpoint(s3_target: S3Server) -> str:
+    """The test's S3 server's endpoint (path style on 127.0.0.1)."""
+    return s3_target.endpoint
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +124,8 @@ def botocore_loader() -> Loader:
 
 
 @pytest.fixture
-async def s3_client(s3_endpoint: str, botocore_loader: Loader) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client to moto: dummy credentials, path style, no retries."""
+async def s3_client(s3_target: S3Server, botocore_loader: Loader) -> AsyncIterator[Any]:
+    """An aiobotocore S3 client to the test's server: its credentials, path style, no retries."""
     session = get_session()
     session.register_component("data_loader", botocore_loader)
     config = AioConfig(
@@ -77,9 +138,9 @@ async def s3_client(s3_endpoint: str, botocore_loader: Loader) -> AsyncIterator[
     async with session.create_client(
         "s3",
         region_name=REGION,
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        endpoint_url=s3_target.endpoint,
+        aws_access_key_id=s3_target.access_key_id,
+        aws_secret_access_key=s3_target.secret_access_key,
         config=config,
     ) as client:
         yield client
@@ -92,10 +153,42 @@ def bucket_names() -> BucketNames:
     return BucketNames(uploads=f"up-{suffix}", storage=f"st-{suffix}")
 
 
+async def set_up(
+    client: Any, server: S3Server, names: BucketNames, origins: list[str]
+) -> list[str]:
+    """`upload-gateway s3 setup` on the test's server, made usable there; its changes.
+
+    On radosgw 16 two things differ from AWS, both checked here so that a change in either
+    shows: it has no default-encryption API (PutBucketEncryption came in Ceph 17), so setup
+    makes every other change and reports exactly that refusal per bucket; and it denies every
+    PutObject and UploadPart, even the owner's, in a bucket with BlockPublicAcls on (POST forms
+    and copies pass), so that one setting is turned off again there, the other three kept.
+    """
+    try:
+        return await setup_buckets(client, names, origins=origins, region=REGION)
+    except SetupIncomplete as exc:
+        if server.name != "radosgw":
+            raise
+        expected = [
+            f"{role} bucket {bucket}: default encryption is off; "
+            "S3 failed to correct it (InvalidArgument)"
+            for role, bucket in (("uploads", names.uploads), ("storage", names.storage))
+        ]
+        assert exc.failures == expected, exc.failures
+        for bucket in (names.uploads, names.storage):
+            await client.put_public_access_block(
+                Bucket=bucket,
+                PublicAccessBlockConfiguration={**RADOSGW_PUBLIC_ACCESS_BLOCK},
+            )
+        return exc.changes
+
+
 @pytest.fixture
-async def buckets(s3_client: Any, bucket_names: BucketNames) -> AsyncIterator[BucketNames]:
+async def buckets(
+    s3_client: Any, s3_target: S3Server, bucket_names: BucketNames
+) -> AsyncIterator[BucketNames]:
     """Both buckets, created and configured by the code behind `upload-gateway s3 setup`."""
-    await setup_buckets(s3_client, bucket_names, origins=list(TEST_ORIGINS), region=REGION)
+    await set_up(s3_client, s3_target, bucket_names, list(TEST_ORIGINS))
     yield bucket_names
     # moto keeps every object in this process's memory: empty the test's buckets afterwards so
     # a long suite does not hold gigabytes of finished tests' uploads.
