@@ -39,7 +39,16 @@ def _catalogue(*entries: tuple[str, Reason]) -> Mapping[str, Reason]:
 GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "Any request": (
+            "line-too-long",
+            "too-many-headers",
+            "bad-method",
+            "bad-request-line",
+            "bad-header",
+            "duplicate-header",
+            "no-host",
+            "bad-host",
             "bad-framing",
+            "fragment-in-target",
             "nul-in-path",
             "overlong-utf8",
             "bad-target",
@@ -51,6 +60,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "Who is calling": (
             "origin-refused",
+            "host-invalid",
             "no-identity",
             "auth-request-failed",
             "forbidden",
@@ -58,6 +68,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "Request bodies and fields": (
             "body-too-large",
             "not-json",
+            "json-too-deep",
             "invalid-field",
             "missing-field",
             "form-invalid",
@@ -66,6 +77,8 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "filename-invalid",
             "size-invalid",
             "metadata-invalid",
+            "params-too-deep",
+            "params-too-large",
         ),
         "Declared files": (
             "too-large",
@@ -163,6 +176,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "sniffed-type-not-allowed",
             "copy-mismatch",
             "copy-check-failed",
+            "storage-key-taken",
             "upstream-failed",
             "delete-refused",
         ),
@@ -173,6 +187,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "storage-failed",
             "storage-unreachable",
             "storage-unavailable",
+            "setup-incomplete",
         ),
         "The upstream app": (
             "upstream-refused",
@@ -188,17 +203,39 @@ _POLICY = "Signature refused"
 
 REASONS: Mapping[str, Reason] = _catalogue(
     # ------------------------------------------------------------------ any request
+    ("line-too-long", Reason(400, "Line too long",
+        "The request line or a header line is longer than `limits.max_line_size` or "
+        "`limits.max_field_size`; the connection is closed after the answer.")),
+    ("too-many-headers", Reason(400, "Too many headers",
+        "More header lines than `limits.max_headers`.")),
+    ("bad-method", Reason(400, "Bad method",
+        "The request line's method is not an HTTP method.")),
+    ("bad-request-line", Reason(400, "Bad request line",
+        "The request line is not `METHOD TARGET HTTP/1.x`.")),
+    ("bad-header", Reason(400, "Bad header",
+        "A header line is malformed or holds a character HTTP does not allow.")),
+    ("duplicate-header", Reason(400, "Duplicate header",
+        "A header that may appear once (`Host`, `Content-Length`, ...) appears twice.")),
+    ("no-host", Reason(400, "No Host",
+        "An HTTP/1.1 request without a `Host` header.")),
+    ("bad-host", Reason(400, "Bad Host",
+        "The `Host` header is not `host[:port]` (it would reach the app as "
+        "`X-Forwarded-Host`).")),
     ("bad-framing", Reason(400, "Bad framing",
-        "An HTTP/1.0 request with Transfer-Encoding (RFC 9112 6.1): its length is ambiguous, "
-        "so the connection is closed after the answer.")),
+        "The body's framing is invalid (`Content-Length`, `Transfer-Encoding`, chunks), or an "
+        "HTTP/1.0 request has `Transfer-Encoding` (RFC 9112 6.1); the connection is closed "
+        "after the answer.")),
+    ("fragment-in-target", Reason(400, "Fragment in target",
+        "The request target holds a `#` fragment, which HTTP/1.1 never sends.")),
     ("nul-in-path", Reason(400, "NUL in path",
         "The path holds a NUL byte, raw or as %00.")),
     ("overlong-utf8", Reason(400, "Overlong UTF-8 in path",
         "The path holds an overlong UTF-8 escape (%c0%ae and the like), which old decoders "
         "turn into '.' or '/'.")),
     ("bad-target", Reason(400, "Bad request target",
-        "The request target has no path (an authority, as CONNECT sends, or *): only paths "
-        "and http(s) absolute URLs, whose path alone is used, are proxied.")),
+        "The request target is neither a path nor an http(s) URL (an authority, as CONNECT "
+        "sends, or *), or holds a character HTTP does not allow. Of an absolute URL only the "
+        "path and query are used.")),
     ("not-found", Reason(404, "Not found",
         "No such endpoint under a route's path or under ops_prefix, or a client asked for a "
         "route's forward path, which only the gateway may call.")),
@@ -215,6 +252,9 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("origin-refused", Reason(403, "Origin not allowed",
         "A state-changing request to an upload route whose Origin (or, lacking one, Referer) "
         "is not in public_origins (by default, not the gateway's own origin).")),
+    ("host-invalid", Reason(400, "Bad Host",
+        "The `Host` header, needed to name the page's origin (Fine Uploader's blank page when "
+        "`public_origins` is empty), is not `host[:port]`.")),
     ("no-identity", Reason(401, "Not authenticated",
         "The request carries no identity: the app has not logged the user in "
         "(`identity.login_header`), `auth_request` said nobody, and `identity.anonymous` is off.")),
@@ -227,7 +267,10 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "A request body to an upload endpoint is larger than that endpoint takes (64 KiB for "
         "signing and completion requests, 16 KiB for an API grant, 1 MiB for a part list).")),
     ("not-json", Reason(400, "Not JSON",
-        "The body is not JSON, or not a JSON object.")),
+        "The body is not JSON (`NaN` and `Infinity` included), or not a JSON object.")),
+    ("json-too-deep", Reason(400, "JSON too deep",
+        "The JSON body nests deeper than the endpoint allows (6 levels); the problem's `limit` "
+        "member says how deep.")),
     ("invalid-field", Reason(400, "Invalid field",
         "A field of a JSON body is missing, of the wrong type or out of range; the problem's "
         "`field` member names it.")),
@@ -249,6 +292,12 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("metadata-invalid", Reason(400, "Invalid metadata",
         "Uppy's file metadata has a value that is not a string, number or boolean, or more "
         "than 32 entries.")),
+    ("params-too-deep", Reason(400, "Params too deep",
+        "The page's parameters for the completion message nest deeper than 6 levels "
+        "(`limit`).")),
+    ("params-too-large", Reason(400, "Params too large",
+        "The page's parameters for the completion message hold more than 1200 values or 64 "
+        "KiB of text (`limit`).")),
     # ------------------------------------------------------------------ declared files
     ("too-large", Reason(413, "Payload too large",
         "The file is larger than the route's `max_size`: as declared, as its parts add up, or "
@@ -444,6 +493,9 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "retry.")),
     ("copy-check-failed", Reason(503, "Storage unavailable",
         "The stored copy's size or id is not the upload's; the upload is kept for a retry.")),
+    ("storage-key-taken", Reason(503, "Storage unavailable",
+        "The stored copy's key already holds an object; the completion checks whether it is "
+        "this upload's and goes on, so clients see `copy-check-failed` when it is not.")),
     ("upstream-failed", Reason(502, "Upstream unavailable",
         "The app answered a completion or deletion message with 5xx; the file is kept and a "
         "retry sends the same message again.")),
@@ -465,6 +517,10 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "S3 could not be reached or did not answer in time.")),
     ("storage-unavailable", Reason(503, "Storage unavailable",
         "S3 failed, with no more specific reason.")),
+    ("setup-incomplete", Reason(503, "Storage unavailable",
+        "`upload-gateway s3 setup` made every correction S3 accepted but S3 refused some (an "
+        "S3 without a feature, such as radosgw 16 without default encryption); it prints "
+        "which.")),
     # ------------------------------------------------------------------ the upstream app
     ("upstream-refused", Reason(502, "Upstream unavailable",
         "Nothing accepts connections at `upstream.url`.")),

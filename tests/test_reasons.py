@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from gateway import front, guard, problems, storage
+from gateway import front, guard, problems, storage, targets
 from gateway.problems import GatewayError
 from gateway.reasons import GROUPS, REASONS, markdown_table
 
@@ -33,7 +33,7 @@ REVIEWED_PASS_THROUGHS = {
     ("gateway/rules/context.py", "reason"): "refuse(reason, ...) calls, scanned as literals",
     ("gateway/completion/pipeline.py", "exc.reason"): "check_key's refusals, all 400",
     ("gateway/protocols/uppy.py", "exc.reason"): "check_key's refusals, all 400",
-    ("gateway/guard.py", "reason"): "unsafe_target's return values, scanned below",
+    ("gateway/guard.py", "reason"): "targets.REFUSALS and guard.PARSER_DETAILS keys, read below",
     ("gateway/storage.py", "reason"): "the _CLIENT_FAULTS table, scanned as tuples",
     ("gateway/front.py", "_http_reason(exc.status)"): "_http_reason's table, scanned below",
 }
@@ -71,14 +71,32 @@ def _call_name(call: ast.Call) -> str | None:
     return None
 
 
+def _classes_of_super_calls(tree: ast.AST) -> dict[ast.Call, str]:
+    """``super().__init__(...)`` calls inside an error class, with that class's name."""
+    found: dict[ast.Call, str] = {}
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef) and cls.name in CLASSES:
+            for node in ast.walk(cls):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "__init__"
+                    and isinstance(node.func.value, ast.Call)
+                    and _call_name(node.func.value) == "super"
+                ):
+                    found[node] = cls.name
+    return found
+
+
 def _scan(path: Path) -> Iterator[Site | tuple[str, str, str]]:
     """Sites of ``path``; a non-literal ``reason=`` comes out as (file, source, call name)."""
     rel = path.relative_to(ROOT).as_posix()
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    supers = _classes_of_super_calls(tree)
     for node in ast.walk(tree):
         where = f"{rel}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Call):
-            name = _call_name(node)
+            name = supers.get(node, _call_name(node))
             if name == "refuse" and node.args:
                 first = node.args[0]
                 assert isinstance(first, ast.Constant), f"{where}: refuse() without a literal"
@@ -129,8 +147,13 @@ def _sites() -> tuple[list[Site], list[tuple[str, str, str]]]:
     for path in sorted(GATEWAY.rglob("*.py")):
         for found in _scan(path):
             (sites if isinstance(found, Site) else dynamic).append(found)
-    for reason in _return_literals(guard.unsafe_target):
-        sites.append(Site(reason, problems.BadRequest.status, "gateway/guard.py unsafe_target"))
+    # Tables whose keys are reasons raised as BadRequest (the guard's target and parser refusals).
+    for table, where in ((targets.REFUSALS, "targets.REFUSALS"), (guard.PARSER_DETAILS, "guard")):
+        for reason in table:
+            sites.append(Site(reason, problems.BadRequest.status, f"gateway/{where}"))
+    # Every reason the guard's parser refusals can name has its detail.
+    assert _return_literals(guard.parser_reason) <= set(guard.PARSER_DETAILS)
+    assert _return_literals(targets.refusal) <= set(targets.REFUSALS)
     # front._http_reason: aiohttp's HTTPExceptions by status; the fallback is http-<status>.
     source = inspect.getsource(front._http_reason)
     table = ast.literal_eval(source[source.index("{") : source.index("}") + 1])
@@ -148,7 +171,7 @@ def test_the_scan_finds_the_reasons_it_should() -> None:
     assert len(found) >= 100
     # one of each: reason=, refuse(), default_reason, a table row, unsafe_target, _http_reason
     assert {"token-expired", "rest-host-mismatch", "internal-error", "part-too-small"} <= found
-    assert {"overlong-utf8", "method-not-allowed"} <= found
+    assert {"overlong-utf8", "method-not-allowed", "line-too-long"} <= found
     assert {reason for _, reason, _ in storage._CLIENT_FAULTS.values()} <= found
 
 
