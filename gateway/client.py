@@ -25,6 +25,8 @@ from typing import Any, TextIO
 import aiohttp
 from yarl import URL
 
+from .localnames import LocalhostResolver
+
 CHUNK = 256 * 1024
 # Seconds to open a connection, at most; ``--timeout`` bounds every silence after that.
 CONNECT_TIMEOUT = 30.0
@@ -463,7 +465,12 @@ async def upload(
     )
     async with (
         aiohttp.ClientSession(cookie_jar=jar, timeout=limits) as gateway,
-        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=limits) as s3,
+        aiohttp.ClientSession(
+            # Presigned URLs may name <bucket>.localhost (the demo's S3): loopback, as RFC 6761.
+            connector=aiohttp.TCPConnector(resolver=LocalhostResolver()),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=limits,
+        ) as s3,
     ):
         uploader = Uploader(
             gateway, s3, url.rstrip("/"), headers, parallel=parallel, timeout=silence

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import ssl
 from collections.abc import Iterable
 
@@ -39,6 +40,18 @@ _TIMER_SLACK = 0.001
 
 class UpstreamConnectError(ConnectionError):
     """No connection could be opened to the upstream (refused, unreachable, bad name)."""
+
+
+class PoolTimeout(Exception):
+    """Every connection stayed lent out for ``pool_timeout``: the request was never sent.
+
+    ``retry_after``: the seconds a client is asked to wait before trying again (the pool wait
+    rounded up), for the 503's ``Retry-After``."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"no upstream connection came free in {waited:g}s")
+        self.waited = waited
+        self.retry_after = max(1, math.ceil(waited))
 
 
 class _Connection(ResponseHandler):
@@ -166,7 +179,8 @@ class ForwardedResponse:
 
 class Forwarder:
     """Keep-alive connections to one upstream, at most ``limit`` at once (callers queue, first
-    come first served); ``request`` sends one request and returns its answer's head."""
+    come first served, at most ``pool_timeout`` seconds: then ``PoolTimeout``); ``request``
+    sends one request and returns its answer's head."""
 
     def __init__(
         self,
@@ -175,6 +189,7 @@ class Forwarder:
         limit: int,
         connect_timeout: float,
         read_timeout: float,
+        pool_timeout: float | None = None,
         keepalive: float = 15.0,
     ) -> None:
         url = URL(base)
@@ -192,10 +207,13 @@ class Forwarder:
         self._limit = limit
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._pool_timeout = pool_timeout
         self._keepalive = keepalive
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: collections.deque[tuple[_Connection, float]] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Each resolves True when a connection may be free (or the pool closed), False when
+        # its request has waited pool_timeout.
+        self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
         self._in_use = 0
         self._closed = False
 
@@ -212,11 +230,13 @@ class Forwarder:
     # ------------------------------------------------------------------ the pool
 
     async def _acquire(self, *, fresh: bool = False) -> tuple[_Connection, bool]:
-        """A connection and whether it was reused; waits in line when ``limit`` are lent out."""
+        """A connection and whether it was reused; waits in line when ``limit`` are lent out,
+        at most ``pool_timeout`` seconds in all (then ``PoolTimeout``)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         first = True
+        deadline: float | None = None
         while True:
             if self._closed:
                 raise UpstreamConnectError("the upstream pool is closed")
@@ -227,22 +247,36 @@ class Forwarder:
                     return conn, True
             if self._in_use < self._limit:
                 break
-            waiter: asyncio.Future[None] = loop.create_future()
+            waiter: asyncio.Future[bool] = loop.create_future()
             # One woken but overtaken keeps its place at the front of the line.
             if first:
                 self._waiters.append(waiter)
             else:
                 self._waiters.appendleft(waiter)
             first = False
+            # Only a request that has to queue pays for a timer; its wait is counted from the
+            # first time it queued, however often it is overtaken.
+            timer: asyncio.TimerHandle | None = None
+            if self._pool_timeout is not None:
+                if deadline is None:
+                    deadline = loop.time() + self._pool_timeout
+                timer = loop.call_at(deadline, _expire, waiter)
             try:
-                await waiter
+                free = await waiter
             except BaseException:
-                if waiter.done() and not waiter.cancelled():
+                if waiter.done() and not waiter.cancelled() and waiter.result():
+                    # Woken, then cancelled before taking the connection: the next one gets it.
                     self._wake_one()
                 else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
+                    self._forget(waiter)
                 raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if not free:
+                self._forget(waiter)
+                # (Only the timer answers False, so pool_timeout is set.)
+                raise PoolTimeout(self._pool_timeout or 0.0)
         self._in_use += 1
         try:
             conn = await self._connect(loop)
@@ -251,6 +285,12 @@ class Forwarder:
             self._wake_one()
             raise
         return conn, False
+
+    def _forget(self, waiter: asyncio.Future[bool]) -> None:
+        # Deadlines pass in the order requests queued, so the one to drop is at or near the
+        # front: the search is short even with a long line.
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
 
     def _take_idle(self, now: float) -> _Connection | None:
         idle = self._idle
@@ -290,7 +330,7 @@ class Forwarder:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
                 return
 
     async def close(self) -> None:
@@ -301,7 +341,7 @@ class Forwarder:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
 
     # ------------------------------------------------------------------ one exchange
 
@@ -420,6 +460,11 @@ class Forwarder:
             conn.start_timeout()
             return None
         return asyncio.ensure_future(_send_body(conn, body, chunked))
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 def _stop(sender: asyncio.Task[None] | None) -> None:

@@ -24,7 +24,7 @@ from .logs import RequestIds, request_id_var
 from .metrics import Metrics
 from .problems import GatewayError
 from .reasons import title_of
-from .render import PROBLEM_FIELDS, problem_response
+from .render import problem_for, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Front:
                             watch.cancel()
             except GatewayError as exc:
                 _log_problem(request, exc.status, exc.reason)
-                response = problem_response(exc, request.get(PROBLEM_FIELDS))
+                response = problem_for(request, exc)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
@@ -156,9 +156,8 @@ class Front:
 def _bug(request: web.Request) -> web.Response:
     # The traceback goes to the log with the request id, never to the client.
     log.exception("unhandled_error", extra={"path": request.path})
-    return problem_response(
-        GatewayError("the gateway failed; the request id names it in the logs"),
-        request.get(PROBLEM_FIELDS),
+    return problem_for(
+        request, GatewayError("the gateway failed; the request id names it in the logs")
     )
 
 

@@ -86,8 +86,9 @@ def page_origin(
 
     From ``public_origins``: the one the request's Origin (or, lacking one, Referer) names,
     else the first. With none configured: ``scheme`` and the Host, which must be ``host[:port]``
-    (400 ``host-invalid`` otherwise). Never a path, query or other text the request chose, so a
-    signed ``success_action_redirect`` cannot send browsers anywhere else.
+    (400 ``bad-host`` otherwise, as the front already answers). Never a path, query or other
+    text the request chose, so a signed ``success_action_redirect`` cannot send browsers
+    anywhere else.
     """
     if public_origins:
         configured = [o.rstrip("/") for o in public_origins]
@@ -98,5 +99,5 @@ def page_origin(
                     return candidate
         return configured[0]
     if host is None or not valid_host(host):
-        raise BadRequest("the Host header is not host[:port]", reason="host-invalid")
+        raise BadRequest("the Host header must be host[:port]", reason="bad-host")
     return f"{scheme.lower()}://{host.lower()}"

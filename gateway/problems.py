@@ -12,6 +12,7 @@
      ├── UnsupportedMediaType (415)
      ├── UpstreamUnavailable (502)
      ├── StorageUnavailable (503)
+     ├── UpstreamBusy (503)             every pooled connection stayed busy; Retry-After
      └── UpstreamTimeout (504)
 
 Every instance carries a short kebab-case ``reason`` (``key-outside-prefix``): the same string is
@@ -28,6 +29,9 @@ from typing import Any, ClassVar
 from .reasons import title_of
 
 PROBLEM_TYPE_BASE = "urn:upload-gateway:problem:"
+# 4xx answers where the same request may succeed later: the moment was wrong, not the request
+# (a slow body, a race with another request, too early, too many at once).
+_TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 
 
 class GatewayError(Exception):
@@ -36,6 +40,8 @@ class GatewayError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal gateway error"
     default_reason: ClassVar[str] = "internal-error"
+    # Seconds for a Retry-After header (RFC 9110 10.2.3), when trying again later can help.
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, reason: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -129,7 +135,29 @@ class StorageUnavailable(GatewayError):
     default_reason = "storage-unavailable"
 
 
+class UpstreamBusy(GatewayError):
+    """No upstream connection came free in time; the request was not sent, so it may be
+    sent again after ``retry_after`` seconds."""
+
+    status = 503
+    title = "Upstream busy"
+    default_reason = "upstream-busy"
+
+    def __init__(self, detail: str, *, retry_after: int, reason: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
+        self.retry_after = retry_after
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     title = "Upstream timeout"
     default_reason = "upstream-timeout"
+
+
+def is_final(exc: GatewayError) -> bool:
+    """Whether asking again can never succeed: a refusal (4xx) that is not about timing.
+
+    Rules (type, size, key), a missing identity or object, a refused origin are final; the
+    gateway, S3 or the upstream failing (5xx) and the transient 4xx are worth a retry.
+    """
+    return 400 <= exc.status < 500 and exc.status not in _TRANSIENT_STATUSES

@@ -51,6 +51,10 @@ class Proxy:
         self._session_cookie = config.session.cookie_name
         self._spoofable = (config.identity.login_header, config.identity.logout_header)
         self._identity_headers = frozenset(map(hdr.normalise, self._spoofable))
+        # aiohttp refuses a message of max_msg_size bytes or more (whole or in continuation
+        # frames; an inflated one only past it), closing with 1009: one more lets a message of
+        # the limit itself pass.
+        self._ws_max_msg_size = config.limits.websocket_max_message + 1
         # Paths only the gateway may call upstream (the routes' forward paths), in every reading
         # an upstream stack may make of a target (gateway/targets.py). This handler is the one
         # way a client's target goes upstream, by the front's fast path or the router's
@@ -210,10 +214,12 @@ class Proxy:
                 headers=headers,
                 protocols=protocols,
                 autoping=True,
-                max_msg_size=0,
+                # Each side's messages are read whole before they are passed on: bounded.
+                max_msg_size=self._ws_max_msg_size,
             )
         client_ws = web.WebSocketResponse(
-            protocols=[upstream_ws.protocol] if upstream_ws.protocol else (), max_msg_size=0
+            protocols=[upstream_ws.protocol] if upstream_ws.protocol else (),
+            max_msg_size=self._ws_max_msg_size,
         )
         await self._finish(request, client_ws)
         await client_ws.prepare(request)

@@ -19,15 +19,12 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
 from prometheus_client import multiprocess
 
-from . import ops
+from . import connection, ops
 from .app import create_app
 from .appkeys import CONFIG, FRONT
 from .config import Config
-from .guard import parser_refusal
 from .listen import ListenError, close_all, listen, show
 from .logs import AccessLogger, configure
 from .metrics import Metrics, share_between_workers
@@ -114,43 +111,17 @@ def _run_one(
     _run_until_stopped(app, sockets, ops_sockets, options=runner_options(config))
 
 
-class _Connection(RequestHandler):
-    """aiohttp's protocol for one connection, answering what its parser refuses the gateway's
-    way (``guard.parser_refusal``): aiohttp's own answer and error log line, with traceback,
-    quote the offending line, a Cookie or Authorization header or a presigned query."""
-
-    __slots__ = ()
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if isinstance(exc, HttpProcessingError):
-            return parser_refusal(exc)
-        return super().handle_error(request, status, exc, message)
-
-
-class _Server(web.Server):
-    """A ``web.Server`` whose connections are ``_Connection``s (aiohttp takes no class)."""
-
-    def __call__(self) -> RequestHandler:
-        return _Connection(self, loop=self._loop, **self._kwargs)
-
-
 async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     """An AppRunner for a ``create_app`` app, set up, with the app's front as the server's
-    handler (gateway/front.py); ``options`` as ``runner_options`` gives them."""
+    handler (gateway/front.py) and its connections under ``limits.send_timeout``
+    (gateway/connection.py); ``options`` as ``runner_options`` gives them."""
     runner = web.AppRunner(app, **options)
     await runner.setup()
     server = runner.server
     if server is None:  # pragma: no cover - setup() always makes one
         raise RuntimeError("the runner has no server")
-    # The Application makes a plain web.Server; _Server only adds how connections are made.
-    server.__class__ = _Server
     server.request_handler = app[FRONT].dispatcher(server.request_handler)
+    connection.install(server, send_timeout=app[CONFIG].limits.send_timeout)
     return runner
 
 
@@ -166,11 +137,12 @@ async def start_ops_runner(runner: web.AppRunner, **options: Any) -> web.ServerR
     server = runner.server
     if server is None:  # pragma: no cover - start_runner set it up
         raise RuntimeError("the runner is not set up")
-    ops_server = _Server(
+    ops_server = web.Server(
         app[FRONT].ops_dispatcher(ops.elsewhere),
         request_factory=server.request_factory,
         **{k: v for k, v in options.items() if k not in _RUNNER_ONLY},
     )
+    connection.install(ops_server, send_timeout=app[CONFIG].limits.send_timeout)
     ops_runner = web.ServerRunner(
         ops_server, **{k: v for k, v in options.items() if k in _RUNNER_ONLY}
     )

@@ -1,11 +1,16 @@
 """The one owner of the pooled connections to the upstream app.
 
-Proxied requests, ``auth_request`` and the completion forward all go through ``forwarder`` (a
-lean keep-alive pool of ``max_connections``, gateway/forwarder.py); only WebSocket upgrades use
-``session``, an aiohttp ``ClientSession`` with a pool of its own. No cookie jar (a shared jar
-would replay one user's upstream cookies for the next user), no decompression (bodies pass
-through untouched), no redirects followed. Client errors are mapped here, once, to the gateway's
-502 and 504.
+Three lean keep-alive pools (gateway/forwarder.py), so that no kind of traffic waits behind
+another: ``forwarder`` (``max_connections``) carries proxied requests, which anyone can send and
+a client can hold while it takes its answer (a stall of ``limits.send_timeout`` at most);
+``call`` goes through ``reserved_connections`` of its own (``auth_request`` lookups and
+completion messages); ``ping`` (``/-/readyz``) through one connection of its own, so a
+balancer's probe never reports an instance down because clients hold its proxy pool. A request
+waits at most ``pool_timeout`` for a connection, then gets 503 with ``Retry-After``. Only
+WebSocket upgrades use ``session``, an aiohttp ``ClientSession`` with a pool of its own. No
+cookie jar (a shared jar would replay one user's upstream cookies for the next user), no
+decompression (bodies pass through untouched), no redirects followed. Client errors are mapped
+here, once, to the gateway's 502, 503 and 504.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .config import UpstreamConfig
-from .forwarder import Forwarder, UpstreamConnectError
-from .problems import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from .forwarder import Forwarder, PoolTimeout, UpstreamConnectError
+from .problems import GatewayError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 
 # Answers read into memory (auth_request, completion replies) are capped: the upstream is trusted
 # but a runaway body must not grow the gateway without bound.
@@ -48,11 +53,15 @@ class Upstream:
         session: aiohttp.ClientSession,
         forwarder: Forwarder,
         *,
+        reserved: Forwarder,
+        probe: Forwarder,
         observe: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.session = session
         self.forwarder = forwarder
+        self._reserved = reserved
+        self._probe = probe
         self._observe = observe
         self.base = config.base
 
@@ -81,23 +90,34 @@ class Upstream:
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+                total=None,
+                # The wait for one of the pool's connections (all may be open WebSockets), and
+                # then for the connection itself.
+                connect=config.pool_timeout + config.connect_timeout,
+                sock_connect=config.connect_timeout,
+                sock_read=config.read_timeout,
             ),
             trace_configs=trace_configs,
             # Content-Type too: a body sent without a type goes on without one (aiohttp would
             # label it application/octet-stream); callers with a type set it themselves.
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
-        forwarder = Forwarder(
-            config.base,
-            limit=config.max_connections,
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
-        )
+        pools = [
+            Forwarder(
+                config.base,
+                limit=limit,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
+                pool_timeout=config.pool_timeout,
+            )
+            for limit in (config.max_connections, config.reserved_connections, 1)
+        ]
+        forwarder, reserved, probe = pools
         try:
-            yield cls(config, session, forwarder, observe=observe)
+            yield cls(config, session, forwarder, reserved=reserved, probe=probe, observe=observe)
         finally:
-            await forwarder.close()
+            for pool in pools:
+                await pool.close()
             await session.close()
 
     def url(self, raw_path: str) -> URL:
@@ -115,15 +135,31 @@ class Upstream:
         # their own limit (the completion's webhook.timeout) pass it here.
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> UpstreamAnswer:
-        """Send a small request through the proxy's pool and read the whole answer (capped);
-        502/504 on failure."""
+        """Send a small request through the reserved pool and read the whole answer (capped);
+        502/503/504 on failure."""
+        return await self._exchange(self._reserved, method, raw_path, headers, body, timeout)
+
+    async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
+        """Raise UpstreamUnavailable unless the upstream accepts a connection and answers
+        (through the probe's own connection: busy pools are not a dependency down)."""
+        await self._exchange(self._probe, "HEAD", "/", None, None, timeout)
+
+    async def _exchange(
+        self,
+        pool: Forwarder,
+        method: str,
+        raw_path: str,
+        headers: Mapping[str, str] | CIMultiDict[str] | None,
+        body: bytes | None,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> UpstreamAnswer:
         sent = list(headers.items()) if headers is not None else []
         if body is not None:
             sent.append(("Content-Length", str(len(body))))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                answer = await self.forwarder.request(method, raw_path, sent, body)
+                answer = await pool.request(method, raw_path, sent, body)
                 if self._observe is not None:
                     self._observe(time.perf_counter() - started)
                 try:
@@ -133,10 +169,6 @@ class Upstream:
         except UPSTREAM_ERRORS as exc:
             raise upstream_problem(exc, time.perf_counter() - started) from exc
         return UpstreamAnswer(answer.status, answer.headers, data)
-
-    async def ping(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
-        """Raise UpstreamUnavailable unless the upstream accepts a connection and answers."""
-        await self.call("HEAD", "/", timeout=timeout)
 
 
 async def _read_capped(content: StreamReader) -> bytes:
@@ -158,12 +190,18 @@ async def _read_capped(content: StreamReader) -> bytes:
     return b"".join(chunks)
 
 
-# What an upstream exchange can fail with; ``upstream_problem`` turns each into a 502 or 504.
-UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, ConnectionError)
+# What an upstream exchange can fail with; ``upstream_problem`` turns each into a 502, 503 or 504.
+UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, ConnectionError, PoolTimeout)
 
 
 def upstream_problem(exc: BaseException, waited: float) -> GatewayError:
-    """The gateway's 502 or 504 for one of ``UPSTREAM_ERRORS``, ``waited`` seconds in."""
+    """The gateway's 502, 503 or 504 for one of ``UPSTREAM_ERRORS``, ``waited`` seconds in."""
+    if isinstance(exc, PoolTimeout):
+        return UpstreamBusy(
+            f"every connection to the upstream stayed busy for {exc.waited:g}s; "
+            "the request was not sent",
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout(
             f"the upstream did not answer in time ({waited:.1f}s)", reason="upstream-timeout"

@@ -740,6 +740,30 @@ async def test_abort_of_a_single_put_deletes_the_object(
     assert await s3.keys(s3.names.uploads) == []
 
 
+async def test_delete_of_a_completed_upload_removes_it_and_tells_the_upstream(
+    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+) -> None:
+    """``DELETE P/files?key=`` with the completion message's upload_key: the stored copy goes
+    and the upstream hears upload.deleted; Bob cannot, and a second delete finds nothing."""
+    data = payload(2000)
+    granted = await grant(gateway, data)
+    assert await put_single(http, granted, data) == 200
+    assert (await complete(gateway, granted["upload_id"])).status == 200
+    [completed] = recorded.completions
+    key = completed["message"]["upload_key"]
+    assert key == granted["key"]
+    resp = await gateway.delete("/api/files/files", params={"key": key}, headers=BOB)
+    assert (await problem(resp))["reason"] == "key-not-yours"
+    assert len(await s3.keys(s3.names.storage)) == 1
+    resp = await gateway.delete("/api/files/files", params={"key": key}, headers=ALICE)
+    assert resp.status == 204, await resp.text()
+    assert await s3.keys(s3.names.storage) == []
+    _, told = recorded.completions
+    assert told["message"]["event"] == "upload.deleted" and told["message"]["upload_key"] == key
+    again = await gateway.delete("/api/files/files", params={"key": key}, headers=ALICE)
+    assert again.status == 404
+
+
 async def test_unknown_paths_under_the_route_are_not_proxied(
     gateway: TestClient, recorded: Recorded
 ) -> None:

@@ -236,6 +236,7 @@ async def test_completion_stores_once_and_forwards_a_signed_message(
             "etag": result.stored.etag,
             "content_type": "image/png",
         },
+        "upload_key": key,
     }
     assert entry["path"] == "/internal/uploads/photos"
     assert entry["user"] == "alice"
@@ -1089,6 +1090,7 @@ async def test_deleting_a_completed_upload_removes_the_copy_and_tells_the_upstre
     assert told["message"]["event"] == "upload.deleted"
     assert told["message"]["id"] == done.idempotency_key
     assert told["message"]["object"]["key"] == done.stored.key
+    assert told["message"]["upload_key"] == key  # as in the completion: what a delete names
     assert told["cookie"] == COOKIE
     # Its own key: an app deduplicating completions must not drop the deletion as a repeat.
     assert told["idempotency_key"] != done.idempotency_key

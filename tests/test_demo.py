@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,13 +35,16 @@ from gateway.demo.app import make_demo_app
 from gateway.demo.assets import Assets, build_uppy_bundle, find_node_modules
 from gateway.demo.runner import (
     ACCESS_KEY_ID,
+    API,
     BUCKETS,
     FILES,
     PHOTOS,
     SECRET_ACCESS_KEY,
+    cli_program,
     s3_config,
 )
 from gateway.demo.state import DemoSettings
+from gateway.demo.tokens import api_token, token_user
 from tests.support.demo import STOP_TIMEOUT, DemoProcess, demo_environment, start_demo
 
 P = "/uploads/photos"
@@ -300,6 +305,98 @@ async def test_completion_with_a_bad_signature_is_refused(
     assert "forged.png" not in rows
 
 
+async def test_the_banners_upload_command_sends_a_file_into_alices_list(
+    demo: DemoProcess, tmp_path: Path
+) -> None:
+    """The README's ``upload`` example works against the demo: the banner prints the exact
+    command (an api route at /api/uploads, alice's token), and the file is listed as hers."""
+    report = tmp_path / f"report-{uuid.uuid4().hex[:6]}.txt"
+    report.write_bytes(b"quarterly figures\n" * 100)
+    argv = [str(report) if a == "FILE" else a for a in demo.upload_command()]
+    assert argv[argv.index("--to") + 1] == f"http://localhost:{demo.port}/api/uploads"
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=demo_environment(tmp_path), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    alice = Browserish(demo)
+    try:
+        await alice.sign_in("alice")
+        _, rows = await alice.text("/files/rows")
+    finally:
+        await alice.close()
+    [row] = [r for r in rows.splitlines() if report.name in r]
+    assert "upload-gateway upload" in row and "1.8 KiB" in row  # 1800 bytes
+
+
+async def test_api_tokens_name_their_user_and_no_one_else(demo: DemoProcess) -> None:
+    """The gateway learns an API caller from the app (auth_request): a token whose HMAC does
+    not match its name, or none, gets 401 and signs nothing."""
+    argv = demo.upload_command()
+    token = argv[argv.index("-H") + 1].split()[-1]
+    name, _, mac = token.partition(".")
+    forged_name = base64.urlsafe_b64encode(b"mallory").rstrip(b"=").decode()
+    body = {"filename": "a.txt", "content_type": "text/plain", "size": 3}
+    async with aiohttp.ClientSession() as session:
+        for bad in (f"{forged_name}.{mac}", f"{name}.{'0' * len(mac)}", "not-a-token", ""):
+            headers = {"Authorization": f"Bearer {bad}"}
+            async with session.post(f"{demo.url}/api/uploads", json=body, headers=headers) as a:
+                assert a.status == 401, bad
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.post(f"{demo.url}/api/uploads", json=body, headers=headers) as a:
+            assert a.status == 201
+
+
+def wait_for_line(demo: DemoProcess, pattern: str, timeout: float = 10.0) -> str:
+    """The first line of the demo's terminal matching ``pattern``, polled for ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(demo.lines):
+            if re.search(pattern, line):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no line matching {pattern!r}:\n{demo.stdout()}")
+
+
+async def test_terminal_says_what_happens_and_the_json_log_goes_to_a_file(
+    demo: DemoProcess,
+) -> None:
+    """A few readable lines (who signed in, what was refused and why) instead of a JSON line a
+    request; the JSON log is in the file the banner names, and stderr stays empty."""
+    client = Browserish(demo)
+    name = f"carol-{uuid.uuid4().hex[:6]}"
+    try:
+        await client.sign_in(name)
+        _, options = await client.json("GET", f"{P}/config")
+        policy = v4_policy(f"{options['keyPrefix']}{uuid.uuid4()}.pdf", datetime.now(UTC))
+        policy["conditions"][2] = {"Content-Type": "application/pdf"}
+        status, _ = await client.json("POST", f"{P}/signature?v4=true", json=policy)
+    finally:
+        await client.close()
+    assert status == 400
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d  {name} signed in", wait_for_line(demo, name))
+    wait_for_line(demo, "  refused /uploads/photos/signature: 400 content-type-not-allowed$")
+    after_banner = demo.lines[next(i for i, x in enumerate(demo.lines) if "Ctrl-C" in x) + 1 :]
+    assert after_banner and all(re.match(r"\d\d:\d\d:\d\d  \S", x) for x in after_banner)
+    assert not any("{" in line for line in demo.lines)
+    log = demo.json_log()
+    assert any(e["event"] == "request" and e["path"] == f"{P}/signature" for e in log)
+    assert any(e["event"] == "request_refused" for e in log)
+    assert demo.log() == ""
+
+
+async def test_favicon_is_served(demo: DemoProcess) -> None:
+    """No 404 for the icon browsers ask every site for, nor for the one the pages link."""
+    async with aiohttp.ClientSession() as session:
+        for path in ("/favicon.ico", "/static/demo/favicon.svg"):
+            async with session.get(demo.url + path) as answer:
+                assert answer.status == 200, path
+                assert answer.content_type == "image/svg+xml"
+                assert (await answer.read()).startswith(b"<svg")
+        async with session.get(demo.url + "/") as answer:
+            assert '<link rel="icon" href="/static/demo/favicon.svg"' in await answer.text()
+
+
 def test_ctrl_c_stops_the_demo_with_exit_code_0(tmp_path: Path) -> None:
     """SIGINT stops the gateway, the app and S3, and the process exits 0 within seconds."""
     demo = start_demo(tmp_path)
@@ -341,7 +438,15 @@ MISSING = Assets(None, None, "Uppy is not installed: run scripts/setup.sh (npm c
 
 def settings(assets: Assets) -> DemoSettings:
     """The demo app's settings; its S3 (port 1) is never called: these tests download nothing."""
-    return DemoSettings(SECRET, s3_config(1), (PHOTOS, FILES), assets)
+    return DemoSettings(
+        webhook_secret=SECRET,
+        downloads=s3_config(1),
+        routes=(PHOTOS, FILES, API),
+        assets=assets,
+        api_token_key=b"in-process-demo-api-token-key",
+        gateway_url="http://localhost:8080",
+        program="upload-gateway",
+    )
 
 
 async def signed_in(aiohttp_client: Any, assets: Assets, name: str = "alice") -> Any:
@@ -388,6 +493,71 @@ async def test_sign_in_refuses_names_that_are_not_plain(aiohttp_client: Any) -> 
     answer = await client.post("/login", data={"name": "eve\r\nX-Upload-User: root"})
     assert answer.status == 400 and "X-Upload-User" not in answer.headers
     assert "Use 1 to 64 letters" in await answer.text()
+
+
+async def test_each_routes_files_get_a_delete_button_naming_its_delete_path(
+    aiohttp_client: Any,
+) -> None:
+    """Fine Uploader's files delete at P/files/<uuid>?key=&bucket=, Uppy's and the API's at
+    P/files?key=, by the key they were uploaded under (the message's upload_key), escaped."""
+    client = await signed_in(aiohttp_client, MISSING)
+    keys = {}
+    for route in (PHOTOS, FILES, API):
+        keys[route.name] = f"0123abcd/{uuid.uuid4()}.txt"
+        message = {
+            "event": "upload.completed", "id": uuid.uuid4().hex, "route": route.name,
+            "user": "alice", "filename": f"{route.name}.txt", "params": {},
+            "object": {"bucket": "s", "key": f"stored/{route.name}", "size": 1536, "etag": '"e"',
+                       "content_type": "text/plain"},
+            "upload_key": keys[route.name],
+        }  # fmt: skip
+        body = json.dumps(message).encode()
+        answer = await client.post(
+            route.forward, data=body, headers={webhook.HEADER: webhook.sign(SECRET, body)}
+        )
+        assert answer.status == 200
+    rows = await (await client.get("/files/rows")).text()
+    photo = keys["photos"]
+    uuid_part = photo.rsplit("/", 1)[1].split(".")[0]
+    assert (
+        f'data-url="/uploads/photos/files/{uuid_part}?key=0123abcd%2F{uuid_part}.txt'
+        f'&amp;bucket={BUCKETS.uploads}"'
+    ) in rows
+    for route in (FILES, API):
+        escaped = keys[route.name].replace("/", "%2F")
+        assert f'data-url="{route.path}/files?key={escaped}"' in rows
+    assert rows.count(">Delete</button>") == 3
+    assert rows.count("1.5 KiB") == 3
+
+
+def test_api_tokens_round_trip_and_refuse_forgeries() -> None:
+    """A token names its user under its key only: another key, name or MAC is nobody."""
+    token = api_token(b"k" * 32, "alice smith")
+    assert token_user(b"k" * 32, token) == "alice smith"
+    assert " " not in token and "'" not in token  # pasted into a shell as it is printed
+    name, _, mac = token.partition(".")
+    assert token_user(b"x" * 32, token) is None
+    flipped = mac[:-1] + ("1" if mac.endswith("0") else "0")
+    assert token_user(b"k" * 32, f"{name}.{flipped}") is None
+    for bad in ("", ".", "alice", f".{mac}", "%%%.abc", f"{name}.", "bm9ib2R5." + mac):
+        assert token_user(b"k" * 32, bad) is None, bad
+
+
+def test_the_printed_command_runs_this_installations_cli(tmp_path: Path) -> None:
+    """The script the demo was started with when it is on PATH, else its absolute path, else
+    ``python -m gateway``: the command works from any folder."""
+    script = tmp_path / "bin" / "upload-gateway"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert cli_program(str(script), "/usr/bin/python3") == str(script)
+    assert cli_program("/x/gateway/__main__.py", "/v env/python") == "'/v env/python' -m gateway"
+    old = os.environ["PATH"]
+    os.environ["PATH"] = f"{script.parent}{os.pathsep}{old}"
+    try:
+        assert cli_program(str(script), "/usr/bin/python3") == "upload-gateway"
+    finally:
+        os.environ["PATH"] = old
 
 
 def test_missing_npm_packages_are_reported(tmp_path: Path) -> None:

@@ -325,12 +325,14 @@ async def assert_refused(
     *,
     v4: bool = True,
 ) -> None:
-    """400 with invalid + reason and no signature; logged and counted as that reason."""
+    """400 with invalid, the sentence, the reason and no signature; logged and counted."""
     caplog.set_level(logging.INFO, logger="gateway")
     answer = await sign(user, server, body, v4=v4, status=400)
     assert answer["invalid"] is True
-    assert answer["error"] == reason
+    # The tile shows ``error``: the problem's sentence; the code keeps its own field.
+    assert answer["error"] == answer["detail"] and answer["error"] != reason
     assert answer["reason"] == reason  # the problem+json members ride along
+    assert answer["preventRetry"] is True  # the same document is refused again
     assert "signature" not in answer and "policy" not in answer
     assert any(
         r.getMessage() == "signature_refused" and getattr(r, "reason", None) == reason
@@ -409,7 +411,7 @@ async def test_v2_rest_presign_date_line_refused(
         "PUT\n\n\n\n", "PUT\n\n\n2000000000\n"
     )
     answer = await sign(alice, server, {"headers": raw}, v4=False, status=400)
-    assert answer["error"] == "rest-presign-not-allowed" and "signature" not in answer
+    assert answer["reason"] == "rest-presign-not-allowed" and "signature" not in answer
 
 
 async def test_v4_policy_sent_without_v4_query_refused(
@@ -419,7 +421,7 @@ async def test_v4_policy_sent_without_v4_query_refused(
     answer = await sign(
         alice, server, v4_policy(buckets.uploads, f"{alice.prefix}a.jpg"), v4=False, status=400
     )
-    assert answer["error"] == "v4-condition-in-v2"
+    assert answer["reason"] == "v4-condition-in-v2"
 
 
 async def test_signing_counts_issued_signatures(
@@ -442,7 +444,8 @@ async def test_signature_needs_an_identity(
         headers=origin(server),
     )
     body = await json_of(answer, 401)
-    assert body["invalid"] is True and body["error"] == "no-identity"
+    assert body["invalid"] is True and body["reason"] == "no-identity"
+    assert body["error"] == body["detail"] and body["preventRetry"] is True
     assert "signature" not in body
     assert answer.content_type == "application/problem+json"
 
@@ -524,7 +527,7 @@ async def test_the_redirect_signed_is_the_blank_page_of_a_public_origin(
             f"{str(server.make_url('')).rstrip('/')}{P}/blank",
         ):
             answer = await sign_redirect(user, buckets.uploads, elsewhere, headers, v4=v4)
-            assert (await json_of(answer, 400))["error"] == "redirect-not-allowed", elsewhere
+            assert (await json_of(answer, 400))["reason"] == "redirect-not-allowed", elsewhere
 
 
 BAD_HOSTS = [
@@ -558,7 +561,7 @@ async def test_without_public_origins_a_host_that_is_not_host_and_port_signs_not
             answer = await sign_redirect(alice, buckets.uploads, redirect, {"Host": host}, v4=v4)
             body = await json_of(answer, 400)
             assert answer.content_type == "application/problem+json"
-            assert body["reason"] == "host-invalid" and "signature" not in body, host
+            assert body["reason"] == "bad-host" and "signature" not in body, host
 
 
 async def test_without_public_origins_the_redirect_is_the_blank_page_on_the_host(
@@ -578,7 +581,7 @@ async def test_without_public_origins_the_redirect_is_the_blank_page_on_the_host
         answer = await sign_redirect(
             alice, buckets.uploads, f"{page}/login?next={P}/blank", headers, v4=True
         )
-        assert (await json_of(answer, 400))["error"] == "redirect-not-allowed", host
+        assert (await json_of(answer, 400))["reason"] == "redirect-not-allowed", host
 
 
 @pytest.mark.parametrize(
@@ -615,7 +618,7 @@ async def test_signature_body_over_64k_refused(
     """A signature body over 64 KiB is refused unread (413), with Content-Length or chunked."""
     big = json.dumps({"headers": "x" * MAX_BODY}).encode()
     answer = await alice.client.post(f"{P}/signature?v4=true", data=big, headers=origin(server))
-    assert (await json_of(answer, 413))["error"] == "body-too-large"
+    assert (await json_of(answer, 413))["reason"] == "body-too-large"
 
     async def chunks() -> Any:
         for _ in range(5):
@@ -624,7 +627,7 @@ async def test_signature_body_over_64k_refused(
     answer = await alice.client.post(
         f"{P}/signature?v4=true", data=chunks(), headers=origin(server)
     )
-    assert (await json_of(answer, 413))["error"] == "body-too-large"
+    assert (await json_of(answer, 413))["reason"] == "body-too-large"
     # Just under the limit is read and judged on its content.
     padded = json.dumps(v4_policy(buckets.uploads, f"{alice.prefix}a.jpg")).encode()
     padded += b" " * (MAX_BODY - len(padded))
@@ -648,7 +651,7 @@ async def test_signature_body_not_json_refused(
 ) -> None:
     """A body that is not a JSON object: 400 not-json, invalid."""
     answer = await alice.client.post(f"{P}/signature", data=body, headers=origin(server))
-    assert (await json_of(answer, 400))["error"] == "not-json"
+    assert (await json_of(answer, 400))["reason"] == "not-json"
 
 
 # --------------------------------------------------------------------------- POST P/success
@@ -829,7 +832,39 @@ async def test_upstream_refusal_is_relayed_as_failure(
     )
     body = await json_of(answer, 422)
     assert body["success"] is False and body["error"] == "upstream refused"
+    # Its copy is gone: a retry could only find nothing, so Fine Uploader offers none.
+    assert body["preventRetry"] is True
     assert await keys_in(s3_client, buckets.storage) == []
+
+
+async def test_refusals_forbid_retries_and_failures_allow_them(
+    alice: User, server: TestServer, buckets: BucketNames, recorded: Recorded, s3_client: Any
+) -> None:
+    """preventRetry (Fine Uploader's retry.preventRetryResponseProperty) is true for a refusal
+    that asking again cannot change, false when the upstream failed and a retry stores it."""
+    key = f"{alice.prefix}{uuid.uuid4()}.jpg"
+    await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
+    recorded.completion_status = 500
+    answer = await alice.client.post(
+        f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
+    )
+    failed = await json_of(answer, 502)
+    assert failed["success"] is False and failed["preventRetry"] is False
+    assert failed["error"] == failed["detail"] and failed["reason"] == "upstream-failed"
+    recorded.completion_status = 200
+    answer = await alice.client.post(
+        f"{P}/success", data=success_form(key, buckets.uploads), headers=form_headers(server)
+    )
+    assert (await json_of(answer, 200))["success"] is True
+    # A key outside the user's prefix stays outside it.
+    answer = await alice.client.post(
+        f"{P}/success",
+        data=success_form(f"someone-else/{uuid.uuid4()}.jpg", buckets.uploads),
+        headers=form_headers(server),
+    )
+    refused = await json_of(answer, 403)
+    assert refused["success"] is False and refused["preventRetry"] is True
+    assert refused["error"] == refused["detail"] != refused["reason"]
 
 
 async def test_success_form_limits_apply(

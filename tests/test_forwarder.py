@@ -8,6 +8,7 @@ import gc
 import hashlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.forwarder import ForwardedResponse, Forwarder, UpstreamConnectError, _Connection
+from gateway.forwarder import (
+    ForwardedResponse,
+    Forwarder,
+    PoolTimeout,
+    UpstreamConnectError,
+    _Connection,
+)
 from tests.support.upstream import generated_sha256, make_upstream_app
 
 MiB = 1024 * 1024
@@ -174,6 +181,35 @@ async def test_a_cancelled_waiter_leaves_the_line(
     held.release()
     assert await _echoed(forwarder, "/echo/after") == "/echo/after"
     assert forwarder.in_use == 0
+
+
+async def test_a_request_queued_past_pool_timeout_gives_up_and_leaves_the_line(
+    upstream: TestServer, make_forwarder: MakeForwarder
+) -> None:
+    """With the one connection lent out, a queued request raises PoolTimeout after
+    pool_timeout (Retry-After rounded up to whole seconds) without being sent or taking a slot;
+    one that queued after it still gets the connection when it comes back."""
+    forwarder = make_forwarder(_base(upstream), limit=1, pool_timeout=0.5)
+    held = await forwarder.request("GET", "/echo/held", [])
+    started = time.monotonic()
+    turned_away = asyncio.ensure_future(forwarder.request("GET", "/echo/turned-away", []))
+    async with asyncio.timeout(5):
+        while not forwarder._waiters:
+            await asyncio.sleep(0.005)
+    # Queued half a pool_timeout later: its own deadline is still ahead when the first passes.
+    await asyncio.sleep(0.25)
+    later = asyncio.ensure_future(_echoed(forwarder, "/echo/later"))
+    with pytest.raises(PoolTimeout) as caught:
+        await asyncio.wait_for(turned_away, 5)
+    assert 0.49 <= time.monotonic() - started < 0.7
+    assert caught.value.retry_after == 1
+    assert not later.done()
+    assert (len(forwarder._waiters), forwarder.in_use) == (1, 1)
+    await held.content.read()
+    held.release()
+    assert await later == "/echo/later"
+    assert (len(forwarder._waiters), forwarder.in_use) == (0, 0)
+    assert len(upstream.app[PEERS].ports) == 2  # held and later: turned-away never went out
 
 
 async def _echoed(forwarder: Forwarder, target: str) -> str:

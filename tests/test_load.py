@@ -432,8 +432,10 @@ async def test_slow_upstream_queues_requests_and_504s_only_past_read_timeout(
     (each waits longer than read_timeout for a connection) and every request is answered 200
     once; only the requests the upstream holds past read_timeout (one in 50) get 504, none
     sooner than read_timeout; nothing is dropped or sent twice."""
+    # pool_timeout past the queue's ~5 s wait: this scenario is a long queue served in order;
+    # a shorter pool_timeout turns the tail of it into 503s (test_proxy.py has that case).
     gateway = await gateway_process(
-        upstream={"read_timeout": SLOW_READ_TIMEOUT, "max_connections": 50}
+        upstream={"read_timeout": SLOW_READ_TIMEOUT, "max_connections": 50, "pool_timeout": 30}
     )
     spec = {
         "base": gateway.url,

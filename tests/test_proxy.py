@@ -742,6 +742,47 @@ async def test_websocket_close_code_is_passed_on(
         assert msg.data == 4002
 
 
+async def test_websocket_message_limit_is_the_configured_one(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """limits.websocket_max_message bounds every message the relay reads, either way: one of
+    exactly the limit passes both ways; one byte more from the client, or an answer past it
+    from the upstream (its echo adds "echo:"), closes the client's socket with 1009."""
+    limit = 64 * 1024
+    gw = await start_gateway(limits={"websocket_max_message": limit})
+    async with client.ws_connect(gw + "/ws") as ws:
+        at_limit = bytes(range(256)) * (limit // 256)
+        await ws.send_bytes(at_limit)
+        assert await ws.receive_bytes(timeout=5) == at_limit[::-1]
+        await ws.send_str("x" * limit)
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1009)
+    async with client.ws_connect(gw + "/ws") as ws:
+        await ws.send_bytes(bytes(limit + 1))
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1009)
+
+
+async def test_websocket_upgrade_waits_for_a_connection_at_most_pool_timeout(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """With every WebSocket connection to the upstream open (max_connections 1), another
+    upgrade is refused once pool_timeout (and connect_timeout) pass, instead of waiting for as
+    long as the open one lives."""
+    gw = await start_gateway(
+        upstream={"max_connections": 1, "pool_timeout": 0.3, "connect_timeout": 0.5}
+    )
+    async with client.ws_connect(gw + "/ws") as held:
+        started = time.monotonic()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await client.ws_connect(gw + "/ws", timeout=aiohttp.ClientWSTimeout(ws_close=10))
+        took = time.monotonic() - started
+        assert caught.value.status == 504
+        assert took < 3.0, took
+        await held.send_str("still there")
+        assert await held.receive_str(timeout=5) == "echo:still there"
+
+
 async def test_websocket_to_a_dead_upstream_is_502(
     start_gateway: StartGateway, client: aiohttp.ClientSession
 ) -> None:
@@ -1117,27 +1158,58 @@ async def test_connection_reused_after_a_head_and_a_204(
     assert len(trace.peers) == 1
 
 
-async def test_gateway_calls_share_the_proxys_pool_limit(
+async def test_readyz_never_queues_behind_proxied_requests(
     start_gateway: StartGateway, client: aiohttp.ClientSession, trace: Trace
 ) -> None:
-    """The gateway's own upstream calls (here readyz's ping) queue in the same pool as proxied
-    requests: with max_connections 1 the upstream never sees two requests at once."""
-    gw = await start_gateway(upstream={"max_connections": 1})
+    """readyz pings the upstream through a connection of its own: with the one proxy connection
+    held by a slow answer (4 s, twice readyz's own timeout) and another proxied request queued
+    behind it, readyz finds the upstream ok while the slow answer still runs, the upstream
+    seeing its ping beside the slow request."""
+    gw = await start_gateway(upstream={"max_connections": 1, "pool_timeout": 10})
 
-    async def slow() -> int:
-        async with client.get(gw + "/slow?delay=0.5") as resp:
+    async def get(path: str) -> int:
+        async with client.get(gw + path) as resp:
             await resp.read()
             return resp.status
 
-    held = asyncio.ensure_future(slow())
+    held = asyncio.ensure_future(get("/slow?delay=4"))
     async with asyncio.timeout(5):
-        while "/slow?delay=0.5" not in trace.paths:
+        while "/slow?delay=4" not in trace.paths:
             await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(get("/echo/queued"))
     async with client.get(gw + "/-/readyz") as resp:
-        await resp.read()
-    assert await held == 200
-    assert trace.paths == ["/slow?delay=0.5", "/"]
-    assert trace.max_active == 1
+        body = await resp.json()
+    assert body["checks"]["upstream"] == "ok"
+    assert not held.done()
+    assert await held == 200 and await queued == 200
+    assert trace.paths == ["/slow?delay=4", "/", "/echo/queued"]
+    assert trace.max_active == 2
+
+
+async def test_request_waiting_past_pool_timeout_is_503_with_retry_after(
+    start_gateway: StartGateway, client: aiohttp.ClientSession, trace: Trace
+) -> None:
+    """A request that finds every pooled connection busy for upstream.pool_timeout is answered
+    503 problem+json with Retry-After (the wait rounded up) and is never sent; the pool serves
+    the next request once a connection comes back."""
+    gw = await start_gateway(upstream={"max_connections": 1, "pool_timeout": 0.4})
+    held = asyncio.ensure_future(client.get(gw + "/slow?delay=1.5"))
+    async with asyncio.timeout(5):
+        while "/slow?delay=1.5" not in trace.paths:
+            await asyncio.sleep(0.01)
+    started = time.monotonic()
+    async with client.get(gw + "/echo/turned-away") as resp:
+        body = await resp.json(content_type=None)
+        took = time.monotonic() - started
+        assert resp.status == 503
+        assert resp.headers["Content-Type"] == "application/problem+json"
+        assert resp.headers["Retry-After"] == "1"
+    assert body["reason"] == "upstream-busy"
+    assert 0.35 <= took < 1.2, took
+    (await held).release()
+    async with client.get(gw + "/echo/after") as resp:
+        assert resp.status == 200
+    assert trace.paths == ["/slow?delay=1.5", "/echo/after"]
 
 
 async def test_upstream_that_never_accepts_is_504_after_connect_timeout(

@@ -319,6 +319,84 @@ async def test_params_refuses_what_the_route_does_not_allow(
     assert f'reason="{reason}"' in metrics
 
 
+async def test_refusals_carry_their_sentence_in_the_status_line(
+    alice: TestClient[Any, Any],
+) -> None:
+    """@uppy/aws-s3 shows only ``Companion request failed: <statusText>``: the reason phrase is
+    the problem's detail, as one line of printable ASCII, whatever the client put in it."""
+    answer = await alice.get(f"{P}/s3/params", params={"filename": "a.svg", "type": "text/html"})
+    problem = await json_of(answer, 415)
+    assert answer.reason == problem["detail"] == problem["error"]
+    assert "not allowed" in answer.reason
+    hostile = "text/\u00e9\r\nX-Injected: 1"
+    answer = await alice.get(f"{P}/s3/params", params={"filename": "a.x", "type": hostile})
+    problem = await json_of(answer, 415)
+    assert answer.reason is not None and answer.reason.isascii() and answer.reason.isprintable()
+    assert "\r" not in answer.reason and "\n" not in answer.reason
+    assert "X-Injected" not in answer.headers and "x-injected" in answer.reason
+    assert answer.reason == problem["detail"].replace("\u00e9", "?")
+
+
+async def completed_upload(
+    client: TestClient[Any, Any], server: TestServer, data: bytes = b"%PDF-1.4\n" + b"x" * 900
+) -> str:
+    """A single-request upload, POSTed to S3 and completed; its upload key."""
+    params = {"filename": "gone.pdf", "type": "application/pdf"}
+    signed = await json_of(await client.get(f"{P}/s3/params", params=params), 200)
+    key: str = signed["fields"]["key"]
+    status = await post_form(signed["url"], signed["fields"], "gone.pdf", data, "application/pdf")
+    assert status == 200
+    done = await client.post(f"{P}/complete", json={"key": key}, headers=origin(server))
+    await json_of(done, 200)
+    return key
+
+
+async def test_delete_removes_a_completed_upload_and_tells_the_upstream(
+    alice: TestClient[Any, Any],
+    server: TestServer,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """``DELETE P/files?key=``: the stored copy goes, the upstream hears upload.deleted naming
+    the same upload_key its completion did; a second delete finds nothing (404)."""
+    key = await completed_upload(alice, server)
+    (completed,) = recorded.completions
+    assert completed["message"]["upload_key"] == key
+    answer = await alice.delete(f"{P}/files", params={"key": key}, headers=origin(server))
+    assert answer.status == 204, await answer.text()
+    _, told = recorded.completions
+    assert told["message"]["event"] == "upload.deleted"
+    assert told["message"]["upload_key"] == key
+    assert told["message"]["object"] == completed["message"]["object"]
+    assert await keys_in(s3_client, buckets.storage) == []
+    again = await alice.delete(f"{P}/files", params={"key": key}, headers=origin(server))
+    assert (await json_of(again, 404))["reason"] == "not-found"
+
+
+async def test_delete_of_another_users_upload_is_refused(
+    alice: TestClient[Any, Any],
+    login: Login,
+    server: TestServer,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+) -> None:
+    """Bob cannot delete Alice's file by naming its key, nor can another origin make Alice's
+    browser do it; a missing key is a 400. Nothing is touched and the upstream hears nothing."""
+    key = await completed_upload(alice, server)
+    bob = await login("bob")
+    answer = await bob.delete(f"{P}/files", params={"key": key}, headers=origin(server))
+    assert (await json_of(answer, 403))["reason"] == "key-not-yours"
+    foreign = {"Origin": "https://evil.example"}
+    answer = await alice.delete(f"{P}/files", params={"key": key}, headers=foreign)
+    assert (await json_of(answer, 403))["reason"] == "origin-refused"
+    answer = await alice.delete(f"{P}/files", headers=origin(server))
+    assert (await json_of(answer, 400))["reason"] == "key-missing"
+    assert len(await keys_in(s3_client, buckets.storage)) == 1
+    assert [e["message"]["event"] for e in recorded.completions] == ["upload.completed"]
+
+
 async def test_params_with_a_declared_size_bounds_the_form_by_it(
     alice: TestClient[Any, Any],
 ) -> None:

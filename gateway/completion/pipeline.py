@@ -263,6 +263,8 @@ class Completion:
             "filename": unquote(name) if name else safe_filename(req.filename),
             "params": dict(req.params),
             "object": object_json(stored),
+            # What P/files?key= (DELETE) names, for an app that offers to delete the file.
+            "upload_key": req.key,
         }
         answer = await self._notifier.send(
             route, req.identity, upload_id, message, req.forward_headers
@@ -373,6 +375,7 @@ class Completion:
             "user": identity.user,
             "filename": unquote(name) if name else None,
             "object": object_json(stored),
+            "upload_key": upload_key,
         }
         # Its own Idempotency-Key: an app that records completions by key must not take the
         # deletion for a repeat of the completion.

@@ -60,6 +60,19 @@ class UpstreamConfig(StrictModel):
     max_connections: int = Field(
         100, ge=1, description="Connections to the app kept open and reused, at most."
     )
+    pool_timeout: float = Field(
+        5,
+        gt=0,
+        description="Seconds a request waits for one of max_connections to be free; then 503 "
+        "upstream-busy with Retry-After, and the request is not sent.",
+    )
+    reserved_connections: int = Field(
+        10,
+        ge=1,
+        description="Connections of their own for auth_request lookups and completion "
+        "messages, so clients holding the proxy's connections never delay them (readyz's ping "
+        "has one more of its own).",
+    )
 
     @property
     def base(self) -> str:
@@ -248,7 +261,8 @@ class S3Config(StrictModel):
 
 
 class LimitsConfig(StrictModel):
-    """What a client connection may cost the gateway: time to send a request, size of its head.
+    """What a client connection may cost the gateway: time to send a request, size of its head,
+    time to take its answer, size of a WebSocket message.
 
     A client past a timeout is disconnected without an answer; a head past a size limit is
     refused with 400 before anything is forwarded.
@@ -275,6 +289,19 @@ class LimitsConfig(StrictModel):
     )
     max_field_size: int = Field(8190, ge=256, description="Longest header line, in bytes.")
     max_headers: int = Field(128, ge=16, description="Most header lines in one request.")
+    send_timeout: float = Field(
+        60,
+        gt=0,
+        description="Seconds a client may take none of the bytes waiting for it (nginx's "
+        "send_timeout); then its connection is closed and what its answer held (an upstream "
+        "connection) let go.",
+    )
+    websocket_max_message: Size = Field(
+        4 * MiB,
+        gt=0,
+        description="Largest WebSocket message relayed, either way; a larger one (in one frame "
+        "or many, or once inflated) closes that side with 1009, message too big.",
+    )
 
 
 class WebhookConfig(StrictModel):

@@ -20,6 +20,7 @@ class StoredFile:
     bucket: str
     key: str
     stored_at: datetime
+    upload_key: str  # what the gateway's delete path names (the message's upload_key)
 
 
 @dataclass

@@ -36,12 +36,20 @@ class Templates:
 
 
 def human_size(size: int) -> str:
-    """``1.5 MiB`` style sizes for the file list."""
+    """The page's one unit system (IEC, as the gateway's config): ``999 bytes``, ``4.9 KiB``,
+    ``20 MiB``; demo.js formats sizes in the browser the same way."""
     if size < 1024:
-        return f"{size} bytes"
+        return "1 byte" if size == 1 else f"{size} bytes"
     value = size / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
+    units = ("KiB", "MiB", "GiB", "TiB")
+    unit = 0
+    while value >= 1024 and unit < len(units) - 1:
         value /= 1024
-    return f"{value:.1f} GiB"
+        unit += 1
+    return f"{value:.1f}".removesuffix(".0") + f" {units[unit]}"
+
+
+def describe_limits(max_size: int, content_types: tuple[str, ...]) -> str:
+    """What a route takes, in a line: ``Accepts image/* up to 20 MiB a file.``"""
+    types = "any type" if "*/*" in content_types else ", ".join(content_types)
+    return f"Accepts {types} up to {human_size(max_size)} a file."

@@ -2,7 +2,9 @@
 
 No cloud account, no Docker, no environment: the session key and webhook secret are made fresh
 in memory, the buckets are created by the code behind ``s3 setup``, and everything stops on
-Ctrl-C. The config is built as an object, exactly as ``serve`` would load it from YAML.
+Ctrl-C. The config is built as an object, exactly as ``serve`` would load it from YAML. The
+terminal gets a banner and a few readable lines (gateway/demo/console.py); the JSON log goes to
+a file the banner names.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import asyncio
 import contextlib
 import importlib
 import ipaddress
+import os
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -25,14 +30,17 @@ from cryptography.fernet import Fernet
 
 from ..app import create_app
 from ..buckets import BucketNames, setup_buckets
-from ..config import Config, S3Config
-from ..logs import AccessLogger, configure
+from ..config import Config, MiB, S3Config
+from ..logs import AccessLogger, configure, flush_access_log
 from ..server import start_runner
 from ..storage import open_s3_client
-from .app import make_demo_app
+from . import console
+from .app import AUTH_PATH, make_demo_app
 from .assets import INSTALL_HINT, Assets, locate
+from .pages import describe_limits
 from .s3 import LOOPBACK, MotoMissing, embedded_s3
 from .state import CLIENT_NAMES, DemoSettings, UploadRoute
+from .views import upload_command
 
 # moto checks no signatures, but the gateway signs with these as it would with real ones.
 ACCESS_KEY_ID = "demo-access-key-id"
@@ -48,6 +56,8 @@ PHOTOS = UploadRoute(
     path="/uploads/photos",
     forward="/internal/uploads/photos",
     title="Photos",
+    max_size=20 * MiB,
+    content_types=("image/*",),
 )
 FILES = UploadRoute(
     name="files",
@@ -55,20 +65,37 @@ FILES = UploadRoute(
     path="/uploads/files",
     forward="/internal/uploads/files",
     title="Files",
+    max_size=100 * MiB,
+    content_types=("*/*",),
 )
-_LIMITS = {"photos": ("20MiB", ["image/*"]), "files": ("100MiB", ["*/*"])}
+# The README's `upload` example names an api route at /api/uploads.
+API = UploadRoute(
+    name="api",
+    protocol="api",
+    path="/api/uploads",
+    forward="/internal/uploads/api",
+    title="From a terminal",
+    max_size=100 * MiB,
+    content_types=("*/*",),
+)
+# The user the banner's upload command is for (the sign-in form suggests the same name).
+EXAMPLE_USER = "alice"
 
 
 @dataclass(frozen=True)
 class DemoSecrets:
-    """Made fresh for each run; the demo prints neither."""
+    """Made fresh for each run; the demo prints none of them (the banner's API token is an HMAC
+    of a user's name under ``api_token_key``)."""
 
     session_key: str
     webhook_secret: str
+    api_token_key: bytes
 
     @classmethod
     def generate(cls) -> DemoSecrets:
-        return cls(Fernet.generate_key().decode(), secrets.token_urlsafe(32))
+        return cls(
+            Fernet.generate_key().decode(), secrets.token_urlsafe(32), secrets.token_bytes(32)
+        )
 
 
 def has_adapter(protocol: str) -> bool:
@@ -81,8 +108,23 @@ def has_adapter(protocol: str) -> bool:
 
 
 def demo_routes() -> tuple[UploadRoute, ...]:
-    """Fine Uploader's route, and Uppy's when the gateway has its adapter."""
-    return tuple(r for r in (PHOTOS, FILES) if has_adapter(r.protocol))
+    """Fine Uploader's route, Uppy's and the API's, each when the gateway has its adapter."""
+    return tuple(r for r in (PHOTOS, FILES, API) if has_adapter(r.protocol))
+
+
+def cli_program(argv0: str, executable: str) -> str:
+    """How a shell runs this installation's ``upload-gateway``, from any folder.
+
+    ``upload-gateway`` when the script the demo was started with is the one on PATH, else that
+    script's absolute path (scripts/demo.sh runs .venv/bin/upload-gateway), else
+    ``<python> -m gateway``.
+    """
+    if os.path.basename(argv0) == "upload-gateway" and os.path.isfile(argv0):
+        on_path = shutil.which("upload-gateway")
+        if on_path is not None and os.path.samefile(on_path, argv0):
+            return "upload-gateway"
+        return shlex.quote(os.path.abspath(argv0))
+    return f"{shlex.quote(executable)} -m gateway"
 
 
 def public_origins(host: str, port: int) -> list[str]:
@@ -139,6 +181,8 @@ def build_config(
             "upstream": {"url": app_url},
             # Plain http on loopback: a Secure cookie would never come back.
             "session": {"keys": [secret.session_key], "secure": False},
+            # API clients have no session: the gateway asks the app who their token names.
+            "identity": {"auth_request": {"path": AUTH_PATH}},
             "s3": s3,
             "webhook": {"secret": secret.webhook_secret},
             "routes": [
@@ -147,8 +191,8 @@ def build_config(
                     "protocol": route.protocol,
                     "path": route.path,
                     "forward": route.forward,
-                    "max_size": _LIMITS[route.name][0],
-                    "content_types": _LIMITS[route.name][1],
+                    "max_size": route.max_size,
+                    "content_types": list(route.content_types),
                 }
                 for route in routes
             ],
@@ -171,19 +215,42 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(config: Config, url: str, app_url: str, s3_port: int, assets: Assets) -> str:
-    routes = ", ".join(f"{r.path} ({CLIENT_NAMES[r.protocol]})" for r in config.routes)
+def _banner(
+    config: Config,
+    settings: DemoSettings,
+    app_url: str,
+    s3_port: int,
+    log_path: str,
+) -> str:
+    url = settings.gateway_url + "/"
     lines = [
         "upload-gateway demo: S3, an app and the gateway, all on this machine and in memory.",
         "",
-        f"  Open {url} and sign in with any name, e.g. alice (there is no password).",
+        f"  Open {url} and sign in with any name, e.g. {EXAMPLE_USER} (there is no password).",
+    ]
+    api = next((r for r in settings.routes if r.protocol == "api"), None)
+    if api is not None:
+        lines += [
+            f"  Or upload FILE from a terminal, as {EXAMPLE_USER}:",
+            f"    {upload_command(settings, api, EXAMPLE_USER)}",
+        ]
+    width = max(len(r.path) for r in settings.routes)
+    routes = [
+        f"{r.path:<{width}}  {CLIENT_NAMES[r.protocol]}: "
+        + describe_limits(r.max_size, r.content_types).removeprefix("Accepts ")
+        for r in settings.routes
+    ]
+    lines += [
         "",
         f"  gateway   {url}",
-        f"  routes    {routes}",
+        f"  routes    {routes[0]}",
+        *(f"            {line}" for line in routes[1:]),
         f"  demo app  {app_url}  (behind the gateway; receives the signed completions)",
         f"  S3        http://{LOOPBACK}:{s3_port}  (moto; buckets {BUCKETS.uploads}, "
         f"{BUCKETS.storage})",
+        f"  log       {log_path}  (JSON: every request and event)",
     ]
+    assets = settings.assets
     if config.listen.host not in (LOOPBACK, "localhost", "::1"):
         lines.append(
             f"  note: S3 listens on {LOOPBACK} only, and the page sends files to localhost: "
@@ -193,11 +260,13 @@ def _banner(config: Config, url: str, app_url: str, s3_port: int, assets: Assets
         lines.append(f"  note: Fine Uploader is not installed: {INSTALL_HINT}")
     if assets.uppy_problem is not None and any(r.protocol == "uppy" for r in config.routes):
         lines.append(f"  note: {assets.uppy_problem}")
-    lines += ["", "Press Ctrl-C to stop."]
+    lines += ["", "Press Ctrl-C to stop. What happens is shown below."]
     return "\n".join(lines)
 
 
-async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: DemoSecrets) -> int:
+async def _serve(
+    sock: socket.socket, s3_port: int, assets: Assets, secret: DemoSecrets, log_path: str
+) -> int:
     """Start the app, set up the buckets, start the gateway on ``sock``; serve until stopped."""
     host, port = sock.getsockname()[:2]
     routes = demo_routes()
@@ -206,7 +275,15 @@ async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: Demo
     downloads = s3.model_copy(
         update={"endpoint_url": s3.public_endpoint_url, "addressing_style": "path"}
     )
-    settings = DemoSettings(secret.webhook_secret, downloads, routes, assets)
+    settings = DemoSettings(
+        webhook_secret=secret.webhook_secret,
+        downloads=downloads,
+        routes=routes,
+        assets=assets,
+        api_token_key=secret.api_token_key,
+        gateway_url=f"http://localhost:{port}",
+        program=cli_program(sys.argv[0], sys.executable),
+    )
     app_runner = web.AppRunner(
         make_demo_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
     )
@@ -235,13 +312,13 @@ async def _serve(sock: socket.socket, s3_port: int, assets: Assets, secret: Demo
         )
         try:
             await web.SockSite(gateway, sock, shutdown_timeout=SHUTDOWN_TIMEOUT).start()
-            print(_banner(config, f"http://localhost:{port}/", app_url, s3_port, assets))
-            sys.stdout.flush()
+            print(_banner(config, settings, app_url, s3_port, log_path), flush=True)
             await _until_stopped()
         finally:
             await gateway.cleanup()
     finally:
         await app_runner.cleanup()
+        flush_access_log()
     print("upload-gateway demo: stopped", flush=True)
     return 0
 
@@ -266,13 +343,21 @@ def run(*, host: str, port: int) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    configure()
-    with contextlib.closing(sock), tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
+    # Kept after the demo stops, for a look at what happened; the banner names it.
+    fd, log_path = tempfile.mkstemp(prefix="upload-gateway-demo-", suffix=".log")
+    with (
+        contextlib.closing(sock),
+        open(fd, "w", encoding="utf-8") as log_file,
+        tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp,
+    ):
+        configure(stream=log_file)
+        console.attach(sys.stdout)
         want_uppy = any(r.protocol == "uppy" for r in demo_routes())
         assets = locate(Path.cwd(), Path(tmp), want_uppy=want_uppy)
         try:
             with embedded_s3() as s3_port:
-                return asyncio.run(_serve(sock, s3_port, assets, DemoSecrets.generate()))
+                secret = DemoSecrets.generate()
+                return asyncio.run(_serve(sock, s3_port, assets, secret, log_path))
         except MotoMissing as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

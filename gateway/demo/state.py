@@ -18,18 +18,21 @@ else:
     S3Client = Any
 
 COOKIE = "demo_session"
-CLIENT_NAMES = {"fineuploader": "Fine Uploader", "uppy": "Uppy"}
+CLIENT_NAMES = {"fineuploader": "Fine Uploader", "uppy": "Uppy", "api": "upload-gateway upload"}
 
 
 @dataclass(frozen=True)
 class UploadRoute:
-    """What the app knows of one of the gateway's upload routes."""
+    """What the app knows of one of the gateway's upload routes (the runner builds the
+    gateway's route config from the same values, so the page states the limits it enforces)."""
 
     name: str
     protocol: str
     path: str
     forward: str
     title: str
+    max_size: int
+    content_types: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class DemoSettings:
     downloads: S3Config  # credentials and the S3 URL browsers download from
     routes: tuple[UploadRoute, ...]
     assets: Assets
+    api_token_key: bytes  # signs the bearer tokens the app gives its users for the CLI
+    gateway_url: str  # where users reach the app, through the gateway
+    program: str  # how this installation's CLI is run, for the printed upload command
 
 
 SETTINGS = web.AppKey("settings", DemoSettings)

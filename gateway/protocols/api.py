@@ -1,4 +1,4 @@
-"""API clients (no browser): presigned PUT, presigned multipart parts, complete, abort.
+"""API clients (no browser): presigned PUT, presigned multipart parts, complete, abort, delete.
 
 ``POST P`` grants an upload; its ``upload_id`` is a sealed token (gateway.tokens) holding the
 route, user, key, S3 upload id, size and expiry, so no server-side state is needed and any
@@ -29,6 +29,7 @@ from .common import (
     TOKEN_LIFETIME,
     Presigner,
     caller,
+    delete_by_key,
     forward_headers,
     grant,
     invalid_field,
@@ -87,7 +88,8 @@ def part_size_for(size: int, route: RouteConfig) -> int:
 
 
 def add_routes(app: web.Application, route: RouteConfig) -> None:
-    """Register ``POST P``, ``POST P/{upload_id}/complete`` and ``DELETE P/{upload_id}``."""
+    """Register ``POST P``, ``POST P/{upload_id}/complete``, ``DELETE P/{upload_id}`` (abort)
+    and ``DELETE P/files?key=`` (a completed upload)."""
     handle = route_handler(route.name)
     presigner = Presigner(app)
 
@@ -207,11 +209,17 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
         return web.Response(status=204)
 
     @handle
+    async def delete(request: web.Request) -> web.StreamResponse:
+        return await delete_by_key(request, request.app[CONFIG], route)
+
+    @handle
     async def unknown(request: web.Request) -> web.StreamResponse:
         raise NotFound("no such api endpoint", reason="not-found")
 
     app.router.add_post(route.path, create)
     app.router.add_post(route.path + "/{upload_id}/complete", complete)
+    # Before P/{upload_id}: an upload id is a sealed token, never "files".
+    app.router.add_delete(route.path + "/files", delete)
     app.router.add_delete(route.path + "/{upload_id}", abort)
     app.router.add_route("*", route.path + "/{tail:.*}", unknown)
 

@@ -9,14 +9,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..appkeys import CLOCK, CONFIG, IDENTITY, SIGNING_KEYS, TOKENS
+from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, SIGNING_KEYS, TOKENS
 from ..completion import extension
 from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
 from ..headers import upstream_cookie
 from ..identity import Identity
 from ..origins import check_origin
-from ..problems import BadRequest, PayloadTooLarge
+from ..problems import BadRequest, NotFound, PayloadTooLarge
 from ..rules import SigningContext
 from ..signing import presign_v4
 from ..tokens import UploadToken
@@ -88,6 +88,22 @@ def forward_headers(request: web.Request, config: Config) -> dict[str, str]:
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     return headers
+
+
+async def delete_by_key(request: web.Request, config: Config, route: RouteConfig) -> web.Response:
+    """``DELETE P/files?key=<upload key>``: remove the caller's completed upload (or what is left
+    of it in the uploads bucket); the upstream is told with ``upload.deleted``. 204, or 404."""
+    identity = await caller(request, config)
+    key = request.query.get("key")
+    if not key:
+        raise BadRequest("the upload's key must be passed as ?key=", reason="key-missing")
+    # The completion checks the prefix before it reads or touches anything.
+    deleted = await request.app[COMPLETION].delete_upload(
+        route, identity, key, forward_headers(request, config)
+    )
+    if not deleted:
+        raise NotFound("no such upload: it was never completed, or is already deleted")
+    return web.Response(status=204)
 
 
 def grant(

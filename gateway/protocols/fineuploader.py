@@ -27,6 +27,7 @@ from ..problems import (
     GatewayError,
     NotFound,
     PolicyRefused,
+    is_final,
 )
 from ..render import ProblemFields, route_handler
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
@@ -47,13 +48,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _signature_fields(exc: GatewayError) -> dict[str, Any]:
-    # request-signer.js reads ``error`` first, then ``invalid``: the page shows our reason.
-    return {"invalid": True, "error": exc.reason}
+    # request-signer.js reads ``error`` before ``invalid`` and the tile shows it: the sentence.
+    # The code stays in the problem's ``reason``. Fine Uploader 5.16 passes only ``error`` of a
+    # signature answer on, so ``preventRetry`` here is for pages that read the answer themselves.
+    return {"invalid": True, "error": exc.detail, "preventRetry": is_final(exc)}
 
 
 def _success_fields(exc: GatewayError) -> dict[str, Any]:
-    # uploadsuccess.ajax.requester.js fails the upload on success: false and shows ``error``.
-    return {"success": False, "error": exc.detail}
+    # uploadsuccess.ajax.requester.js fails the upload on success: false and shows ``error``;
+    # the response property ``preventRetry`` (retry.preventRetryResponseProperty) hides Retry.
+    return {"success": False, "error": exc.detail, "preventRetry": is_final(exc)}
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -189,9 +193,10 @@ class FineUploaderRoute:
             return web.json_response({"success": True, **upstream}, status=result.status)
         error = upstream.get("error")
         message = error if isinstance(error, str) and error else "the application refused it"
-        return web.json_response(
-            {**upstream, "success": False, "error": message}, status=result.status
-        )
+        # A refusal (a failing upstream raised above): the stored copy is gone, so a retry
+        # could only find nothing.
+        answer = {**upstream, "success": False, "error": message, "preventRetry": True}
+        return web.json_response(answer, status=result.status)
 
     def _check_bucket(self, bucket: str) -> None:
         """The client names the bucket, so it must be the uploads bucket.

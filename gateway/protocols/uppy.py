@@ -7,7 +7,8 @@ multipart ``uploadId`` it hands out is a sealed token (gateway.tokens) naming th
 S3 upload id, type and a size bound: another user's id is refused, no state is kept. Multipart
 uploads complete at Companion's complete call; single-request ones at ``POST P/complete``
 (``{"key": ...}``, the gateway's own: docs/protocols/uppy.md), which the page sends on Uppy's
-``upload-success``.
+``upload-success``. ``DELETE P/files?key=`` (the gateway's too) removes a completed upload and
+tells the upstream.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..tokens import UploadToken
 from .common import (
     Presigner,
     caller,
+    delete_by_key,
     forward_headers,
     grant,
     invalid_field,
@@ -82,6 +84,13 @@ class _KeyBody(BaseModel):
 def _problem_fields(exc: GatewayError) -> dict[str, Any]:
     # Companion answers its errors as {"error": message}.
     return {"error": exc.detail}
+
+
+def _status_text(exc: GatewayError) -> str:
+    # @uppy/aws-s3 6.x never reads an error's body: it shows "Companion request failed:
+    # <statusText>" (CompanionS3.ts), so the sentence rides in the reason phrase too. HTTP/2
+    # has no reason phrase; behind an h2 proxy Uppy shows the prefix alone.
+    return exc.detail
 
 
 async def _parse(request: web.Request, model: type[BaseModel], limit: int = MAX_BODY) -> Any:
@@ -368,6 +377,10 @@ class UppyRoute:
         }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
+    async def delete(self, request: web.Request) -> web.Response:
+        """``DELETE P/files?key=``: the caller's completed upload, removed (ours)."""
+        return await delete_by_key(request, self.config, self.route)
+
     async def not_found(self, request: web.Request) -> web.Response:
         """Anything else under P (Companion's /s3/sts too) is the gateway's: never proxied."""
         raise NotFound("no such Uppy endpoint", reason="not-found")
@@ -398,13 +411,15 @@ async def _finish_multipart(
 
 
 def add_routes(app: web.Application, route: RouteConfig) -> None:
-    """Register Companion's S3 endpoints, ``P/complete`` and ``P/config`` under ``route.path``."""
+    """Register Companion's S3 endpoints, ``P/complete``, ``P/files`` (delete) and ``P/config``
+    under ``route.path``."""
     handlers = UppyRoute(app, route)
-    named = route_handler(route.name, _problem_fields)
+    named = route_handler(route.name, _problem_fields, status_text=_status_text)
     path, multipart = route.path, f"{route.path}/s3/multipart/{{upload_id}}"
     router = app.router
     router.add_get(f"{path}/config", named(handlers.options))
     router.add_post(f"{path}/complete", named(handlers.complete_single))
+    router.add_delete(f"{path}/files", named(handlers.delete))
     router.add_get(f"{path}/s3/params", named(handlers.params))
     router.add_post(f"{path}/s3/multipart", named(handlers.create))
     # Before {part_number}: Companion's routes match "batch" first too.

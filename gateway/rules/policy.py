@@ -109,7 +109,7 @@ def _check_policy_field(name: str, value: str, ctx: SigningContext, now: datetim
         check_key(value, ctx.key_prefix)
     elif name == "content-type":
         if not content_type_allowed(value, ctx.content_types):
-            refuse("content-type-not-allowed", "This content type is not allowed here.")
+            refuse("content-type-not-allowed", f"{show(value)} is not allowed here.")
     elif name == "success_action_status":
         if value != "200":
             refuse("success-status-not-allowed", 'success_action_status must be "200".')

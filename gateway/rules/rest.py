@@ -116,7 +116,7 @@ def _check_content_type(operation: Operation, value: str, ctx: SigningContext) -
     else:
         ok = operation == "complete" and value.lower() in COMPLETE_CONTENT_TYPES
     if not ok:
-        refuse("content-type-not-allowed", "This content type is not allowed here.")
+        refuse("content-type-not-allowed", f"{show(value)} is not allowed here.")
 
 
 def _rest_headers(

@@ -126,8 +126,12 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     for name, data in (("small photo.png", small), ("big.bin", large)):
         entry = messages[name]
         message = entry["message"]
-        # Completions carry exactly these fields (docs/webhooks.md, "The message").
-        assert set(message) == {"event", "id", "route", "user", "filename", "params", "object"}
+        # Fine Uploader's completions carry exactly these fields (docs/webhooks.md, "The message"),
+        # and the key it was uploaded under, which the gateway's delete path names.
+        assert set(message) == {
+            "event", "id", "route", "user", "filename", "params", "object", "upload_key"
+        }  # fmt: skip
+        assert message["upload_key"].endswith(".png" if name.endswith(".png") else ".bin")
         assert set(message["object"]) == {"bucket", "key", "size", "etag", "content_type"}
         assert message["event"] == "upload.completed"
         assert message["route"] == "uppy" and message["user"] == "alice"

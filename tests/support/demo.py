@@ -3,8 +3,10 @@ its banner read, stopped by its pid."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.processes import free_port
 
@@ -39,7 +42,28 @@ class DemoProcess:
         return "\n".join(self.lines)
 
     def log(self) -> str:
+        """What the demo wrote to stderr (only what stopped it: the JSON log has a file)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def json_log(self) -> list[dict[str, Any]]:
+        """The lines of the JSON log file the banner names."""
+        path = Path(self.banner_value("log"))
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def banner_value(self, label: str) -> str:
+        """The first word after ``label`` on its banner line."""
+        for line in self.lines:
+            match = re.match(rf"\s+{re.escape(label)}\s+(\S+)", line)
+            if match:
+                return match.group(1)
+        raise AssertionError(f"no {label!r} line in the banner:\n{self.stdout()}")
+
+    def upload_command(self) -> list[str]:
+        """The ``upload`` command the banner prints, as an argument list."""
+        for index, line in enumerate(self.lines):
+            if "from a terminal" in line:
+                return shlex.split(self.lines[index + 1])
+        raise AssertionError(f"no upload command in the banner:\n{self.stdout()}")
 
     def banner(self, label: str) -> str:
         """The URL the banner prints after ``label`` (``demo app``, ``S3``)."""
@@ -62,11 +86,26 @@ class DemoProcess:
         return self.proc.returncode
 
 
-def demo_environment() -> dict[str, str]:
-    """The test's environment without AWS settings: the demo needs none."""
+# The installation's scripts, where scripts/demo.sh runs ``upload-gateway demo`` from.
+SCRIPTS = Path(sys.executable).parent
+
+
+def demo_command() -> list[str]:
+    """``upload-gateway demo`` as scripts/demo.sh runs it (``python -m gateway`` without it)."""
+    script = SCRIPTS / "upload-gateway"
+    return [str(script), "demo"] if script.is_file() else [sys.executable, "-m", "gateway", "demo"]
+
+
+def demo_environment(tmp: Path | None = None) -> dict[str, str]:
+    """The test's environment without AWS settings: the demo needs none. The installation's
+    scripts are on PATH, as in an activated virtualenv (so the upload command the demo prints
+    is ``upload-gateway``). With ``tmp``, the demo's temporary files (its JSON log) go there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.pathsep.join([str(SCRIPTS), env.get("PATH", "")])
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     return env
 
 
@@ -82,13 +121,13 @@ def start_demo(workdir: Path, *, port: int | None = None) -> DemoProcess:
     log_path = workdir / "demo.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
+            [*demo_command(), "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
             cwd=workdir,
-            env=demo_environment(),
+            env=demo_environment(workdir),
         )
     demo = DemoProcess(proc, port, log_path)
     threading.Thread(target=_read, args=(proc, demo.lines), daemon=True).start()
