@@ -60,7 +60,6 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "Who is calling": (
             "origin-refused",
-            "host-invalid",
             "no-identity",
             "auth-request-failed",
             "forbidden",
@@ -193,6 +192,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "upstream-refused",
             "upstream-broken",
             "upstream-answer-too-large",
+            "upstream-busy",
             "upstream-unavailable",
             "upstream-timeout",
         ),
@@ -220,7 +220,7 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "An HTTP/1.1 request without a `Host` header.")),
     ("bad-host", Reason(400, "Bad Host",
         "The `Host` header is not `host[:port]` (it would reach the app as "
-        "`X-Forwarded-Host`).")),
+        "`X-Forwarded-Host`, and name the page's origin for Fine Uploader's blank page).")),
     ("bad-framing", Reason(400, "Bad framing",
         "The body's framing is invalid (`Content-Length`, `Transfer-Encoding`, chunks), or an "
         "HTTP/1.0 request has `Transfer-Encoding` (RFC 9112 6.1); the connection is closed "
@@ -252,9 +252,6 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("origin-refused", Reason(403, "Origin not allowed",
         "A state-changing request to an upload route whose Origin (or, lacking one, Referer) "
         "is not in public_origins (by default, not the gateway's own origin).")),
-    ("host-invalid", Reason(400, "Bad Host",
-        "The `Host` header, needed to name the page's origin (Fine Uploader's blank page when "
-        "`public_origins` is empty), is not `host[:port]`.")),
     ("no-identity", Reason(401, "Not authenticated",
         "The request carries no identity: the app has not logged the user in "
         "(`identity.login_header`), `auth_request` said nobody, and `identity.anonymous` is off.")),
@@ -529,6 +526,10 @@ REASONS: Mapping[str, Reason] = _catalogue(
     ("upstream-answer-too-large", Reason(502, "Upstream unavailable",
         "The app's answer to a completion, deletion or `auth_request` is larger than the "
         "gateway reads.")),
+    ("upstream-busy", Reason(503, "Upstream busy",
+        "Every connection to the app (`upstream.max_connections`) stayed busy for "
+        "`upstream.pool_timeout`; the request was not sent, and `Retry-After` says when to try "
+        "again.")),
     ("upstream-unavailable", Reason(502, "Upstream unavailable",
         "The app failed, with no more specific reason.")),
     ("upstream-timeout", Reason(504, "Upstream timeout",

@@ -36,6 +36,7 @@ REVIEWED_PASS_THROUGHS = {
     ("gateway/guard.py", "reason"): "targets.REFUSALS and guard.PARSER_DETAILS keys, read below",
     ("gateway/storage.py", "reason"): "the _CLIENT_FAULTS table, scanned as tuples",
     ("gateway/front.py", "_http_reason(exc.status)"): "_http_reason's table, scanned below",
+    ("gateway/problems.py", "reason"): "UpstreamBusy passing its caller's reason on",
 }
 # aiohttp's own ``reason`` keyword: the HTTP reason phrase of a response, not a problem reason.
 RESPONSE_CALLS = frozenset({"Response", "StreamResponse"})
