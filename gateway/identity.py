@@ -28,10 +28,13 @@ from aiohttp_session import SessionData as StoredSession
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from . import headers as hdr
-from .appkeys import REQUEST_ID, SESSION, UPSTREAM, USER, Clock
+from .appkeys import UPSTREAM
 from .config import Config
 from .keys import hash_user, user_hash_key
 from .problems import NotAuthenticated, UpstreamUnavailable
+from .requestkeys import REQUEST_ID, SESSION, USER
+from .values import Clock
+from .values import Identity as Identity
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +89,6 @@ class _Decoded:
     data: dict[str, Any]
     issued: int
     rotated: bool
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A known user: the name the upstream gave, its hash and the key prefix it may write under."""
-
-    user: str
-    user_hash: str
-    key_prefix: str
 
 
 class RotatingCookieStorage(AbstractStorage):

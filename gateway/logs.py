@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-from .appkeys import REQUEST_ID, ROUTE_NAME, USER
+from .requestkeys import REQUEST_ID, ROUTE_NAME, USER
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
