@@ -86,8 +86,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
-        # No aiohttp TraceConfig: it makes a Trace and fires every client signal per request
-        # (bench/PROFILE.md, ~10 % of a proxied request's CPU); the proxy times its own calls.
+        # No aiohttp TraceConfig: it makes a Trace and fires every client signal per request,
+        # a cost bench/PROFILE.md measures; the proxy times its own calls.
         app[UPSTREAM] = await stack.enter_async_context(
             Upstream.open(config.upstream, observe=app[METRICS].observe_upstream)
         )
