@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import guard
-from .appkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME
 from .config import Config
 from .identity import IdentityService
 from .logs import RequestIds, request_id_var
@@ -25,6 +24,7 @@ from .metrics import Metrics
 from .problems import GatewayError
 from .reasons import title_of
 from .render import problem_for, problem_response
+from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME
 
 log = logging.getLogger(__name__)
 

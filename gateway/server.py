@@ -105,7 +105,7 @@ def _run_one(
     if parent is not None:
         app.cleanup_ctx.append(_stop_with_parent(parent))
     # What start-up made lives as long as the process: frozen, full collections no longer walk
-    # it. In one bench pair the 1 KiB passthrough p99 went from 39 to 13 ms (signing: mixed).
+    # it, which shortens the proxy's tail latency (bench/PROFILE.md).
     gc.collect()
     gc.freeze()
     _run_until_stopped(app, sockets, ops_sockets, options=runner_options(config))

@@ -19,29 +19,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.streams import StreamReader
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from .config import UpstreamConfig
 from .forwarder import Forwarder, PoolTimeout, UpstreamConnectError
 from .problems import GatewayError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
+from .values import UpstreamAnswer as UpstreamAnswer
 
 # Answers read into memory (auth_request, completion replies) are capped: the upstream is trusted
 # but a runaway body must not grow the gateway without bound.
 MAX_ANSWER_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class UpstreamAnswer:
-    """A small upstream answer read whole: status, headers and body bytes."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
 
 
 class Upstream:

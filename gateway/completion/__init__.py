@@ -20,8 +20,9 @@ never depends on what a retry says (file name, date), and a stored copy is never
 
 from __future__ import annotations
 
-from .checks import check_upload
-from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .naming import (
     etag_value,
     extension,
@@ -32,15 +33,51 @@ from .naming import (
     storage_uuid,
     storage_uuid_prefix,
 )
-from .pipeline import (
-    ID_PURPOSE,
-    META_ETAG,
-    META_FILENAME,
-    META_ID,
-    META_SOURCE,
-    META_STORED_AT,
-    Completion,
-)
+
+if TYPE_CHECKING:
+    from .checks import check_upload
+    from .interfaces import (
+        CompletionRequest,
+        CompletionResult,
+        CompletionStorage,
+        CompletionUpstream,
+    )
+    from .pipeline import (
+        ID_PURPOSE,
+        META_ETAG,
+        META_FILENAME,
+        META_ID,
+        META_SOURCE,
+        META_STORED_AT,
+        Completion,
+    )
+
+# The pipeline's names load on first use, so that importing the pure ``completion.naming``
+# does not import S3's client and the config models through this package.
+_LAZY = {
+    "check_upload": "checks",
+    "CompletionRequest": "interfaces",
+    "CompletionResult": "interfaces",
+    "CompletionStorage": "interfaces",
+    "CompletionUpstream": "interfaces",
+    "ID_PURPOSE": "pipeline",
+    "META_ETAG": "pipeline",
+    "META_FILENAME": "pipeline",
+    "META_ID": "pipeline",
+    "META_SOURCE": "pipeline",
+    "META_STORED_AT": "pipeline",
+    "Completion": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ID_PURPOSE",
