@@ -41,6 +41,13 @@ class UpstreamConfig(StrictModel):
     reserved_connections: int = Field(
         10, ge=1, description="Connections for auth_request and completion messages only."
     )
+    forwarder: Literal["fast", "standard"] = Field(
+        "fast",
+        description=(
+            "The client the pools use: fast (the gateway's own, on aiohttp internals) or "
+            "standard (aiohttp's ClientSession: slower, public API only). Default fast."
+        ),
+    )
 
     @property
     def base(self) -> str:
