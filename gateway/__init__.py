@@ -5,12 +5,13 @@ contracts in pyproject.toml (``[tool.importlinter]``) hold these lists and scrip
 checks them (``lint-imports``); docs/architecture.md explains them.
 
 1. Pure core, no I/O: values, problems, signing, rules, sniff, keys, tokens, webhook, targets,
-   jsonbody, forms, headers, config, endpoints (and completion.naming). None of it imports
+   jsonbody, forms, headers, config, endpoints, reasons (and completion.naming). None of it imports
    aiohttp, aiobotocore, botocore or prometheus_client; values imports nothing third-party.
 2. Infrastructure: appkeys, requestkeys, sessions, logs, metrics.
-3. I/O: completion, identity, storage, upstream, forwarder, buckets, client, localnames.
+3. I/O: completion, identity, storage, upstream, forwarding, _fast (aiohttp internals in
+   quarantine), buckets, client, localnames.
 4. HTTP surface: front, proxy, guard, ops, protocols, render, origins.
-5. Running it: __main__, cli, server, app, connection, listen, demo.
+5. Running it: __main__, cli, server, app, listen, demo, docgen.
 """
 
 __version__ = "0.1.0"

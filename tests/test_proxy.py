@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.logs import JsonFormatter
+from tests.support.gateway import FORWARDERS
 from tests.support.processes import StartGateway
 from tests.support.upstream import generated_sha256, make_upstream_app
 
@@ -54,6 +55,14 @@ async def _trace(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     finally:
         trace.active -= 1
+
+
+@pytest.fixture(params=FORWARDERS)
+def forwarder_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs under both ``upstream.forwarder`` kinds: the standard one is the
+    fallback for an aiohttp upgrade, so it must answer as the fast one does."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture

@@ -73,6 +73,13 @@ class UpstreamConfig(StrictModel):
         "messages, so clients holding the proxy's connections never delay them (readyz's ping "
         "has one more of its own).",
     )
+    forwarder: Literal["fast", "standard"] = Field(
+        "fast",
+        description=(
+            "The client the pools use: fast (the gateway's own, on aiohttp internals) or "
+            "standard (aiohttp's ClientSession: slower, public API only). Default fast."
+        ),
+    )
 
     @property
     def base(self) -> str:
