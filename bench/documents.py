@@ -1,9 +1,9 @@
 """The signing requests a browser sends, built for the bench's user, bucket and clock.
 
-Shapes follow shared/reference/fineuploader-protocol.md: §1.1 (the v4 POST policy Fine Uploader
-5.16 sends, conditions in its fixed order) and §1.3 (the raw v4 string of a chunked upload's
-part). The key lies under the user's prefix, the credential names today and the configured
-region, and x-amz-date is ``now``: the gateway's rules accept them as a real page's.
+Shapes follow what Fine Uploader 5.16 sends (docs/protocols/fineuploader.md): the v4 POST
+policy, conditions in its fixed order, and the raw v4 string of a chunked upload's part. The key
+lies under the user's prefix, the credential names today and the configured region, and
+x-amz-date is ``now``: the gateway's rules accept them as a real page's.
 """
 
 from __future__ import annotations

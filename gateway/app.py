@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +34,7 @@ from .front import Front
 from .identity import IdentityService
 from .logs import flush_access_log
 from .metrics import Metrics
+from .protocols import ADAPTERS
 from .proxy import Proxy
 from .signing import SigningKeys
 from .storage import Storage, open_s3_client
@@ -50,13 +49,6 @@ def utc_now() -> datetime:
 async def _flush_logs(app: web.Application) -> None:
     """Write the batched access lines: a ``--workers`` child exits without running atexit."""
     flush_access_log()
-
-
-def _adapter(protocol: str) -> Callable[[web.Application, Any], None]:
-    """The ``add_routes`` of a protocol's adapter module (imported only when a route uses it)."""
-    module = importlib.import_module(f"gateway.protocols.{protocol}")
-    add_routes: Callable[[web.Application, Any], None] = module.add_routes
-    return add_routes
 
 
 def create_app(
@@ -92,7 +84,7 @@ def create_app(
 
     ops.add_routes(app, config.ops_prefix, separate=config.ops_listen is not None)
     for route in config.routes:
-        _adapter(route.protocol)(app, route)
+        ADAPTERS[route.protocol](app, route)
     proxy = Proxy(app, reserved=tuple(r.forward for r in config.routes), finish=front.finish)
     # The catch-all serves what the front sends to the app below its own paths, and every
     # request when the app runs without the front (aiohttp's test server).
@@ -107,8 +99,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
     config = app[CONFIG]
     async with AsyncExitStack() as stack:
-        # No aiohttp TraceConfig: it makes a Trace and fires every client signal per request
-        # (bench/PROFILE.md, ~10 % of a proxied request's CPU); the proxy times its own calls.
+        # No aiohttp TraceConfig: it makes a Trace and fires every client signal per request,
+        # a cost bench/PROFILE.md measures; the proxy times its own calls.
         app[UPSTREAM] = await stack.enter_async_context(
             Upstream.open(config.upstream, observe=app[METRICS].observe_upstream)
         )

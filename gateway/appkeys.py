@@ -1,29 +1,27 @@
-"""Typed keys for the state ``create_app`` builds and the per-request values handlers set."""
+"""Typed keys for the state ``create_app`` builds; the per-request keys live in ``requestkeys``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .config import Config
+from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME, SESSION, USER
+from .values import Clock
 
 if TYPE_CHECKING:
     from .completion import Completion
     from .completion.owners import OwnerBook
+    from .config import Config
     from .front import Front
-    from .identity import Identity, IdentityService, SessionData
+    from .identity import IdentityService
     from .metrics import Metrics
     from .signing import SigningKeys
     from .storage import Storage
     from .tokens import TokenSealer
     from .upstream import Upstream
 
-Clock = Callable[[], datetime]
-
-CONFIG = web.AppKey("config", Config)
+CONFIG: web.AppKey[Config] = web.AppKey("config")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
@@ -35,9 +33,22 @@ TOKENS: web.AppKey[TokenSealer] = web.AppKey("tokens")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 FRONT: web.AppKey[Front] = web.AppKey("front")
 
-REQUEST_ID = web.RequestKey("request_id", str)
-SESSION: web.RequestKey[SessionData] = web.RequestKey("session")
-USER: web.RequestKey[Identity | None] = web.RequestKey("user")
-ROUTE_NAME = web.RequestKey("route_name", str)
-# Set on requests that came in on the ops listener (config ``ops_listen``).
-OPS_LISTENER = web.RequestKey("ops_listener", bool)
+# Re-exported: the per-request keys and the clock's type were defined here before.
+__all__ = [
+    "CLOCK",
+    "COMPLETION",
+    "CONFIG",
+    "FRONT",
+    "IDENTITY",
+    "METRICS",
+    "OPS_LISTENER",
+    "REQUEST_ID",
+    "ROUTE_NAME",
+    "SESSION",
+    "SIGNING_KEYS",
+    "STORAGE",
+    "TOKENS",
+    "UPSTREAM",
+    "USER",
+    "Clock",
+]

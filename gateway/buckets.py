@@ -42,7 +42,7 @@ ENCRYPTION: Final = "AES256"  # SSE-S3
 # then let the gateway's credentials use the key (kms:GenerateDataKey, kms:Decrypt).
 _ACCEPTED_ENCRYPTION = frozenset({ENCRYPTION, "aws:kms", "aws:kms:dsse"})
 
-# What browsers send to the uploads bucket (shared/reference/fineuploader-protocol.md §6, §7):
+# What browsers send to the uploads bucket (docs/protocols/: Fine Uploader's forms and chunks):
 # POST for policy forms, initiate and complete; PUT for parts and presigned PUTs; DELETE for
 # Fine Uploader's abort. Neither client GETs or HEADs the bucket (resume state lives in the
 # browser; Uppy lists parts through the gateway), so those stay closed.

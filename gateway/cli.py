@@ -1,4 +1,4 @@
-"""The ``upload-gateway`` command line: serve, demo, check-config, s3 ..., upload.
+"""The ``upload-gateway`` command line: serve, demo, check-config, config-schema, s3 ..., upload.
 
 Every expected failure (a network error, an HTTP status, a bad file or config, Ctrl-C) is one
 line on stderr saying what failed and what to do, never a traceback, and one of the exit codes
@@ -96,6 +96,14 @@ def cmd_check_config(args: argparse.Namespace, environ: Mapping[str, str]) -> in
         return USAGE
     count = len(config.routes)
     print(f"{args.path}: ok ({count} route{'' if count == 1 else 's'})")
+    return OK
+
+
+def cmd_config_schema(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print the config's JSON Schema (draft-07), for editors and CI validators."""
+    from .config.schema import schema_text
+
+    sys.stdout.write(schema_text())
     return OK
 
 
@@ -268,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", help="the YAML config file")
     check.set_defaults(func=cmd_check_config)
+
+    schema = command(
+        "config-schema",
+        "print the config's JSON Schema, for editors and CI validators",
+        "Print the JSON Schema (draft-07) of the config file, which editors using "
+        "yaml-language-server and JSON Schema validators check a config against "
+        "(docs/configuration.md).",
+    )
+    schema.set_defaults(func=cmd_config_schema)
 
     s3 = command(
         "s3",

@@ -46,10 +46,11 @@ class UploadFailed(Exception):
 class _Retryable(Exception):
     """A call to the gateway that may work if asked again: a 5xx (the app or S3 behind it
     failed) or no answer at all. Only the completion is asked again (it is idempotent,
-    SPEC.md); ``run`` turns the rest into an UploadFailed line, so this never escapes."""
+    docs/http.md); ``run`` turns the rest into an UploadFailed line, so this never escapes."""
 
 
-# The gateway's answers when the upstream or S3 failed; the completion is idempotent (SPEC.md).
+# The gateway's answers when the upstream or S3 failed; the completion is idempotent
+# (docs/http.md).
 _RETRYABLE = frozenset({502, 503, 504})
 # What to do about a 5xx to the first call (nothing started yet).
 _LATER = {
@@ -453,7 +454,7 @@ async def upload(
 
     Once the completion has been asked for, a failure of the gateway or the upstream (5xx) or an
     interruption leaves the objects alone: the completion may be under way or retried, and the
-    gateway keeps them for that (SPEC.md, "The completion", step 4).
+    gateway keeps them for that (docs/http.md, "Completing an upload", step 6).
 
     ``silence``: seconds any call may stay silent (connecting: CONNECT_TIMEOUT at most).
     """

@@ -17,13 +17,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import guard
-from .appkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME
 from .config import Config
 from .identity import IdentityService
 from .logs import RequestIds, request_id_var
 from .metrics import Metrics
 from .problems import GatewayError
+from .reasons import title_of
 from .render import problem_for, problem_response
+from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,9 @@ class Front:
                     raise
                 error = GatewayError(exc.reason, reason=_http_reason(exc.status))
                 _log_problem(request, exc.status, error.reason)
-                response = problem_response(error, None, status=exc.status, title=exc.reason)
+                # A catalogued reason keeps its one title; http-<status> gets aiohttp's phrase.
+                title = None if title_of(error.reason) else exc.reason
+                response = problem_response(error, None, status=exc.status, title=title)
             except Exception:
                 response = _bug(request)
             if not response.prepared:

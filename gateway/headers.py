@@ -28,7 +28,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# Only the gateway may speak these to the upstream (SPEC.md, "The completion").
+# Only the gateway may speak these to the upstream (docs/webhooks.md).
 GATEWAY_ONLY = frozenset({"x-upload-user", "x-upload-signature", "idempotency-key"})
 
 FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})

@@ -19,7 +19,7 @@ _MAX_CHILDREN = 4096
 
 
 class Metrics:
-    """The counters and histograms SPEC.md lists under Operations."""
+    """The counters and histograms docs/ops.md lists."""
 
     def __init__(self, *, shared_dir: str | None = None) -> None:
         """``shared_dir``: the workers' metrics directory, after ``share_between_workers``."""

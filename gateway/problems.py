@@ -16,13 +16,17 @@
      └── UpstreamTimeout (504)
 
 Every instance carries a short kebab-case ``reason`` (``key-outside-prefix``): the same string is
-the log field, the metric label and the suffix of the problem ``type``. Pure modules raise these;
-only the front (``front.py``) turns them into responses (RFC 9457).
+the log field, the metric label and the suffix of the problem ``type``. Each reason's status and
+title are in the catalogue (``reasons.py``, printed in docs/errors.md); the class's ``title``
+only stands in for a reason the catalogue lacks. Pure modules raise these; only the front
+(``front.py``) turns them into responses (RFC 9457).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from .reasons import title_of
 
 PROBLEM_TYPE_BASE = "urn:upload-gateway:problem:"
 # 4xx answers where the same request may succeed later: the moment was wrong, not the request
@@ -50,10 +54,13 @@ class GatewayError(Exception):
         return PROBLEM_TYPE_BASE + self.reason
 
     def to_problem(self) -> dict[str, Any]:
-        """The RFC 9457 body: type, title, status, detail, reason and any safe extra members."""
+        """The RFC 9457 body: type, title, status, detail, reason and any safe extra members.
+
+        The title is the reason's, so one problem type always has one title (RFC 9457 3.1.3).
+        """
         body: dict[str, Any] = {
             "type": self.type,
-            "title": self.title,
+            "title": title_of(self.reason) or self.title,
             "status": self.status,
             "detail": self.detail,
             "reason": self.reason,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -16,11 +15,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 
 from . import headers as hdr
-from .appkeys import CONFIG, METRICS, REQUEST_ID, UPSTREAM
-from .forwarder import ForwardedResponse
+from .appkeys import CONFIG, REQUEST_ID, UPSTREAM
+from .forwarding import Answer
 from .problems import BadRequest, NotFound
 from .targets import Reserved, origin_form
-from .upstream import UPSTREAM_ERRORS, Upstream, map_client_errors, upstream_problem
+from .upstream import Upstream, map_client_errors
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ class Proxy:
         config = app[CONFIG]
         self._app = app
         self._finish = finish
-        self._metrics = app[METRICS]
         self._upstream: Upstream | None = None
         self._networks = hdr.parse_networks(config.trusted_proxies)
         self._session_cookie = config.session.cookie_name
@@ -76,19 +74,14 @@ class Proxy:
         if _is_websocket(request):
             return await self._websocket(request, upstream, headers, target)
         body = request.content if request.body_exists else None
-        started = time.perf_counter()
-        try:
-            upstream_resp = await upstream.forwarder.request(
-                request.method,
-                target,
-                headers.items(),
-                body,
-                # A chunked body (no length known) is re-chunked toward the upstream.
-                chunked=body is not None and "Content-Length" not in headers,
-            )
-        except UPSTREAM_ERRORS as exc:
-            raise upstream_problem(exc, time.perf_counter() - started) from exc
-        self._metrics.observe_upstream(time.perf_counter() - started)
+        upstream_resp = await upstream.request(
+            request.method,
+            target,
+            headers.items(),
+            body,
+            # A chunked body (no length known) is re-chunked toward the upstream.
+            chunked=body is not None and "Content-Length" not in headers,
+        )
         try:
             # Most small answers are in whole with their head: answered without a coroutine.
             whole = self._whole(request, upstream_resp)
@@ -96,7 +89,7 @@ class Proxy:
         finally:
             upstream_resp.release()
 
-    def _whole(self, request: web.Request, upstream_resp: ForwardedResponse) -> web.Response | None:
+    def _whole(self, request: web.Request, upstream_resp: Answer) -> web.Response | None:
         """The answer in one write (head and body), when it is sized, small and all here."""
         content = upstream_resp.content
         if not content.is_eof() or request.method == "HEAD":
@@ -138,7 +131,7 @@ class Proxy:
         return out
 
     async def _relay(
-        self, request: web.Request, upstream_resp: ForwardedResponse
+        self, request: web.Request, upstream_resp: Answer
     ) -> web.StreamResponse:
         status = upstream_resp.status
         headers = hdr.response_headers(upstream_resp.headers, underscored=self._identity_headers)

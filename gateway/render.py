@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .appkeys import ROUTE_NAME
 from .problems import GatewayError
+from .requestkeys import ROUTE_NAME
 
 ProblemFields = Callable[[GatewayError], dict[str, Any]]
 PROBLEM_FIELDS: web.RequestKey[ProblemFields] = web.RequestKey("problem_fields")

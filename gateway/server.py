@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import multiprocess
 
-from . import connection, ops
+from . import ops
+from ._fast import connection
 from .app import create_app
 from .appkeys import CONFIG, FRONT
 from .config import Config
@@ -105,7 +106,7 @@ def _run_one(
     if parent is not None:
         app.cleanup_ctx.append(_stop_with_parent(parent))
     # What start-up made lives as long as the process: frozen, full collections no longer walk
-    # it. In one bench pair the 1 KiB passthrough p99 went from 39 to 13 ms (signing: mixed).
+    # it, which shortens the proxy's tail latency (bench/PROFILE.md).
     gc.collect()
     gc.freeze()
     _run_until_stopped(app, sockets, ops_sockets, options=runner_options(config))
@@ -114,14 +115,17 @@ def _run_one(
 async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     """An AppRunner for a ``create_app`` app, set up, with the app's front as the server's
     handler (gateway/front.py) and its connections under ``limits.send_timeout``
-    (gateway/connection.py); ``options`` as ``runner_options`` gives them."""
+    (gateway/_fast/connection.py); ``options`` as ``runner_options`` gives them."""
     runner = web.AppRunner(app, **options)
     await runner.setup()
     server = runner.server
     if server is None:  # pragma: no cover - setup() always makes one
         raise RuntimeError("the runner has no server")
-    server.request_handler = app[FRONT].dispatcher(server.request_handler)
-    connection.install(server, send_timeout=app[CONFIG].limits.send_timeout)
+    connection.install(
+        server,
+        send_timeout=app[CONFIG].limits.send_timeout,
+        handler=app[FRONT].dispatcher(server.request_handler),
+    )
     return runner
 
 

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -29,6 +29,8 @@ from botocore.exceptions import (
 
 from .config import S3Config
 from .problems import BadRequest, GatewayError, NotFound, StorageUnavailable
+from .values import Part as Part
+from .values import StoredObject as StoredObject
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -66,28 +68,6 @@ _CLIENT_FAULTS: Mapping[str, tuple[type[GatewayError], str, str]] = MappingProxy
 # What S3 answers a write made If-None-Match: * when the key is taken (412), or being written
 # by a concurrent conditional request (409).
 _TAKEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """What HEAD says about an object."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    content_type: str
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    content_disposition: str | None = None
-
-
-@dataclass(frozen=True)
-class Part:
-    """One uploaded part of a multipart upload, as ListParts reports it."""
-
-    number: int
-    etag: str
-    size: int
 
 
 @dataclass(frozen=True)

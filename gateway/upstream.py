@@ -1,7 +1,9 @@
 """The one owner of the pooled connections to the upstream app.
 
-Three lean keep-alive pools (gateway/forwarder.py), so that no kind of traffic waits behind
-another: ``forwarder`` (``max_connections``) carries proxied requests, which anyone can send and
+Three lean keep-alive pools (gateway/forwarding.py: the fast one in gateway/_fast/forwarder.py
+or the standard one on ``ClientSession``, config ``upstream.forwarder``), so that no kind of
+traffic waits behind another: ``request`` goes through ``forwarder`` (``max_connections``), for
+proxied requests, which anyone can send and
 a client can hold while it takes its answer (a stall of ``limits.send_timeout`` at most);
 ``call`` goes through ``reserved_connections`` of its own (``auth_request`` lookups and
 completion messages); ``ping`` (``/-/readyz``) through one connection of its own, so a
@@ -18,30 +20,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 
 import aiohttp
 from aiohttp.streams import StreamReader
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
+from ._fast.forwarder import Forwarder
 from .config import UpstreamConfig
-from .forwarder import Forwarder, PoolTimeout, UpstreamConnectError
+from .forwarding import Answer, Pool, PoolTimeout, StandardForwarder, UpstreamConnectError
 from .problems import GatewayError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
+from .values import UpstreamAnswer as UpstreamAnswer
 
 # Answers read into memory (auth_request, completion replies) are capped: the upstream is trusted
 # but a runaway body must not grow the gateway without bound.
 MAX_ANSWER_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class UpstreamAnswer:
-    """A small upstream answer read whole: status, headers and body bytes."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
 
 
 class Upstream:
@@ -51,10 +45,10 @@ class Upstream:
         self,
         config: UpstreamConfig,
         session: aiohttp.ClientSession,
-        forwarder: Forwarder,
+        forwarder: Pool,
         *,
-        reserved: Forwarder,
-        probe: Forwarder,
+        reserved: Pool,
+        probe: Pool,
         observe: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
@@ -102,8 +96,9 @@ class Upstream:
             # label it application/octet-stream); callers with a type set it themselves.
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
-        pools = [
-            Forwarder(
+        kind = Forwarder if config.forwarder == "fast" else StandardForwarder
+        pools: list[Pool] = [
+            kind(
                 config.base,
                 limit=limit,
                 connect_timeout=config.connect_timeout,
@@ -123,6 +118,27 @@ class Upstream:
     def url(self, raw_path: str) -> URL:
         """The upstream URL for a raw (still percent-encoded) path and query, kept byte for byte."""
         return URL(self.base + raw_path, encoded=True)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: StreamReader | bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Answer:
+        """Send a proxied request (``target``: raw path and query, kept byte for byte) through
+        the proxy's pool and return its answer's head; 502/503/504 on failure. The caller
+        reads the body and releases the answer."""
+        started = time.perf_counter()
+        try:
+            answer = await self.forwarder.request(method, target, headers, body, chunked=chunked)
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_problem(exc, time.perf_counter() - started) from exc
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started)
+        return answer
 
     async def call(
         self,
@@ -146,7 +162,7 @@ class Upstream:
 
     async def _exchange(
         self,
-        pool: Forwarder,
+        pool: Pool,
         method: str,
         raw_path: str,
         headers: Mapping[str, str] | CIMultiDict[str] | None,

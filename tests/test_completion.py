@@ -1139,9 +1139,11 @@ async def test_a_deletion_the_upstream_refuses_keeps_the_copy(
     await completion.complete(request(route, key))
     recorded.completion_status = 403
 
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as refused:
         await completion.delete_upload(route, ALICE, key, {})
 
+    # Its own reason: upstream-refused is the 502 of an app that takes no connection.
+    assert (refused.value.status, refused.value.reason) == (403, "delete-refused")
     assert len(await contents(s3_client, buckets.storage)) == 1
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestServer
 
+from gateway import docgen
 from gateway.cli import build_parser
 from gateway.config import Config
 
@@ -223,3 +224,86 @@ def test_readme_commands_parse_with_the_real_cli() -> None:
             if exc.code != 0:  # --version exits 0 once it has printed
                 refused.append(" ".join(args))
     assert not refused
+
+
+# --------------------------------------------------------------------------- docs/ itself
+
+# Where the team's own notes lived; the repository's docs replace them, and users never had them.
+_OUTSIDE_NOTES = re.compile(
+    r"\.\./shared|shared/reference|SPEC\.md|ARCHITECTURE\.md|fineuploader-protocol\.md"
+    r"|testing-notes\.md|style-anchors\.md"
+)
+_TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".json", ".js", ".mjs", ".sh", ".toml", ".html"}
+_PUBLISHED = ("README.md", "SECURITY.md", "Dockerfile", "pyproject.toml", "config", "docs",
+              "gateway", "tests", "bench", "scripts", "deploy")  # fmt: skip
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _published_files() -> list[Path]:
+    files: list[Path] = []
+    for name in _PUBLISHED:
+        path = ROOT / name
+        if path.is_file():
+            files.append(path)
+            continue
+        for found in sorted(path.rglob("*")) if path.is_dir() else ():
+            parts = found.relative_to(ROOT).parts
+            if any(p in ("node_modules", "__pycache__", "out") or p.startswith(".") for p in parts):
+                continue
+            if found.is_file() and found.suffix in _TEXT_SUFFIXES:
+                files.append(found)
+    return files
+
+
+@pytest.mark.parametrize("path", sorted(docgen.expected(ROOT)), ids=lambda p: str(p.name))
+def test_generated_docs_are_current(path: Path) -> None:
+    """The generated parts of docs/ (config reference, JSON Schema, reason tables) are what the
+    code generates now."""
+    wanted = docgen.expected(ROOT)[path]
+    assert path.read_text(encoding="utf-8") == wanted, (
+        f"{path.relative_to(ROOT)} is stale: run `{docgen.COMMAND}` "
+        "(PYTHONPATH=. .venv/bin/python -m gateway.docgen) and commit the result"
+    )
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    """No document, comment or config refers a reader to the team's notes outside the
+    repository (../shared, SPEC.md, ...): what they said is in docs/."""
+    files = _published_files()
+    assert len(files) > 100 and ROOT / "gateway" / "cli.py" in files
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}"
+        for path in files
+        if path != Path(__file__).resolve()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _OUTSIDE_NOTES.search(line)
+    ]
+    assert not found
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a markdown file's headings."""
+    text = path.read_text(encoding="utf-8")
+    titles = re.findall(r"^#+ (.+)$", _FENCE.sub("", text), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", t.strip().lower()).replace(" ", "-") for t in titles}
+
+
+def test_links_in_the_docs_stay_in_the_repository_and_resolve() -> None:
+    """Every relative link of README.md, SECURITY.md and docs/ names a file of the repository
+    (and a heading of it, when it has an anchor)."""
+    docs = [README, SECURITY, *sorted((ROOT / "docs").rglob("*.md"))]
+    checked = 0
+    broken = []
+    for doc in docs:
+        for target in _LINK.findall(_FENCE.sub("", doc.read_text(encoding="utf-8"))):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            file_part, _, anchor = target.partition("#")
+            resolved = (doc.parent / file_part).resolve() if file_part else doc
+            checked += 1
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{doc.name}: {target}")
+            elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    assert checked > 40
+    assert not broken

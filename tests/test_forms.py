@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from gateway.forms import MAX_DEPTH, MAX_FIELDS, MAX_INDEX, parse_form
 from gateway.problems import BadRequest
 
-# The success body Fine Uploader 5.16.2 sent (captured; reference/fineuploader-protocol.md §3).
+# The success body Fine Uploader 5.16.2 sent (captured from its npm build).
 CAPTURED = (
     "nested%5Ba%5D=1+2&nested%5Blist%5D%5B0%5D=x&nested%5Blist%5D%5B1%5D=y&top=t"
     "&key=a08348b8-9a24-4b81-94c0-7789d58340b2.jpg&uuid=a08348b8-9a24-4b81-94c0-7789d58340b2"

@@ -18,13 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.forwarder import (
-    ForwardedResponse,
-    Forwarder,
-    PoolTimeout,
-    UpstreamConnectError,
-    _Connection,
-)
+from gateway._fast.forwarder import ForwardedResponse, Forwarder, _Connection
+from gateway.forwarding import PoolTimeout, UpstreamConnectError
 from tests.support.upstream import generated_sha256, make_upstream_app
 
 MiB = 1024 * 1024

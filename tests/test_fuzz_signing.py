@@ -1,10 +1,11 @@
 """POST P/signature fuzzed with hypothesis through the running gateway: never a 500, and never a
 signature outside the rules.
 
-Every 200 is checked by an oracle written here from SPEC.md and the route's config alone (not
-from gateway.rules): the signature is recomputed with hmac over what the answer says was signed,
-and the signed policy or REST request must name the uploads bucket, a key under the user's
-prefix, the route's acl, a size range within max_size and an expiration signature_ttl from now.
+Every 200 is checked by an oracle written here from the documented rules
+(docs/protocols/fineuploader.md) and the route's config alone (not from gateway.rules): the
+signature is recomputed with hmac over what the answer says was signed, and the signed policy
+or REST request must name the uploads bucket, a key under the user's prefix, the route's acl, a
+size range within max_size and an expiration signature_ttl from now.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 from multidict import CIMultiDict
 
-from gateway import identity as identity_module
+from gateway import sessions as sessions_module
 from gateway.config import Config
 from gateway.identity import IdentityService, RotatingCookieStorage
 from gateway.keys import user_hash
@@ -459,7 +459,7 @@ async def test_parsed_cookie_headers_are_kept_within_their_bound(
     """Each distinct Cookie header is parsed once and kept, at most COOKIE_HEADER_CACHE_SIZE of
     them; a kept header gives the same session as a fresh parse (other cookies, quoting and a
     repeated name included: the last one counts, as in aiohttp's request.cookies)."""
-    monkeypatch.setattr(identity_module, "COOKIE_HEADER_CACHE_SIZE", 4)
+    monkeypatch.setattr(sessions_module, "COOKIE_HEADER_CACHE_SIZE", 4)
     url, storage, clock = storage_server
     alice = _token(SESSION_KEY, "alice", clock.now)
     bob = _token(SESSION_KEY, "bob", clock.now)

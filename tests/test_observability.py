@@ -1,4 +1,4 @@
-"""Operations endpoints, metrics, logs and request ids (gateway/ops.py, SPEC.md "Operations").
+"""Operations endpoints, metrics, logs and request ids (gateway/ops.py, docs/ops.md).
 
 Readiness is probed against real dependencies that are up, down (a closed loopback port) or
 hanging (a fault proxy holding every request). Metrics are scraped and parsed with
@@ -342,7 +342,7 @@ SPEC_METRICS = {
 async def test_metrics_expose_every_spec_metric(
     serve_tree: Any, upstream_url: str, s3_endpoint: str, buckets: BucketNames
 ) -> None:
-    """The scrape parses as Prometheus text and holds every metric SPEC.md lists, typed, with
+    """The scrape parses as Prometheus text and holds every metric docs/ops.md lists, typed, with
     the labels it names (requests by route and status, signatures by outcome and reason...)."""
     base = await serve_tree(tree_for(upstream_url, s3_endpoint, buckets))
     await run_traffic(base, buckets)

@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.logs import JsonFormatter
+from tests.support.gateway import FORWARDERS
 from tests.support.processes import StartGateway
 from tests.support.upstream import generated_sha256, make_upstream_app
 
@@ -54,6 +55,14 @@ async def _trace(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     finally:
         trace.active -= 1
+
+
+@pytest.fixture(params=FORWARDERS)
+def forwarder_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs under both ``upstream.forwarder`` kinds: the standard one is the
+    fallback for an aiohttp upgrade, so it must answer as the fast one does."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture
@@ -1210,3 +1219,34 @@ async def test_request_waiting_past_pool_timeout_is_503_with_retry_after(
     async with client.get(gw + "/echo/after") as resp:
         assert resp.status == 200
     assert trace.paths == ["/slow?delay=1.5", "/echo/after"]
+
+
+async def test_upstream_that_never_accepts_is_504_after_connect_timeout(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """An app whose listen queue is full takes no connection (its SYNs go unanswered): the
+    client gets 504 upstream-timeout once upstream.connect_timeout has passed, as
+    docs/configuration.md says, not a 502 and not a hang."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    # Connections the app never accepts fill its queue; the kernel then drops further SYNs.
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))  # EINPROGRESS: left pending, never accepted
+        gw = await start_gateway(
+            upstream={"url": f"http://127.0.0.1:{port}", "connect_timeout": 0.5}
+        )
+        started = time.monotonic()
+        async with client.get(gw + "/anything") as resp:
+            assert resp.status == 504
+            problem = await resp.json(content_type=None)
+        assert problem["reason"] == "upstream-timeout"
+        assert 0.4 < time.monotonic() - started < 5
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -1,7 +1,8 @@
 """The signing rules: what Fine Uploader really sends passes, anything an attacker could use fails.
 
-Valid inputs are the captured payloads of shared/reference/fineuploader-protocol.md §1.1-§1.3,
-moved into this test's bucket and user prefix; the tampered ones follow §2.3.
+Valid inputs are payloads Fine Uploader 5.16.2 sent (captured from its npm build), moved into
+this test's bucket and user prefix; the tampered ones are what an attacker would want signed:
+other keys, buckets, methods and queries, public ACLs, presigned URLs, far expirations.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ HTTP_DATE = "Wed, 25 Nov 2026 03:10:38 GMT"
 KEY = PREFIX + "e51a6e40-d562-44af-ae32-c75a68408ffb.jpg"
 UPLOAD_ID = "UPLOADID123"
 
-# §1.1 v2 body (captured), with the key under this user's prefix.
+# Fine Uploader's v2 policy (captured), with the key under this user's prefix.
 V2_POLICY: dict[str, Any] = {
     "expiration": "2026-11-25T03:15:31.611Z",
     "conditions": [
@@ -80,7 +81,8 @@ V2_POLICY: dict[str, Any] = {
         ["content-length-range", "0", "15000000"],
     ],
 }
-# §1.1 v4 body (captured, reduced redundancy and SSE on), with the route's acl and prefix.
+# Fine Uploader's v4 policy (captured, reduced redundancy and SSE on), with the route's acl
+# and prefix.
 V4_POLICY: dict[str, Any] = {
     "expiration": "2026-11-25T03:15:35.695Z",
     "conditions": [
@@ -101,14 +103,14 @@ V4_POLICY: dict[str, Any] = {
     ],
 }
 
-# §1.3 upload part 1 (captured), with the key under this user's prefix.
+# Fine Uploader's v4 string of part 1 (captured), with the key under this user's prefix.
 V4_PART = (
     "AWS4-HMAC-SHA256\n20261125T031043Z\n20261125/eu-west-1/s3/aws4_request\n"
     f"PUT\n/{KEY}\npartNumber=1&uploadId=UPLOADID123\n"
     f"host:{HOST}\nx-amz-content-sha256:{PART_SHA}\nx-amz-date:20261125T031043Z\n"
     f"\nhost;x-amz-content-sha256;x-amz-date\n{PART_SHA}"
 )
-# §1.3 initiate (captured).
+# Fine Uploader's v4 string of an initiate (captured).
 V4_INITIATE = (
     "AWS4-HMAC-SHA256\n20261125T031043Z\n20261125/eu-west-1/s3/aws4_request\n"
     f"POST\n/{KEY}\nuploads=\nhost:{HOST}\nx-amz-acl:private\n"
@@ -117,7 +119,7 @@ V4_INITIATE = (
     "host;x-amz-acl;x-amz-content-sha256;x-amz-date;x-amz-meta-dataset;x-amz-meta-qqfilename\n"
     f"{EMPTY_SHA}"
 )
-# §1.2 v2 strings (captured), with the key under this user's prefix.
+# Fine Uploader's v2 strings (captured), with the key under this user's prefix.
 V2_KEY_PATH = f"/{BUCKET}/{PREFIX}967b632e-07c1-4cb3-b1ef-2393bb3734bb.jpg"
 V2_INITIATE = (
     f"POST\n\nimage/jpeg\n\nx-amz-acl:private\nx-amz-date:{HTTP_DATE}\n"
@@ -665,7 +667,7 @@ def _sts(raw: str) -> str:
     ],
 )
 def test_v4_rest_forms_are_signed(raw: str) -> None:
-    """The four multipart calls pass; the answer hashes the canonical request (§1.3)."""
+    """The four multipart calls pass; the answer hashes the canonical request."""
     assert check_rest_v4(raw, CTX, now=NOW) == _sts(raw)
 
 
@@ -693,12 +695,12 @@ def test_v4_string_to_sign_matches_botocore() -> None:
 
 @pytest.mark.parametrize("raw", [V2_INITIATE, V2_PART, V2_COMPLETE, V2_ABORT])
 def test_v2_captured_rest_strings_are_signed_unchanged(raw: str) -> None:
-    """The captured v2 initiate/part/complete/abort pass and are signed as sent (§1.2)."""
+    """The captured v2 initiate/part/complete/abort pass and are signed as sent."""
     assert check_rest_v2(raw, CTX, now=NOW) == raw
 
 
 def test_v2_escaped_filename_key_passes() -> None:
-    """With objectProperties.key = filename, the resource is escaped per segment (§1.2)."""
+    """With objectProperties.key = filename, the resource is escaped per segment."""
     raw = V2_PART.replace(V2_KEY_PATH, f"/{BUCKET}/{PREFIX}my%20photo%20%281%29.jpg")
     assert check_rest_v2(raw, CTX, now=NOW) == raw
 

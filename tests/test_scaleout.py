@@ -1,7 +1,7 @@
 """Scale-out: two ``python -m gateway serve`` processes with one config behind a round-robin
 balancer, as a deployment runs them. The gateway keeps no state beyond cookies and S3
-(SPEC.md), so a session, a multipart upload and a completion begun on one instance finish on the
-other, also when the first one died mid-completion.
+(README, "Several instances"), so a session, a multipart upload and a completion begun on one
+instance finish on the other, also when the first one died mid-completion.
 
 The balancer is a tiny TCP one written here: each new client connection goes to the next
 backend, a refused one is skipped. The clients open a connection per request, so consecutive

@@ -773,7 +773,7 @@ async def test_complete_refuses_another_users_key(
     )
     bob = await login("bob")
     answer = await bob.post(f"{P}/complete", json={"key": key}, headers=origin(server))
-    assert (await json_of(answer, 403))["reason"] == "key-outside-prefix"
+    assert (await json_of(answer, 403))["reason"] == "key-not-yours"
     assert recorded.completions == []
     assert await keys_in(s3_client, buckets.uploads) == [key]
 

@@ -40,7 +40,7 @@ def test_known_answer() -> None:
 
 
 def test_header_name() -> None:
-    """The header's name is part of the public contract (SPEC, the completion, step 3)."""
+    """The header's name is part of the public contract (docs/webhooks.md)."""
     assert webhook.HEADER == "X-Upload-Signature"
 
 

@@ -106,7 +106,7 @@ class Completion:
     # ------------------------------------------------------------------ completion
 
     async def complete(self, req: CompletionRequest) -> CompletionResult:
-        """Verify, store and forward one upload; relay the upstream's answer (SPEC steps 1-4)."""
+        """Verify, store and forward one upload; relay the upstream's answer (docs/http.md)."""
         route = req.route
         try:
             self._check_key(route, req.identity, req.key)
@@ -266,7 +266,7 @@ class Completion:
             "id": upload_id,
             "route": route.name,
             "user": req.identity.user,
-            # The first attempt's name: a retry may know it less well (SPEC: same id, same file).
+            # The first attempt's name: a retry may know it less well (same id, same file).
             "filename": unquote(name) if name else safe_filename(req.filename),
             "params": dict(req.params),
             "object": object_json(stored),
@@ -402,7 +402,7 @@ class Completion:
             await self._storage.delete(stored.bucket, stored.key)
             return True
         if 400 <= answer.status < 500:
-            raise Forbidden("the application refused to delete the file", reason="upstream-refused")
+            raise Forbidden("the application refused to delete the file", reason="delete-refused")
         raise UpstreamUnavailable(
             f"the application answered {answer.status}; the file is kept", reason="upstream-failed"
         )

@@ -45,6 +45,7 @@ from ..problems import GatewayError
 from ..storage import Listed, RecordConflict, Storage, StoredObject
 from .interfaces import CompletionRequest
 from .naming import etag_value
+from .objectmeta import META_ROUTE, read_object_metadata
 from .owners import Owner, OwnerBook
 from .pipeline import Completion
 
@@ -56,8 +57,6 @@ DEAD_PREFIX = RESERVED_PREFIX + "dead/"
 _PAST_RECORDS = RESERVED_PREFIX.rstrip("/") + "0"
 # Fine Uploader keeps the file name here (x-amz-meta-qqfilename, percent-encoded).
 _FINEUPLOADER_NAME = "qqfilename"
-# What Uppy's adapter stores on the object (gateway/protocols/uppy_metadata.py).
-_ROUTE_META = "gateway-route"
 # How long an owner lookup is kept: long for a found owner, short for none (its record may be
 # written a moment later by a slow signing).
 _OWNER_TTL = 600.0
@@ -515,7 +514,7 @@ class Sweeper:
     def _choose(self, owners: list[Owner], upload: StoredObject) -> Owner | None:
         """The route of an upload: the one the gateway bound into its metadata (Uppy, api
         multipart), if this user was granted on it; else the user's only route; else none."""
-        bound = upload.metadata.get(_ROUTE_META)
+        bound = upload.metadata.get(META_ROUTE)
         if bound is not None:
             return next((o for o in owners if o.route == bound), None)
         return owners[0] if len(owners) == 1 else None
@@ -553,8 +552,6 @@ class Sweeper:
 
 def _name_and_params(upload: StoredObject) -> tuple[str, dict[str, str]]:
     """The file name (and, for Uppy, the params) the client left on the object in S3."""
-    from ..protocols.uppy_metadata import read_object_metadata
-
     meta = upload.metadata
     if _FINEUPLOADER_NAME in meta:
         return unquote(meta[_FINEUPLOADER_NAME]) or upload.key.rsplit("/", 1)[-1], {}

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 
@@ -61,3 +68,17 @@ class StrictModel(BaseModel):
     """A config section: unknown keys are errors, and the parsed value is frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 and 1 as true: `port: true` would bind port 1. The JSON
+        # Schema keeps the two apart too, so an editor and check-config agree.
+        if info.field_name is None or not isinstance(value, int | float):
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation in (int, float):
+            raise ValueError("is a boolean, not a number")
+        if not isinstance(value, bool) and annotation is bool:
+            raise ValueError("is a number, not true or false")
+        return value

@@ -21,25 +21,64 @@ from .sizes import GiB, MiB, Size
 
 
 class ListenConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Address to bind. Default 127.0.0.1.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port. Default 8080.")
+    """Where the gateway listens. `serve --host` and `--port` override these."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to bind: loopback by default, behind your TLS terminator; "
+        "0.0.0.0 for every IPv4 interface (as in a container).",
+    )
+    port: int = Field(
+        8080, ge=0, le=65535, description="TCP port; 0 lets the system choose a free one."
+    )
 
 
 class OpsListenConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="Address to bind. Default 127.0.0.1.")
+    """Where readyz and metrics are served apart from the public port."""
+
+    host: str = Field("127.0.0.1", description="Address to bind, as listen.host.")
     port: int = Field(ge=0, le=65535, description="TCP port of readyz and metrics, e.g. 9090.")
 
 
 class UpstreamConfig(StrictModel):
-    url: AnyHttpUrl = Field(description="Base URL of the upstream app every request is sent to.")
-    connect_timeout: float = Field(5, gt=0, description="Seconds to connect. Default 5.")
-    read_timeout: float = Field(60, gt=0, description="Seconds between bytes. Default 60.")
-    max_connections: int = Field(100, ge=1, description="Pooled connections. Default 100.")
+    """The existing web app every request that is not an upload route is streamed to."""
+
+    url: AnyHttpUrl = Field(
+        description="Base URL of the app (http or https). A path here is prefixed to every "
+        "proxied path."
+    )
+    connect_timeout: float = Field(
+        5,
+        gt=0,
+        description="Seconds to open a connection to the app; past it the client gets 504 "
+        "(502 when the app refuses the connection).",
+    )
+    read_timeout: float = Field(
+        60, gt=0, description="Seconds the app may stay silent while answering; past it the "
+        "client gets 504."
+    )
+    max_connections: int = Field(
+        100, ge=1, description="Connections to the app kept open and reused, at most."
+    )
     pool_timeout: float = Field(
-        5, gt=0, description="Seconds a request waits for a pooled connection; then 503."
+        5,
+        gt=0,
+        description="Seconds a request waits for one of max_connections to be free; then 503 "
+        "upstream-busy with Retry-After, and the request is not sent.",
     )
     reserved_connections: int = Field(
-        10, ge=1, description="Connections for auth_request and completion messages only."
+        10,
+        ge=1,
+        description="Connections of their own for auth_request lookups and completion "
+        "messages, so clients holding the proxy's connections never delay them (readyz's ping "
+        "has one more of its own).",
+    )
+    forwarder: Literal["fast", "standard"] = Field(
+        "fast",
+        description=(
+            "The client the pools use: fast (the gateway's own, on aiohttp internals) or "
+            "standard (aiohttp's ClientSession: slower, public API only). Default fast."
+        ),
     )
 
     @property
@@ -49,13 +88,30 @@ class UpstreamConfig(StrictModel):
 
 
 class SessionConfig(StrictModel):
+    """The gateway's own cookie session: who the user is, encrypted so only the gateway reads it."""
+
     keys: list[SecretStr] = Field(
-        min_length=1, description="Fernet keys: the first encrypts, all decrypt (rotation)."
+        min_length=1,
+        description="Fernet keys (32 url-safe base64 bytes, 44 characters). The first "
+        "encrypts, every key decrypts: to rotate, put the new key first and drop the old one "
+        "after max_age. The first also keys {user_hash} and the messages' ids, so replacing it "
+        "renames users' prefixes. Give them as ${NAME}, never in the file.",
     )
-    cookie_name: CookieName = Field("gateway_session", description="Default gateway_session.")
-    secure: bool = Field(True, description="Secure cookie attribute. Default true.")
-    samesite: Literal["Lax", "Strict", "None"] = Field("Lax", description="Default Lax.")
-    max_age: int = Field(86400, gt=0, description="Cookie and session lifetime, seconds.")
+    cookie_name: CookieName = Field(
+        "gateway_session", description="Name of the session cookie (an RFC 9110 token)."
+    )
+    secure: bool = Field(
+        True,
+        description="The cookie's Secure attribute: sent over HTTPS only. Keep true behind a "
+        "TLS terminator; false only for plain-HTTP development.",
+    )
+    samesite: Literal["Lax", "Strict", "None"] = Field(
+        "Lax", description="The cookie's SameSite attribute; None requires secure: true."
+    )
+    max_age: int = Field(
+        86400, gt=0, description="Seconds a session lives, in the cookie and in its sealed "
+        "content."
+    )
 
     @field_validator("keys")
     @classmethod
@@ -81,9 +137,26 @@ class SessionConfig(StrictModel):
 
 
 class AuthRequestConfig(StrictModel):
-    path: str = Field(description="Upstream path asked who the caller is.")
-    user_field: str = Field("username", description="JSON field (or header) naming the user.")
-    cache_seconds: int = Field(60, ge=0, description="How long the answer is kept in the session.")
+    """Asking the app who the caller is, for users the login header has not named: users
+    logged in before the gateway was deployed, API clients with an Authorization header.
+    Without it the gateway relies on login_header alone."""
+
+    path: str = Field(
+        description="Path on the app called with GET and the client's Cookie and Authorization "
+        "(the gateway's own cookie removed); starts with /. 2xx names the user, 401, 403 and "
+        "404 mean nobody, anything else is a 502 (auth-request-failed)."
+    )
+    user_field: str = Field(
+        "username",
+        description="Field of the JSON answer naming the user; the answer's login_header, if "
+        "present, wins.",
+    )
+    cache_seconds: int = Field(
+        60,
+        ge=0,
+        description="Seconds the answer is trusted, kept in the session (for the same "
+        "Authorization header); 0 asks on every request.",
+    )
 
     @field_validator("path")
     @classmethod
@@ -94,12 +167,39 @@ class AuthRequestConfig(StrictModel):
 
 
 class IdentityConfig(StrictModel):
-    login_header: HeaderName = Field("X-Upload-User", description="Upstream header that logs in.")
-    logout_header: HeaderName = Field("X-Upload-Logout", description="Header that logs out.")
-    auth_request: AuthRequestConfig | None = Field(None, description="Ask the upstream.")
-    key_prefix: str = Field("{user_hash}/", description="Per-user key prefix; ends in /.")
-    prefix_cookie: CookieName = Field("upload_prefix", description="Cookie the page reads.")
-    anonymous: bool = Field(False, description="Give users without identity a random id.")
+    """How the gateway learns who the user is; the app stays the authority."""
+
+    login_header: HeaderName = Field(
+        "X-Upload-User",
+        description="Response header by which the app logs a user in (its value is the user "
+        "id). The gateway stores the user in its session and removes the header; clients "
+        "cannot send it to the app.",
+    )
+    logout_header: HeaderName = Field(
+        "X-Upload-Logout",
+        description="Response header by which the app logs the user out; removed too.",
+    )
+    auth_request: AuthRequestConfig | None = Field(
+        None,
+        description="Optional: ask the app who the caller is (users logged in before the "
+        "gateway was deployed, API clients with an Authorization header). null: rely on "
+        "login_header alone.",
+    )
+    key_prefix: str = Field(
+        "{user_hash}/",
+        description="Prefix of every object key a user may write. {user_hash} is 16 hex "
+        "digits of HMAC-SHA256 of the user under a key derived from session.keys, so users "
+        "cannot guess each other's. Must contain {user_hash}, end with / and not start with /.",
+    )
+    prefix_cookie: CookieName = Field(
+        "upload_prefix",
+        description="Cookie holding the user's key prefix for the page's JavaScript (not "
+        "HttpOnly, percent-encoded). Must differ from session.cookie_name.",
+    )
+    anonymous: bool = Field(
+        False,
+        description="true: callers with no identity get a random per-session id instead of 401.",
+    )
 
     @field_validator("key_prefix")
     @classmethod
@@ -117,16 +217,40 @@ class IdentityConfig(StrictModel):
 
 
 class S3Config(StrictModel):
-    region: str = Field("us-east-1", description="Region for signatures. Default us-east-1.")
-    endpoint_url: AnyHttpUrl | None = Field(None, description="S3 API URL; null for AWS.")
-    public_endpoint_url: AnyHttpUrl | None = Field(
-        None, description="Bucket URL browsers use, when it differs from endpoint_url."
+    """The two buckets and the credentials the gateway signs with."""
+
+    region: str = Field("us-east-1", description="The region the signatures name.")
+    endpoint_url: AnyHttpUrl | None = Field(
+        None,
+        description="URL of the S3 API the gateway calls; null for AWS. E.g. "
+        "http://127.0.0.1:9000 for MinIO.",
     )
-    addressing_style: Literal["auto", "path", "virtual"] = Field("auto", description="auto.")
-    access_key_id: str = Field(min_length=1, description="Long-lived key id the pages name.")
-    secret_access_key: SecretStr = Field(description="Its secret; never logged.")
-    uploads_bucket: str = Field(description="Private bucket the browsers write to.")
-    storage_bucket: str = Field(description="Where files end up.")
+    public_endpoint_url: AnyHttpUrl | None = Field(
+        None,
+        description="URL browsers reach S3 at, when it is not endpoint_url (the gateway may "
+        "reach S3 by another name); null: endpoint_url's.",
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto",
+        description="Bucket in the host name (virtual) or in the path (path) of the URLs "
+        "browsers use; auto picks virtual unless the host is an IP address or a dotted bucket "
+        "would break https.",
+    )
+    access_key_id: str = Field(
+        min_length=1,
+        description="Access key id of the long-lived credentials the gateway signs with. "
+        "Public: pages see it.",
+    )
+    secret_access_key: SecretStr = Field(
+        description="Its secret. Never logged, never shown by check-config."
+    )
+    uploads_bucket: str = Field(
+        description="Private bucket browsers and API clients write to; objects expire after a "
+        "day (`upload-gateway s3 setup`)."
+    )
+    storage_bucket: str = Field(
+        description="Bucket completed files are copied to; must differ from uploads_bucket."
+    )
 
     @field_validator("uploads_bucket", "storage_bucket")
     @classmethod
@@ -148,31 +272,63 @@ class S3Config(StrictModel):
 
 class LimitsConfig(StrictModel):
     """What a client connection may cost the gateway: time to send a request, size of its head,
-    time to take its answer, size of a WebSocket message."""
+    time to take its answer, size of a WebSocket message.
+
+    A client past a timeout is disconnected without an answer; a head past a size limit is
+    refused with 400 before anything is forwarded.
+    """
 
     header_timeout: float = Field(
-        75, gt=0, description="Seconds from connect (or the last answer) to a complete head."
+        75,
+        gt=0,
+        description="Seconds a client has to send a complete request head, counted from "
+        "connecting or from the previous answer; also closes idle keep-alive connections.",
     )
-    body_timeout: float = Field(60, gt=0, description="Seconds a body may take, plus its rate.")
+    body_timeout: float = Field(
+        60,
+        gt=0,
+        description="Seconds a request body may take beyond what it earns at body_min_rate "
+        "(as Apache's mod_reqtimeout body=60,MinRate=500). Time the gateway spends not reading "
+        "(the app busy) does not count.",
+    )
     body_min_rate: Size = Field(
-        500, gt=0, description="Bytes a second that extend body_timeout by one second."
+        500, gt=0, description="Bytes a second of body that extend body_timeout by one second."
     )
-    max_line_size: int = Field(8190, ge=256, description="Longest request line (the URL).")
-    max_field_size: int = Field(8190, ge=256, description="Longest header line.")
+    max_line_size: int = Field(
+        8190, ge=256, description="Longest request line (method, URL, version), in bytes."
+    )
+    max_field_size: int = Field(8190, ge=256, description="Longest header line, in bytes.")
     max_headers: int = Field(128, ge=16, description="Most header lines in one request.")
     send_timeout: float = Field(
-        60, gt=0, description="Seconds a client may take no byte of its answer; then closed."
+        60,
+        gt=0,
+        description="Seconds a client may take none of the bytes waiting for it (nginx's "
+        "send_timeout); then its connection is closed and what its answer held (an upstream "
+        "connection) let go.",
     )
     websocket_max_message: Size = Field(
-        4 * MiB, gt=0, description="Largest WebSocket message relayed; larger ones close 1009."
+        4 * MiB,
+        gt=0,
+        description="Largest WebSocket message relayed, either way; a larger one (in one frame "
+        "or many, or once inflated) closes that side with 1009, message too big.",
     )
 
 
 class WebhookConfig(StrictModel):
+    """The signed messages (upload completed, upload deleted) sent to the app: docs/webhooks.md."""
+
     secret: SecretStr = Field(
-        description="Key of both message signatures: whsec_<base64> (Standard Webhooks) or plain."
+        description="Key of both signatures on every message (the Standard Webhooks headers "
+        "and X-Upload-Signature): whsec_ followed by padded standard base64 of at least 24 "
+        "bytes, whose key is the decoded bytes; or a plain secret of at least 16 characters, "
+        "whose key is its UTF-8."
     )
-    timeout: float = Field(30, gt=0, description="Seconds the upstream has to answer.")
+    timeout: float = Field(
+        30,
+        gt=0,
+        description="Seconds the app has to answer a message; past it the client gets 504 "
+        "and the file is kept for a retry.",
+    )
 
     @field_validator("secret")
     @classmethod
@@ -184,7 +340,7 @@ class WebhookConfig(StrictModel):
 # Where the gateway keeps its own records in both buckets (owner records, leases, dead letters):
 # outside every user's key prefix and every storage key, so nothing signed can write there.
 RESERVED_PREFIX = ".gateway/"
-DAY = 86400.0
+DAY = 86400  # seconds; an int, so the reference prints whole numbers
 
 
 class CompletionConfig(StrictModel):
@@ -196,36 +352,32 @@ class CompletionConfig(StrictModel):
     sweep_after: float = Field(
         300,
         ge=0.1,
-        le=DAY / 2,
+        le=DAY // 2,
         description="Seconds an upload may wait for its client's completion before the sweep "
-        "completes it. Default 300.",
+        "completes it.",
     )
     interval: float = Field(
-        30, ge=0.1, le=3600, description="Seconds between two sweeps of one process. Default 30."
+        30, ge=0.1, le=3600, description="Seconds between two sweeps of one process."
     )
     give_up_after: float = Field(
         3 * DAY,
         ge=1,
         le=30 * DAY,
         description="Seconds from the upload after which a delivery the app keeps failing "
-        "becomes a dead letter. Default 3 days; the uploads bucket's lifecycle must be longer.",
+        "becomes a dead letter; the uploads bucket's lifecycle (s3 setup) is a day longer.",
     )
     retry_base: float = Field(
-        60, ge=0.05, le=3600, description="First retry delay in seconds; doubles. Default 60."
+        60, ge=0.05, le=3600, description="First retry delay in seconds; doubles."
     )
-    retry_max: float = Field(
-        3600, ge=0.05, le=DAY, description="Longest retry delay in seconds. Default 3600."
-    )
+    retry_max: float = Field(3600, ge=0.05, le=DAY, description="Longest retry delay in seconds.")
     lease: float = Field(
         120,
         ge=0.5,
         le=3600,
         description="Seconds one instance holds an upload it delivers; longer than "
-        "webhook.timeout. Default 120.",
+        "webhook.timeout.",
     )
-    batch: int = Field(
-        100, ge=1, le=10_000, description="Most uploads one sweep delivers. Default 100."
-    )
+    batch: int = Field(100, ge=1, le=10_000, description="Most uploads one sweep delivers.")
 
     @model_validator(mode="after")
     def _ordered(self) -> CompletionConfig:
@@ -240,19 +392,63 @@ _STORAGE_KEY_FIELDS = frozenset({"route", "user_hash", "uuid", "filename", "ext"
 
 
 class RouteConfig(StrictModel):
-    name: str = Field(description="Names the route in logs and metrics.")
-    protocol: Literal["fineuploader", "uppy", "api"]
-    path: str = Field(description="Where the route's endpoints live.")
-    max_size: Size = Field(gt=0, description="Largest file accepted.")
-    content_types: list[Annotated[str, AfterValidator(media_type)]] = Field(
-        default_factory=lambda: ["*/*"], description="Allowed types, e.g. image/*."
+    """One upload route the gateway answers itself, at its `path`; docs/protocols/ has each
+    protocol's endpoints."""
+
+    name: str = Field(
+        description="Names the route in logs, metrics and messages: letters, digits, _ and -; "
+        "unique."
     )
-    acl: Literal["private", "bucket-owner-full-control"] = Field("private")
-    signature_ttl: int = Field(900, gt=0, le=7 * 86400, description="Seconds a signature lives.")
-    storage_key: str = Field("{route}/{user_hash}/{uuid}/{filename}")
-    forward: str = Field(description="Upstream path receiving the completion message.")
-    multipart_threshold: Size = Field(64 * MiB, description="api: multipart above this.")
-    part_size: Size = Field(8 * MiB, description="api: size of each part, 8MiB to 5GiB.")
+    protocol: Literal["fineuploader", "uppy", "api"] = Field(
+        description="The client it speaks to: Fine Uploader's S3 mode, Uppy's @uppy/aws-s3 "
+        "(Companion's S3 API), or programs (presigned PUT and multipart)."
+    )
+    path: str = Field(
+        description="Where the route's endpoints live: starts with /, no trailing /, unique, "
+        "not inside another route's path nor under ops_prefix."
+    )
+    max_size: Size = Field(
+        gt=0,
+        description="Largest file accepted: put in every signed policy, bounds the part "
+        "numbers, checked on the stored object.",
+    )
+    content_types: list[Annotated[str, AfterValidator(media_type)]] = Field(
+        default_factory=lambda: ["*/*"],
+        description="Allow-list of media types (type/subtype, type/* or */*), checked on the "
+        "declared type and on the type sniffed from the file's first bytes. Wildcards never "
+        "admit active types (HTML, SVG, XML, JavaScript, CSS, application/unknown and the "
+        "other types browsers sniff): list one literally to accept it.",
+    )
+    acl: Literal["private", "bucket-owner-full-control"] = Field(
+        "private", description="The canned ACL every upload must carry; nothing public."
+    )
+    signature_ttl: int = Field(
+        900,
+        gt=0,
+        le=7 * 86400,
+        description="Seconds every signature lives, and the expiration put in POST policies "
+        "(at most 604800, SigV4's limit).",
+    )
+    storage_key: str = Field(
+        "{route}/{user_hash}/{uuid}/{filename}",
+        description="Key of the stored copy in storage_bucket. Placeholders: {route} "
+        "{user_hash} {uuid} {filename} {ext} {date}; {uuid} is required, and {filename}, "
+        "{ext} and {date} must come after it.",
+    )
+    forward: str = Field(
+        description="Path on the app that receives this route's completion and deletion "
+        "messages: starts with /, no trailing /. Clients asking for it get 404."
+    )
+    multipart_threshold: Size = Field(
+        64 * MiB,
+        description="api routes: files above this size are uploaded in parts; at most 5GiB "
+        "(S3's largest single PUT).",
+    )
+    part_size: Size = Field(
+        8 * MiB,
+        description="api routes: size of each part, 8MiB to 5GiB, with part_size * 10000 >= "
+        "max_size (S3 allows 10000 parts).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -312,24 +508,52 @@ class RouteConfig(StrictModel):
 
 
 class Config(StrictModel):
-    listen: ListenConfig = Field(default_factory=ListenConfig)  # type: ignore[arg-type]
+    """The whole config file (`upload-gateway check-config` validates one)."""
+
+    listen: ListenConfig = Field(
+        default_factory=ListenConfig,  # type: ignore[arg-type]
+        description="Where the gateway listens.",
+    )
     public_origins: list[Annotated[AnyHttpUrl, AfterValidator(origin)]] = Field(
-        default_factory=list, description="Origins allowed to call upload routes."
+        default_factory=list,
+        description="Origins (scheme://host[:port], no path) allowed to make state-changing "
+        "calls to the upload routes: the CSRF check on Origin, or on Referer when a browser "
+        "sends no Origin. Also the uploads bucket's CORS rule. []: only the gateway's own "
+        "origin.",
     )
     trusted_proxies: list[Annotated[str, AfterValidator(cidr)]] = Field(
-        default_factory=list, description="CIDRs whose X-Forwarded-For is kept."
+        default_factory=list,
+        description="CIDRs of the proxies in front of the gateway. From them X-Forwarded-For "
+        "is kept and extended and X-Forwarded-Proto and -Host passed on; from anyone else they "
+        "are replaced by what the gateway saw. []: trust no one.",
     )
-    ops_prefix: str = Field("/-", description="Where healthz, readyz, metrics live.")
+    ops_prefix: str = Field(
+        "/-",
+        description="Path segment of the gateway's own endpoints (healthz, readyz, metrics), "
+        "never proxied; no route may lie under it.",
+    )
     ops_listen: OpsListenConfig | None = Field(
-        None, description="Serve readyz and metrics only here; null: on listen, like healthz."
+        None,
+        description="A second address for the ops endpoints, on a network clients cannot "
+        "reach: readyz and metrics answer only there (404 on listen), healthz on both. null: "
+        "all three on listen.",
     )
-    upstream: UpstreamConfig
-    session: SessionConfig
-    identity: IdentityConfig = Field(default_factory=IdentityConfig)  # type: ignore[arg-type]
-    s3: S3Config
-    webhook: WebhookConfig
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
-    routes: list[RouteConfig] = Field(default_factory=list)
+    upstream: UpstreamConfig = Field(description="The app behind the gateway.")
+    session: SessionConfig = Field(description="The gateway's cookie session.")
+    identity: IdentityConfig = Field(
+        default_factory=IdentityConfig,  # type: ignore[arg-type]
+        description="How the gateway learns who the user is.",
+    )
+    s3: S3Config = Field(description="The buckets and the signing credentials.")
+    webhook: WebhookConfig = Field(description="The messages to the app.")
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,  # type: ignore[arg-type]
+        description="What one client connection may cost.",
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="The upload routes; every other path goes to the app.",
+    )
     completion: CompletionConfig = Field(
         default_factory=CompletionConfig,  # type: ignore[arg-type]
         description="The sweep: at-least-once completion driven by the gateway.",

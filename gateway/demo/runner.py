@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import ipaddress
 import os
 import secrets
@@ -32,6 +31,7 @@ from ..app import create_app
 from ..buckets import BucketNames, setup_buckets
 from ..config import Config, MiB, S3Config
 from ..logs import AccessLogger, configure, flush_access_log
+from ..protocols import ADAPTERS
 from ..server import start_runner
 from ..storage import open_s3_client
 from . import console
@@ -100,11 +100,7 @@ class DemoSecrets:
 
 def has_adapter(protocol: str) -> bool:
     """Whether this installation has the gateway adapter for ``protocol``."""
-    try:
-        module = importlib.import_module(f"gateway.protocols.{protocol}")
-    except ImportError:
-        return False
-    return callable(getattr(module, "add_routes", None))
+    return protocol in ADAPTERS
 
 
 def demo_routes() -> tuple[UploadRoute, ...]:

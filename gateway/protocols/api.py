@@ -20,7 +20,7 @@ from ..appkeys import CLOCK, COMPLETION, CONFIG, METRICS, STORAGE, TOKENS
 from ..completion import CompletionRequest
 from ..config import RouteConfig
 from ..jsonbody import parse_json
-from ..problems import BadRequest, GatewayError
+from ..problems import BadRequest, GatewayError, NotFound
 from ..render import route_handler
 from ..rules import MAX_PARTS, SigningContext, check_declared_file
 from ..storage import Storage
@@ -216,7 +216,7 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
 
     @handle
     async def unknown(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPNotFound()
+        raise NotFound("no such api endpoint", reason="not-found")
 
     app.router.add_post(route.path, create)
     app.router.add_post(route.path + "/{upload_id}/complete", complete)

@@ -31,7 +31,7 @@ from ..signing import presign_v4
 from ..tokens import UploadToken
 
 # A granted upload may be completed for a day: the uploads bucket's lifecycle rule removes what
-# is left after that anyway (SPEC.md, `s3 setup`).
+# is left after that anyway (`upload-gateway s3 setup`).
 TOKEN_LIFETIME = timedelta(days=1)
 
 

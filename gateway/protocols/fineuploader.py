@@ -2,8 +2,8 @@
 
 Routes: ``POST P/signature`` (policies and chunked REST strings), ``POST P/success``,
 ``DELETE P/files/{uuid}`` (and the POST form of it), ``GET P/blank``, ``GET P/config``; anything
-else under P is the gateway's and answers 404. The wire format is described, from the client's
-source, in reference/fineuploader-protocol.md; SPEC.md fixes the answers.
+else under P is the gateway's and answers 404. docs/protocols/fineuploader.md describes the
+requests Fine Uploader sends and the answers.
 """
 
 from __future__ import annotations
@@ -259,7 +259,8 @@ class FineUploaderRoute:
         body = {
             "request": {"endpoint": self.bucket.url, "accessKey": s3.access_key_id},
             "objectProperties": {
-                # Needed whenever the bucket URL is not an AWS host name (testing-notes.md).
+                # Needed whenever the bucket URL is not an AWS host name: Fine Uploader parses
+                # bucket and host out of AWS's host names only.
                 "bucket": s3.uploads_bucket,
                 "host": self.bucket.host,
                 "region": s3.region,

@@ -6,8 +6,9 @@ calls them. Unlike Companion, the gateway picks every key under the user's prefi
 multipart ``uploadId`` it hands out is a sealed token (gateway.tokens) naming the user, key,
 S3 upload id, type and a size bound: another user's id is refused, no state is kept. Multipart
 uploads complete at Companion's complete call; single-request ones at ``POST P/complete``
-(``{"key": ...}``, ours: SPEC.md), which the page sends on Uppy's ``upload-success``.
-``DELETE P/files?key=`` (ours too) removes a completed upload and tells the upstream.
+(``{"key": ...}``, the gateway's own: docs/protocols/uppy.md), which the page sends on Uppy's
+``upload-success``. ``DELETE P/files?key=`` (the gateway's too) removes a completed upload and
+tells the upstream.
 """
 
 from __future__ import annotations
@@ -329,7 +330,8 @@ class UppyRoute:
             check_key(body.key, identity.key_prefix)
         except PolicyRefused as exc:
             if exc.reason == "key-outside-prefix":
-                raise Forbidden(exc.detail, reason=exc.reason) from None
+                # As the completion answers it: someone else's object, nothing touched.
+                raise Forbidden("this object is not yours", reason="key-not-yours") from None
             raise BadRequest(exc.detail, reason=exc.reason) from None
         result = await self._complete(request, identity, body.key, None)
         return web.json_response(result.body, status=result.status)

@@ -1,8 +1,8 @@
 """What the gateway may sign: POST policies, REST strings of chunked uploads, declared files.
 
 Pure functions over plain values; the clock comes in as ``now``. Each refusal raises
-``PolicyRefused`` (400) with its own kebab-case reason. The rules are those of
-shared/reference/fineuploader-protocol.md §2.1, written against the payloads of §1.1-§1.3.
+``PolicyRefused`` (400) with its own kebab-case reason. docs/protocols/fineuploader.md states
+them, as checked against the payloads Fine Uploader 5.16 sends.
 Decisions the issue left open:
 
 - Active content types (HTML, MHTML, XHTML, SVG, any XML, JavaScript, CSS, XSL, Flash, and the

@@ -38,7 +38,7 @@ _REQUIRED_V4 = (*_REQUIRED, *sorted(_V4_POLICY_FIELDS))
 def _length_bound(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    # Fine Uploader sends the bounds as digit strings (fineuploader-protocol §1.1, row 11).
+    # Fine Uploader sends the bounds as digit strings.
     if isinstance(value, str) and 0 < len(value) <= 20 and value.isascii() and value.isdigit():
         return int(value)
     refuse("length-range-invalid", "content-length-range bounds must be non-negative integers.")
@@ -180,7 +180,7 @@ def tighten_policy(
     if version == 4 and seen["x-amz-date"][:8] != seen["x-amz-credential"].split("/")[1]:
         refuse("date-credential-mismatch", "x-amz-date is not on the credential's date.")
     if _LENGTH_RANGE not in seen:
-        # Fine Uploader omits the range unless the page sets a size limit (§1.1).
+        # Fine Uploader omits the range unless the page sets a size limit.
         tightened.append([_LENGTH_RANGE, 0, ctx.max_size])
     expiration = now + timedelta(seconds=ctx.signature_ttl)
     return {"expiration": expiration.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "conditions": tightened}

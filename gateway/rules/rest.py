@@ -28,7 +28,7 @@ _UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9._~+/=%-]{1,1024}")
 _HEADER_NAME_RE = re.compile(r"[a-z0-9_-]+")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _MD5_B64_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
-# Headers that shape the stored object: S3 reads them on initiate only (fineuploader-protocol §1.2).
+# Headers that shape the stored object: S3 reads them on initiate only.
 _OBJECT_HEADERS = frozenset({"x-amz-acl", "x-amz-storage-class", "x-amz-server-side-encryption"})
 _V4_HEADERS = frozenset(
     {"host", "x-amz-date", "x-amz-content-sha256", "content-type", "content-md5"}
@@ -56,7 +56,7 @@ def _rest_lines(raw: str) -> list[str]:
 
 def escape_key(key: str) -> str:
     """A key as Fine Uploader escapes it: RFC 3986 unreserved characters kept, per segment."""
-    # encodeURIComponent plus !'()* (fineuploader-protocol §1.2) leaves exactly A-Za-z0-9-_.~,
+    # encodeURIComponent plus !'()* (Fine Uploader's escaping) leaves exactly A-Za-z0-9-_.~,
     # which is also what quote() keeps with no extra safe characters.
     return "/".join(quote(segment, safe="") for segment in key.split("/"))
 
@@ -202,7 +202,7 @@ def check_rest_v2(raw: str, ctx: SigningContext, *, now: datetime) -> str:
     method, content_md5, content_type, date_line = lines[:4]
     if date_line:
         # A value here is a query-string Expires: the signature would be a presigned URL
-        # with an expiry of the caller's choosing (fineuploader-protocol §2.3).
+        # with an expiry of the caller's choosing.
         refuse("rest-presign-not-allowed", "The Date line must be empty.")
     path, question, query = lines[-1].partition("?")
     operation = _operation(method, query if question else "", "uploads", ctx)

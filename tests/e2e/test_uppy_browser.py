@@ -126,7 +126,7 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
     for name, data in (("small photo.png", small), ("big.bin", large)):
         entry = messages[name]
         message = entry["message"]
-        # Fine Uploader's completions carry exactly these fields (SPEC.md, "The completion"),
+        # Fine Uploader's completions carry exactly these fields (docs/webhooks.md, "The message"),
         # and the key it was uploaded under, which the gateway's delete path names.
         assert set(message) == {
             "event", "id", "route", "user", "filename", "params", "object", "upload_key"

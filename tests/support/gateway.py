@@ -112,11 +112,23 @@ def clock(request: pytest.FixtureRequest) -> SettableClock:
 
 
 @pytest.fixture
-def make_config(upstream_url: str) -> Callable[..., Config]:
+def forwarder_kind() -> str:
+    """``upstream.forwarder`` for ``make_config``: fast, unless a module overrides this fixture
+    with ``FORWARDERS`` to run its tests under both."""
+    return "fast"
+
+
+# Both forwarders, for ``@pytest.fixture(params=FORWARDERS)`` overrides of ``forwarder_kind``.
+FORWARDERS = ("fast", "standard")
+
+
+@pytest.fixture
+def make_config(upstream_url: str, forwarder_kind: str) -> Callable[..., Config]:
     """``make_config(**overrides)``: a valid Config at the test's upstream; S3 unreachable."""
+    tree = _merge(config_dict(upstream_url), {"upstream": {"forwarder": forwarder_kind}})
 
     def make(**overrides: Any) -> Config:
-        return build_config(config_dict(upstream_url), **overrides)
+        return build_config(tree, **overrides)
 
     return make
 

@@ -23,13 +23,14 @@ import fcntl
 import logging
 import struct
 import termios
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from .guard import parser_refusal
+from ..guard import parser_refusal
 
 # Linux's SIOCOUTQ: bytes in a TCP socket's send queue the peer has not acknowledged. Where
 # there is none, only the transport's buffer is watched.
@@ -155,12 +156,22 @@ class _Server(web.Server):
         )
 
 
-def install(server: web.Server, *, send_timeout: float) -> None:
-    """Make ``server`` (an ``AppRunner``'s, set up) open its connections as ``ClientConnection``.
+def install(
+    server: web.Server,
+    *,
+    send_timeout: float,
+    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] | None = None,
+) -> None:
+    """Make ``server`` (an ``AppRunner``'s, set up) open its connections as ``ClientConnection``
+    and, given ``handler``, hand every request to it (the front's dispatcher, past the
+    Application's own handler).
 
-    ``AppRunner`` builds its ``web.Server`` itself and offers no way to choose the protocol;
-    the event loop calls the server object for every new connection, so changing its class
-    (to a subclass with only ``__call__`` overridden, and no state of its own beyond the
-    timeout) is the one hook."""
+    ``AppRunner`` builds its ``web.Server`` itself and offers no way to choose the protocol or
+    the handler; the event loop calls the server object for every new connection, so changing
+    its class (to a subclass with only ``__call__`` overridden, and no state of its own beyond
+    the timeout) is the one hook, and each connection calls the server's ``request_handler``
+    attribute as it stands."""
+    if handler is not None:
+        server.request_handler = handler
     server.__class__ = _Server
     cast(_Server, server).send_timeout = send_timeout

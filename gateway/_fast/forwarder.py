@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import math
 import ssl
 from collections.abc import Iterable
 
@@ -22,6 +21,8 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDictProxy
 from yarl import URL
+
+from ..forwarding import PoolTimeout, UpstreamConnectError
 
 # RFC 9110 9.2.2: a request with one of these methods may be sent again when a reused
 # connection turns out to have been closed by the upstream before it answered.
@@ -36,22 +37,6 @@ _INFORMATIONAL = range(100, 200)
 
 # The event loop may run a timer up to its clock resolution early; a deadline that near is due.
 _TIMER_SLACK = 0.001
-
-
-class UpstreamConnectError(ConnectionError):
-    """No connection could be opened to the upstream (refused, unreachable, bad name)."""
-
-
-class PoolTimeout(Exception):
-    """Every connection stayed lent out for ``pool_timeout``: the request was never sent.
-
-    ``retry_after``: the seconds a client is asked to wait before trying again (the pool wait
-    rounded up), for the 503's ``Retry-After``."""
-
-    def __init__(self, waited: float) -> None:
-        super().__init__(f"no upstream connection came free in {waited:g}s")
-        self.waited = waited
-        self.retry_after = max(1, math.ceil(waited))
 
 
 class _Connection(ResponseHandler):

@@ -1,0 +1,232 @@
+"""What the upstream's pools offer, and the standard pool on aiohttp's public ``ClientSession``.
+
+Two implementations keep the same interface (``Pool``): the fast one (gateway/_fast/forwarder.py,
+on aiohttp's private client protocol) and ``StandardForwarder`` here, on public API only. Config
+``upstream.forwarder`` picks one; the standard one is the fallback for an aiohttp release whose
+internals the fast one no longer fits (tests/test_internals.py names the internal that moved).
+Both: at most ``limit`` requests at once, the rest queued first come first served for at most
+``pool_timeout`` (then ``PoolTimeout``, the 503), connect failures as ``UpstreamConnectError``
+(the 502), ``TimeoutError`` kinds past ``connect_timeout`` or ``read_timeout`` (the 504), the
+raw target sent byte for byte below the base URL's path, bodies streamed both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable
+from typing import Protocol
+
+import aiohttp
+from aiohttp.streams import StreamReader
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+
+class UpstreamConnectError(ConnectionError):
+    """No connection could be opened to the upstream (refused, unreachable, bad name)."""
+
+
+class PoolTimeout(Exception):
+    """Every connection stayed lent out for ``pool_timeout``: the request was never sent.
+
+    ``retry_after``: the seconds a client is asked to wait before trying again (the pool wait
+    rounded up), for the 503's ``Retry-After``."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"no upstream connection came free in {waited:g}s")
+        self.waited = waited
+        self.retry_after = max(1, math.ceil(waited))
+
+
+class Answer(Protocol):
+    """The upstream's answer: status line and headers parsed, the body still to read."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+
+    @property
+    def content(self) -> StreamReader: ...
+
+    def release(self) -> None:
+        """Give the connection back: pooled if the answer was read whole, closed otherwise."""
+
+
+class Pool(Protocol):
+    """Keep-alive connections to one upstream (``limit``, ``pool_timeout``, timeouts as above)."""
+
+    @property
+    def in_use(self) -> int:
+        """Requests holding a connection (or waiting for one to open)."""
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: StreamReader | bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Answer:
+        """Send ``method target`` with ``headers`` (no Host: the upstream's is added) and
+        ``body`` (bytes, or streamed, re-chunked when ``chunked``; the framing header, when not
+        chunked, is the caller's); return once the answer's head is in."""
+
+    async def close(self) -> None:
+        """Close the pool; lent connections close when given back."""
+
+
+def checked_base(base: str) -> URL:
+    """``base`` as a URL; ValueError if it is not http(s) with a host."""
+    url = URL(base)
+    if url.scheme not in ("http", "https") or url.raw_host is None or url.port is None:
+        raise ValueError(f"not an http(s) URL: {base}")
+    return url
+
+
+class _StandardAnswer:
+    """A ``ClientResponse`` that gives its pool slot back with its connection."""
+
+    __slots__ = ("_pool", "_released", "_response")
+
+    def __init__(self, pool: StandardForwarder, response: aiohttp.ClientResponse) -> None:
+        self._pool = pool
+        self._response = response
+        self._released = False
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def reason(self) -> str | None:
+        return self._response.reason
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self._response.headers
+
+    @property
+    def content(self) -> StreamReader:
+        return self._response.content
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        # aiohttp pools the connection only if the answer was read whole, as the fast one does.
+        self._response.release()
+        self._pool.give_back()
+
+
+class StandardForwarder:
+    """``Pool`` on a ``ClientSession`` of its own: public aiohttp API only.
+
+    The session's connector is unlimited; the pool's own FIFO line bounds it, so that waiting
+    for a connection (503 after ``pool_timeout``) and opening one (504 after
+    ``connect_timeout``) stay apart, as they are in the fast pool.
+    """
+
+    def __init__(
+        self,
+        base: str,
+        *,
+        limit: int,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_timeout: float | None = None,
+        keepalive: float = 15.0,
+    ) -> None:
+        checked_base(base)
+        # Targets are appended to the base as they came (``Upstream.url`` does the same).
+        self._base = base.rstrip("/")
+        self._limit = limit
+        self._slots = asyncio.Semaphore(limit)
+        self._pool_timeout = pool_timeout
+        self._keepalive = keepalive
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            # aiohttp starts it once the request is sent, as the fast pool does.
+            sock_read=read_timeout,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._in_use = 0
+        self._closed = False
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running loop.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=0, keepalive_timeout=self._keepalive, enable_cleanup_closed=False
+            ),
+            # No jar (one user's upstream cookies must not go with the next user's request),
+            # no decompression (bodies pass untouched), no headers of aiohttp's own.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=self._timeout,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        )
+        return self._session
+
+    async def _take(self) -> None:
+        if self._closed:
+            raise UpstreamConnectError("the upstream pool is closed")
+        if self._pool_timeout is not None and self._slots.locked():
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise PoolTimeout(self._pool_timeout) from None
+        else:
+            await self._slots.acquire()
+        self._in_use += 1
+
+    def give_back(self) -> None:
+        """A lent slot is free again."""
+        self._in_use -= 1
+        self._slots.release()
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: StreamReader | bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Answer:
+        await self._take()
+        try:
+            session = self._session or self._open()
+            response = await session.request(
+                method,
+                URL(self._base + target, encoded=True),
+                headers=CIMultiDict(headers),
+                data=body,
+                chunked=chunked or None,
+                allow_redirects=False,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            self.give_back()
+            raise UpstreamConnectError(f"cannot connect to the upstream: {exc}") from exc
+        except BaseException:
+            self.give_back()
+            raise
+        return _StandardAnswer(self, response)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()

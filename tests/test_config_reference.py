@@ -1,0 +1,291 @@
+"""The config reference (docs/configuration.md) and the JSON Schema against the models.
+
+The reference is generated from the models (gateway/config/reference.py); these tests check
+that it names every key the models define and no other, that every key has a meaning, and that
+the schema `upload-gateway config-schema` prints agrees with `check-config`: the example
+validates, what check-config refuses for its shape the schema refuses too, and every value
+check-config accepts at any key the schema accepts (an editor must never flag a valid config),
+and yaml-language-server itself, run as editors run it, checks configs with it. That the
+committed files are what the code generates is tests/test_docs.py's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
+
+from gateway.config import Config, ConfigError, interpolate, parse
+from gateway.config.reference import keys
+from gateway.config.schema import DIALECT, config_schema, schema_text
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "config" / "example.yaml"
+REFERENCE = ROOT / "docs" / "configuration.md"
+SCHEMA_FILE = ROOT / "docs" / "config.schema.json"
+ENV = {
+    "GATEWAY_SESSION_KEY": Fernet.generate_key().decode(),
+    "GATEWAY_WEBHOOK_SECRET": "webhook-secret-0123456789",
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-access-key-example",
+    # for the values below
+    "NUM": "30",
+    "FLAG": "false",
+    "SIZE": "20MiB",
+    "TEXT": "hello",
+    "URL": "http://127.0.0.1:9000",
+    "CHOICE": "Strict",
+}
+
+
+def _example() -> dict[str, Any]:
+    tree: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    return tree
+
+
+def _validator() -> jsonschema.protocols.Validator:
+    schema = config_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _accepted_by_check_config(tree: dict[str, Any]) -> bool:
+    try:
+        parse(yaml.safe_dump(tree), ENV)
+    except ConfigError:
+        return False
+    return True
+
+
+def _accepted_after_yaml(tree: dict[str, Any]) -> bool:
+    """What ``parse`` decides once the YAML is read: ${VAR}s replaced, then the models (the
+    YAML round trip of ``_accepted_by_check_config``, thousands of times, would only cost)."""
+    replaced, problems = interpolate(tree, ENV)
+    if problems:
+        return False
+    try:
+        Config.model_validate(replaced)
+    except ValidationError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def test_every_key_has_a_meaning() -> None:
+    """Each field of every config model carries a description: the reference and the schema
+    print it, so a key added without one fails here."""
+    missing = [key.path for key in keys() if not (key.field.description or "").strip()]
+    assert not missing, f"add Field(description=...) in gateway/config/models.py: {missing}"
+
+
+def test_the_reference_lists_every_key_and_no_other() -> None:
+    """docs/configuration.md has a row for each key below a section, a heading for each section
+    (walking the models recursively), and names no key the models lack."""
+    text = REFERENCE.read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([^`]+)` \|", text, flags=re.MULTILINE))
+    headings = set(re.findall(r"^### `([^`]+)`$", text, flags=re.MULTILINE))
+    every = list(keys())
+    assert len(every) >= 55
+    scalars = {key.path for key in every if key.section is None}
+    sections = {key.path for key in every if key.section is not None}
+    top_sections = {path for path in sections if "." not in path}
+    assert rows == scalars | top_sections
+    assert headings == sections
+    assert "routes[].max_size" in rows and "identity.auth_request.path" in rows
+
+
+def test_the_reference_shows_types_and_defaults() -> None:
+    """A few rows, spelled out: the type, the default and the meaning come from the models."""
+    text = REFERENCE.read_text(encoding="utf-8")
+    assert "| `listen.port` | integer, 0 to 65535 | `8080` | TCP port;" in text
+    assert "| `routes[].part_size` | size | `8MiB` |" in text
+    assert "| `s3.secret_access_key` | string, secret | required |" in text
+    assert "| `session.samesite` | `Lax` \\| `Strict` \\| `None` | `Lax` |" in text
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+def test_config_schema_command_prints_the_schema() -> None:
+    """`upload-gateway config-schema`, run as a process, prints the draft-07 schema, the same
+    as docs/config.schema.json."""
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "config-schema"],
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    printed = json.loads(run.stdout)
+    assert printed == config_schema() == json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert run.stdout.decode() == schema_text()
+    assert printed["$schema"] == DIALECT == "http://json-schema.org/draft-07/schema#"
+    jsonschema.Draft7Validator.check_schema(printed)
+
+
+def test_example_config_names_the_schema_and_validates_against_it() -> None:
+    """config/example.yaml's first line points yaml-language-server at docs/config.schema.json,
+    and the file, as written (with its ${VAR}s), is valid under the schema."""
+    first = EXAMPLE.read_text(encoding="utf-8").splitlines()[0]
+    match = re.fullmatch(r"# yaml-language-server: \$schema=(\S+)", first)
+    assert match is not None
+    assert (EXAMPLE.parent / match.group(1)).resolve() == SCHEMA_FILE
+    errors = [e.message for e in _validator().iter_errors(_example())]
+    assert errors == []
+
+
+def _set(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``tree`` with ``value`` at ``path`` (copying only the nodes on the path)."""
+    out = copy.copy(tree)
+    if len(path) > 1:
+        out[path[0]] = _set(tree[path[0]], path[1:], value)
+    elif value is _DELETE:
+        del out[path[0]]
+    else:
+        out[path[0]] = value
+    return out
+
+
+_DELETE = object()
+
+REFUSED_SHAPES = [
+    pytest.param(("listen", "prot"), 8080, id="unknown-key"),
+    pytest.param(("routes", 0, "max_sise"), "20MiB", id="unknown-route-key"),
+    pytest.param(("listen", "port"), "eighty", id="port-not-a-number"),
+    pytest.param(("listen", "port"), 65536, id="port-out-of-range"),
+    pytest.param(("listen", "port"), True, id="port-boolean"),
+    pytest.param(("session", "secure"), "maybe", id="secure-not-a-boolean"),
+    pytest.param(("session", "secure"), 1, id="secure-a-number"),
+    pytest.param(("session", "samesite"), "Sideways", id="samesite-not-a-choice"),
+    pytest.param(("session", "keys"), [], id="no-session-keys"),
+    pytest.param(("session", "keys"), "${GATEWAY_SESSION_KEY}", id="keys-not-a-list"),
+    pytest.param(("upstream", "connect_timeout"), 0, id="timeout-zero"),
+    pytest.param(("upstream", "connect_timeout"), "soon", id="timeout-not-a-number"),
+    pytest.param(("routes", 0, "protocol"), "ftp", id="protocol-not-a-choice"),
+    pytest.param(("routes", 0, "max_size"), "20 potatoes", id="size-not-a-size"),
+    pytest.param(("routes", 0, "max_size"), 0, id="size-zero"),
+    pytest.param(("routes", 0, "signature_ttl"), 604801, id="ttl-above-sigv4"),
+    pytest.param(("routes",), {"name": "photos"}, id="routes-not-a-list"),
+    pytest.param(("upstream",), _DELETE, id="upstream-missing"),
+    pytest.param(("routes", 0, "forward"), _DELETE, id="forward-missing"),
+    pytest.param(("identity", "auth_request"), {"user_field": "u"}, id="auth-request-no-path"),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), REFUSED_SHAPES)
+def test_a_wrong_key_or_type_is_refused_by_the_schema_as_by_check_config(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    """Unknown keys, wrong types, choices, ranges and missing keys: both refuse."""
+    tree = _set(_example(), path, value)
+    assert not _accepted_by_check_config(tree)
+    assert not _validator().is_valid(tree)
+
+
+# Values tried at every key of the example: numbers, booleans, text of each kind, ${VAR}s.
+VALUES: list[Any] = [
+    None, True, False, 0, 1, 5, 300, 8080, 65535, 65536, -1, 10**12, 0.5, 5.0, -0.5,
+    float("inf"), "", " ", "0", "1", "5", "8080", " 8080 ", "8_080", "+5", "5.0", "5.5", "1e3",
+    ".5", "inf", "nan", "true", "yes", "Off", "n", "20MiB", "5 GB", "1.5KiB", "20 potatoes",
+    "eighty", "${NUM}", "${FLAG}", "${SIZE}", "${TEXT}", "${URL}", "${CHOICE}", "${UNSET:-42}",
+    "$${NUM}", "http://127.0.0.1:9000", "https://app.example.com", "Lax", "None", "path",
+    "api", "private", "image/*", "10.0.0.0/8", "/x", "{user_hash}/", [], ["image/*"],
+    ["${TEXT}"], {},
+]  # fmt: skip
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every key and list item below ``node``."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        yield (*prefix, key)
+        if isinstance(value, dict | list):
+            yield from _paths(value, (*prefix, key))
+
+
+def test_the_schema_accepts_every_value_check_config_accepts() -> None:
+    """At every key and list item of the example, each of ~60 values that check-config accepts
+    (after ${VAR} replacement and pydantic's conversions) the schema accepts too, as written."""
+    example = _example()
+    validator = _validator()
+    tried = accepted = 0
+    flagged = []
+    for path in _paths(example):
+        for value in VALUES:
+            tree = _set(example, path, value)
+            tried += 1
+            verdict = _accepted_after_yaml(tree)
+            if tried % 50 == 0:  # the shortcut decides as check-config does
+                assert _accepted_by_check_config(tree) == verdict, (path, value)
+            if verdict:
+                accepted += 1
+                if not validator.is_valid(tree):
+                    flagged.append(f"{path}: {value!r}")
+    assert not flagged
+    assert tried > 3000 and accepted > 500, (tried, accepted)
+
+
+# --------------------------------------------------------------------------- in an editor
+
+YAML_LANGUAGE_SERVER = ROOT / "tests" / "support" / "yaml_language_server.cjs"
+
+
+def _editor(path: Path, at: str | None = None) -> dict[str, Any]:
+    """What yaml-language-server (npm, as editors run it) says of ``path``: its diagnostics, and
+    the hover at ``at`` (line:character)."""
+    run = subprocess.run(
+        ["node", str(YAML_LANGUAGE_SERVER), str(path), *([at] if at else [])],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    answer: dict[str, Any] = json.loads(run.stdout)
+    return answer
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_an_editor_checks_a_config_against_the_schema_as_it_is_typed(tmp_path: Path) -> None:
+    """yaml-language-server, given the modeline of config/example.yaml, finds nothing to flag in
+    it, shows a key's meaning on hover, and flags a wrong type, a value outside a choice, a bad
+    size and a misspelt key, each on its line, in a copy that has them."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    port = _line_of(text, "port: ${GATEWAY_PORT")
+    example = _editor(EXAMPLE, f"{port}:4")
+    assert example["diagnostics"] == []
+    assert "TCP port; 0 lets the system choose a free one." in example["hover"]
+
+    broken = (
+        text.replace("$schema=../docs/config.schema.json", f"$schema={SCHEMA_FILE}")
+        .replace("port: ${GATEWAY_PORT:-8080}", "port: eighty")
+        .replace("samesite: Lax", "samesite: Sideways")
+        .replace("max_size: 20MiB", "max_size: 20 potatoes")
+        .replace("  max_headers: 128", "  max_headers: 128\n  max_hedaers: 12")
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(broken, encoding="utf-8")
+    flagged = {d["line"]: d["message"] for d in _editor(path)["diagnostics"]}
+    assert flagged.keys() == {
+        _line_of(broken, "port: eighty"),
+        _line_of(broken, "samesite: Sideways"),
+        _line_of(broken, "max_size: 20 potatoes"),
+        _line_of(broken, "max_hedaers"),
+    }, flagged
+    assert "max_hedaers" in flagged[_line_of(broken, "max_hedaers")]
+    assert not _accepted_by_check_config(yaml.safe_load(broken))
+
