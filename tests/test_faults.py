@@ -611,3 +611,70 @@ async def test_a_gateway_killed_between_copy_and_forward_then_restarted_stores_o
         await check_stored_once(
             s3_client, buckets, recorded, figures, final, records=records, app_proxy=app_proxy
         )
+
+
+# --------------------------------------------------------------------------- the fast path's cost
+
+
+async def test_the_fast_path_costs_one_s3_request_more_per_user_for_the_owner_record(
+    http: aiohttp.ClientSession,
+    gateways: Gateways,
+    s3_proxy: FaultProxy,
+    app_proxy: FaultProxy,
+    s3_endpoint: str,
+    s3_client: Any,
+    buckets: BucketNames,
+    recorded: Recorded,
+    figures: Figures,
+) -> None:
+    """Issue 16's cost on the client's fast path, counted at the S3 proxy of a real ``serve``
+    process: a user's first signature on a route writes the owner record (one conditional
+    PUT to the storage bucket's ``.gateway/owners/``), the user's later signatures write
+    nothing, and every completion asks S3 the same six things, so a user's first upload costs
+    7 S3 requests and each later one 6; another user pays the one PUT again."""
+    tree = gateway_tree(app_proxy, s3_proxy, buckets, s3_endpoint)
+    tree["completion"] = {"interval": 3600}  # the sweep on, but no pass within the test
+    gateway = await gateways.start(tree)
+    owners = Match("PUT", path_prefix=f"/{buckets.storage}/.gateway/owners/")
+    counts: dict[str, tuple[int, int, int]] = {}
+
+    async def upload(user: str, name: str) -> None:
+        client = Client(http, gateway.url, figures)
+        http.cookie_jar.clear()
+        await client.login(user)
+        key = f"{client.prefix}{name}"
+        policy = {
+            "expiration": "2099-01-01T00:00:00.000Z",
+            "conditions": [
+                {"acl": "private"},
+                {"bucket": buckets.uploads},
+                {"Content-Type": "image/jpeg"},
+                {"success_action_status": "200"},
+                {"key": key},
+                ["content-length-range", "0", str(len(JPEG))],
+            ],
+        }
+        before = len(s3_proxy.seen)
+        signed = await client.call(
+            "POST", f"{P}/signature", json=policy, headers={"Origin": gateway.url}
+        )
+        assert signed.status == 200, signed.body
+        signing = s3_proxy.seen[before:]
+        etag = await stage(s3_client, buckets.uploads, key)  # the browser's POST, straight to S3
+        before = len(s3_proxy.seen)
+        done = await client.success(key, buckets.uploads, etag)
+        assert done.status == 200 and done.body["success"] is True, done
+        completing = len(s3_proxy.seen) - before
+        written = sum(1 for seen in signing if seen.matches(owners))
+        counts[f"{user} {name}"] = (len(signing), written, completing)
+
+    await upload("alice", "first.jpg")
+    await upload("alice", "second.jpg")
+    await upload("bob", "first.jpg")
+    figures.detail = json.dumps(counts)
+    assert counts == {
+        "alice first.jpg": (1, 1, 6),
+        "alice second.jpg": (0, 0, 6),
+        "bob first.jpg": (1, 1, 6),
+    }
+    assert len(recorded.completions) == 3
