@@ -365,7 +365,9 @@ async def test_an_app_refusing_the_sweeps_completion_gets_object_and_copy_remove
     assert await stored(s3_client, buckets) == []
 
 
+@pytest.mark.parametrize("first", ["client", "sweep"])
 async def test_a_client_completion_racing_the_sweep_is_stored_once_under_one_id(
+    first: str,
     start: Callable[..., Any],
     upstream_url: str,
     s3_endpoint: str,
@@ -373,27 +375,59 @@ async def test_a_client_completion_racing_the_sweep_is_stored_once_under_one_id(
     buckets: BucketNames,
     recorded: Recorded,
 ) -> None:
-    """The client completes while the sweep already has the upload (the app is slow): one
-    stored copy, and every delivery carries the same message id and Idempotency-Key."""
-    gateway = await start(tree_for(upstream_url, s3_endpoint, buckets, sweep_after=0.1))
-    recorded.completion_delay = 0.6
+    """The client's completion and the sweep's delivery of the same upload both reach the app
+    while it has answered neither (the test holds its answers): ``first`` the client's (the
+    sweep finds the upload still pending, as it must, and delivers too), or first the sweep's
+    (the client completes meanwhile). Exactly two messages, one of each trigger, with one id
+    and one Idempotency-Key; the client gets 200; one stored copy, nothing left in the uploads
+    bucket, no lease, and no third message once the app has answered."""
+    tree = tree_for(
+        upstream_url, s3_endpoint, buckets, sweep_after=1.0 if first == "client" else 0.1
+    )
+    # The app's answer is held for a while: the client's forward must not time out meanwhile,
+    # and a sweep's lease must outlast that.
+    tree["webhook"]["timeout"] = 15
+    tree["completion"]["lease"] = 20
+    gateway = await start(tree)
+    gate = asyncio.Event()
+    recorded.completion_gate = gate
+
+    def triggers() -> list[str]:
+        return [json.loads(d.body)["trigger"] for d in recorded.deliveries]
+
     async with aiohttp.ClientSession() as http:
         body = {"filename": "cat.png", "content_type": "image/png", "size": len(PNG)}
         async with http.post(f"{gateway.url}/api/files", json=body, headers=bearer("alice")) as r:
             grant = await r.json()
         async with http.put(grant["url"], data=PNG, headers=grant["headers"]):
             pass
-        await until(lambda: _true(bool(recorded.deliveries)), "the sweep delivering")
         complete = f"{gateway.url}/api/files/{grant['upload_id']}/complete"
-        async with http.post(complete, json={}, headers=bearer("alice")) as resp:
-            assert resp.status == 200, await resp.text()
+
+        async def client_completes() -> tuple[int, str]:
+            async with http.post(complete, json={}, headers=bearer("alice")) as resp:
+                return resp.status, await resp.text()
+
+        if first == "client":
+            client = asyncio.create_task(client_completes())
+            await until(lambda: _true(triggers() == ["client"]), "the client's message held")
+            # The app has not answered: the upload is pending, where the sweep finds it.
+            assert await uploads_left(s3_client, buckets) == [grant["key"]]
+        else:
+            await until(lambda: _true(triggers() == ["sweep"]), "the sweep's message held")
+            client = asyncio.create_task(client_completes())
+        await until(lambda: _true(len(triggers()) == 2), "the other message held too")
+        assert sorted(triggers()) == ["client", "sweep"]
+        gate.set()
+        status, text = await client
+        assert status == 200, text
 
     await until(lambda: _gone(s3_client, buckets), "the upload finished")
     await settle()
     assert len(await stored(s3_client, buckets)) == 1
-    assert 1 <= len(recorded.completions) <= 2
+    assert len(recorded.completions) == 2
     assert len({c["idempotency_key"] for c in recorded.completions}) == 1
     assert len({c["message"]["id"] for c in recorded.completions}) == 1
+    assert await keys_in(s3_client, buckets.uploads, ".gateway/") == []  # no lease left
 
 
 async def _true(value: bool) -> bool:
