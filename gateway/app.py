@@ -5,6 +5,8 @@ Everything a request needs is created here and held under AppKeys; nothing is gl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -19,12 +21,14 @@ from .appkeys import (
     FRONT,
     IDENTITY,
     METRICS,
+    OWNERS,
     SIGNING_KEYS,
     STORAGE,
     TOKENS,
     UPSTREAM,
     Clock,
 )
+from .completion.owners import OwnerBook
 from .config import Config
 from .front import Front
 from .identity import IdentityService
@@ -48,11 +52,17 @@ async def _flush_logs(app: web.Application) -> None:
 
 
 def create_app(
-    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    sweep: bool = False,
 ) -> web.Application:
     """The gateway for one config. ``clock`` lets tests fix time; default is the UTC wall clock.
 
     ``metrics``: where it counts; ``serve --workers`` passes one shared by its workers.
+    ``sweep``: run the completion sweep in the background (``serve`` does, when
+    ``completion.sweep`` is on; gateway/completion/sweep.py).
     """
     clock = clock or utc_now
     metrics = metrics or Metrics()
@@ -66,7 +76,10 @@ def create_app(
     app[FRONT] = front
     app[SIGNING_KEYS] = SigningKeys(config.s3.secret_access_key.get_secret_value())
     app[TOKENS] = TokenSealer([k.get_secret_value() for k in config.session.keys])
+    app[OWNERS] = OwnerBook([k.get_secret_value() for k in config.session.keys])
     app.cleanup_ctx.append(_clients)
+    if sweep and config.completion.sweep:
+        app.cleanup_ctx.append(_sweeping)
     app.on_cleanup.append(_flush_logs)
 
     ops.add_routes(app, config.ops_prefix, separate=config.ops_listen is not None)
@@ -99,3 +112,22 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         )
         app[COMPLETION] = Completion.from_app(app)
         yield
+
+
+async def _sweeping(app: web.Application) -> AsyncIterator[None]:
+    """Run the completion sweep while the app runs (after ``_clients`` opened S3)."""
+    from .completion.sweep import Sweeper
+
+    sweeper = Sweeper(
+        app[CONFIG],
+        app[STORAGE],
+        app[COMPLETION],
+        app[OWNERS],
+        metrics=app[METRICS],
+        clock=app[CLOCK],
+    )
+    task = asyncio.create_task(sweeper.run(), name="completion-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

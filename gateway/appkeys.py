@@ -11,6 +11,7 @@ from .values import Clock
 
 if TYPE_CHECKING:
     from .completion import Completion
+    from .completion.owners import OwnerBook
     from .config import Config
     from .front import Front
     from .identity import IdentityService
@@ -25,6 +26,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 COMPLETION: web.AppKey[Completion] = web.AppKey("completion")
+OWNERS: web.AppKey[OwnerBook] = web.AppKey("owners")
 IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity")
 SIGNING_KEYS: web.AppKey[SigningKeys] = web.AppKey("signing_keys")
 TOKENS: web.AppKey[TokenSealer] = web.AppKey("tokens")

@@ -8,6 +8,7 @@ default encryption. ``doctor`` lists every drift from that; ``setup`` corrects e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
 
 LIFECYCLE_RULE_ID = "upload-gateway-expire-uploads"
 LIFECYCLE_DAYS = 1
+_DAY = 86400
+
+
+def lifecycle_days(give_up_after: float) -> int:
+    """The uploads bucket's expiry for a config's ``completion.give_up_after`` (seconds): a day
+    past it, so the sweep always gives up (keeping a dead letter) before S3 removes an upload."""
+    return max(LIFECYCLE_DAYS, math.ceil(give_up_after / _DAY) + 1)
+
+
 ENCRYPTION: Final = "AES256"  # SSE-S3
 # SSE-KMS is stronger, so doctor accepts it, and setup never replaces it; its key policy must
 # then let the gateway's credentials use the key (kms:GenerateDataKey, kms:Decrypt).
@@ -100,26 +110,32 @@ def desired_cors(origins: Sequence[str]) -> list[CORSRuleTypeDef]:
     ]
 
 
-def desired_lifecycle_rule() -> LifecycleRuleTypeDef:
-    """Expire every upload and abort every multipart upload a day after it started."""
+def desired_lifecycle_rule(days: int = LIFECYCLE_DAYS) -> LifecycleRuleTypeDef:
+    """Expire every upload and abort every multipart upload ``days`` after it started."""
     return {
         "ID": LIFECYCLE_RULE_ID,
         "Status": "Enabled",
         "Filter": {"Prefix": ""},
-        "Expiration": {"Days": LIFECYCLE_DAYS},
-        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": LIFECYCLE_DAYS},
+        "Expiration": {"Days": days},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
     }
 
 
-async def doctor(client: S3Client, names: BucketNames, *, origins: Sequence[str]) -> list[str]:
-    """Every way the buckets differ from the secure setup, one line each; changes nothing."""
+async def doctor(
+    client: S3Client, names: BucketNames, *, origins: Sequence[str], give_up_after: float = 0
+) -> list[str]:
+    """Every way the buckets differ from the secure setup, one line each; changes nothing.
+
+    ``give_up_after``: the config's ``completion.give_up_after``; the lifecycle rule must
+    outlast it (``lifecycle_days``), or S3 would remove uploads the sweep still retries."""
     lines: list[str] = []
     missing: set[str] = set()
     for role, bucket in _roles(names):
         if not await _exists(client, bucket):
             lines.append(f"{role} bucket {bucket}: does not exist")
             missing.add(bucket)
-    return lines + [d.problem for d in await _drifts(client, names, origins, skip=missing)]
+    drifts = await _drifts(client, names, origins, skip=missing, give_up_after=give_up_after)
+    return lines + [d.problem for d in drifts]
 
 
 async def setup_buckets(
@@ -129,6 +145,7 @@ async def setup_buckets(
     origins: Sequence[str],
     region: str,
     create: bool = True,
+    give_up_after: float = 0,
 ) -> list[str]:
     """Create missing buckets (when ``create``) and correct every drift, idempotently.
 
@@ -150,7 +167,7 @@ async def setup_buckets(
             await client.create_bucket(**params)
         changes.append(f"{role} bucket {bucket}: created")
     failures: list[str] = []
-    for drift in await _drifts(client, names, origins, skip=set()):
+    for drift in await _drifts(client, names, origins, skip=set(), give_up_after=give_up_after):
         try:
             with s3_errors("correct it"):
                 await drift.fix()
@@ -170,7 +187,12 @@ def _roles(names: BucketNames) -> tuple[tuple[str, str], tuple[str, str]]:
 
 
 async def _drifts(
-    client: S3Client, names: BucketNames, origins: Sequence[str], *, skip: set[str]
+    client: S3Client,
+    names: BucketNames,
+    origins: Sequence[str],
+    *,
+    skip: set[str],
+    give_up_after: float = 0,
 ) -> list[_Drift]:
     drifts: list[_Drift] = []
     for role, bucket in _roles(names):
@@ -180,7 +202,7 @@ async def _drifts(
         drifts += await _encryption_drift(client, role, bucket)
         if role == "uploads":
             drifts += await _cors_drift(client, bucket, origins)
-            drifts += await _lifecycle_drift(client, bucket)
+            drifts += await _lifecycle_drift(client, bucket, give_up_after)
     return drifts
 
 
@@ -331,7 +353,10 @@ def _whole_bucket(rule: Any) -> bool:
     return set(filters) <= {"Prefix"} and not filters.get("Prefix")
 
 
-def _cleans_up(rule: Any) -> bool:
+def _cleans_up(rule: Any, give_up_after: float) -> bool:
+    """Whether a rule expires uploads within ``lifecycle_days`` but only after the sweep gives
+    up on them (a dead letter keeps its bytes in the storage bucket by then)."""
+    days = lifecycle_days(give_up_after)
     expires = rule.get("Expiration", {}).get("Days")
     aborts = rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
     return (
@@ -339,33 +364,41 @@ def _cleans_up(rule: Any) -> bool:
         and _whole_bucket(rule)
         and isinstance(expires, int)
         and isinstance(aborts, int)
-        and expires <= LIFECYCLE_DAYS
-        and aborts <= LIFECYCLE_DAYS
+        and give_up_after < expires * _DAY
+        and expires <= days
+        and aborts <= days
     )
 
 
-async def _lifecycle_drift(client: S3Client, bucket: str) -> list[_Drift]:
+async def _lifecycle_drift(client: S3Client, bucket: str, give_up_after: float) -> list[_Drift]:
     answer = await _read(
         "read lifecycle rules",
         client.get_bucket_lifecycle_configuration(Bucket=bucket),
         absent="NoSuchLifecycleConfiguration",
     )
     rules = list((answer or {}).get("Rules", []))
-    if any(_cleans_up(rule) for rule in rules):
+    if any(_cleans_up(rule, give_up_after) for rule in rules):
         return []
+    days = lifecycle_days(give_up_after)
     # The operator's other rules stay; only the gateway's own is replaced.
     kept = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
     return [
         _Drift(
             f"uploads bucket {bucket}: no enabled lifecycle rule for the whole bucket that expires "
-            f"uploads and aborts incomplete multipart uploads after {LIFECYCLE_DAYS} day",
+            f"uploads and aborts incomplete multipart uploads after {_days(days)}, longer "
+            f"than completion.give_up_after",
             f"uploads bucket {bucket}: set lifecycle rule {LIFECYCLE_RULE_ID} (expire uploads and "
-            f"abort incomplete multipart uploads after {LIFECYCLE_DAYS} day)",
+            f"abort incomplete multipart uploads after {_days(days)})",
             lambda: client.put_bucket_lifecycle_configuration(
-                Bucket=bucket, LifecycleConfiguration={"Rules": [*kept, desired_lifecycle_rule()]}
+                Bucket=bucket,
+                LifecycleConfiguration={"Rules": [*kept, desired_lifecycle_rule(days)]},
             ),
         )
     ]
+
+
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"
 
 
 # Every S3 action the gateway's credentials need, by bucket, with who needs it. The gateway

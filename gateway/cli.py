@@ -147,8 +147,16 @@ async def _s3_run(action: str, config: Config) -> list[str]:
     origins = sorted(config.origins)
     async with open_s3_client(config.s3) as client:
         if action == "setup":
-            return await setup_buckets(client, names, origins=origins, region=config.s3.region)
-        return await doctor(client, names, origins=origins)
+            return await setup_buckets(
+                client,
+                names,
+                origins=origins,
+                region=config.s3.region,
+                give_up_after=config.completion.give_up_after,
+            )
+        return await doctor(
+            client, names, origins=origins, give_up_after=config.completion.give_up_after
+        )
 
 
 # What to do about each kind of S3 failure (the ``reason`` of gateway/storage.py's errors).
@@ -201,6 +209,27 @@ def cmd_s3(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print("\n".join(lines))
         return FAILED
     print("buckets match the secure setup")
+    return OK
+
+
+def cmd_completions(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``completions status`` (pending and dead letters) and ``completions retry [--dead]``."""
+    config = _load_or_report(args.config or _default_config_path(environ), environ)
+    if config is None:
+        return USAGE
+    from . import completions_cli
+    from .problems import GatewayError
+
+    try:
+        if args.completions_command == "status":
+            lines = asyncio.run(completions_cli.status(config, show_users=args.show_users))
+        else:
+            lines = asyncio.run(completions_cli.retry(config, dead=args.dead))
+    except GatewayError as exc:
+        hint = _S3_HINTS.get(exc.reason, "try again later")
+        print(f"error: {exc.detail}: {hint}", file=sys.stderr)
+        return FAILED
+    print("\n".join(lines))
     return OK
 
 
@@ -276,6 +305,37 @@ def build_parser() -> argparse.ArgumentParser:
             "-c", "--config", help="config file (default $UPLOAD_GATEWAY_CONFIG)"
         )
         action_parser.set_defaults(func=cmd_s3)
+
+    completions = command(
+        "completions",
+        "see and steer the completion sweep",
+        "List uploads no client completed (per route, oldest first) and dead letters, or "
+        "sweep now, once.",
+    )
+    completions_sub = completions.add_subparsers(
+        dest="completions_command", required=True, metavar="ACTION"
+    )
+    status = completions_sub.add_parser(
+        "status",
+        help="pending uploads per route and dead letters, with keys and user hashes",
+        description="List the uploads no client completed (per route, oldest age, each with "
+        "its key and user hash) and every dead letter.",
+    )
+    status.add_argument(
+        "--show-users", action="store_true", help="also print user ids (personal data)"
+    )
+    again = completions_sub.add_parser(
+        "retry",
+        help="sweep now, once, ignoring backoff",
+        description="Sweep now, once, ignoring backoff; with --dead, deliver every dead letter "
+        "again too.",
+    )
+    again.add_argument("--dead", action="store_true", help="deliver the dead letters again too")
+    for action_parser in (status, again):
+        action_parser.add_argument(
+            "-c", "--config", help="config file (default $UPLOAD_GATEWAY_CONFIG)"
+        )
+        action_parser.set_defaults(func=cmd_completions)
 
     upload = command(
         "upload",

@@ -47,6 +47,7 @@ ALLOWED_FIELDS = frozenset(
         "upstream_status",
         "attempt",
         "detail",
+        "trigger",
     }
 )
 

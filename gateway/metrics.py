@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -39,9 +39,31 @@ class Metrics:
         )
         self.completions = Counter(
             "gateway_completions",
-            "Completions, by route and outcome.",
-            ["route", "outcome"],
+            "Completions, by route, outcome and trigger (client or sweep).",
+            ["route", "outcome", "trigger"],
             registry=self.registry,
+        )
+        # Set by the sweep after each pass: uploads older than completion.sweep_after that no
+        # client completed, per route ("unknown": no owner record names one).
+        self.pending = Gauge(
+            "gateway_completions_pending",
+            "Uploads awaiting the sweep (no client completed them in time), by route.",
+            ["route"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.oldest_pending = Gauge(
+            "gateway_completions_oldest_pending_seconds",
+            "Age of the oldest upload awaiting the sweep, by route.",
+            ["route"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.dead_letters = Gauge(
+            "gateway_completions_dead_letters",
+            "Uploads whose delivery the sweep gave up on (completions status lists them).",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
         self.upstream_latency = Histogram(
             "gateway_upstream_latency_seconds",

@@ -186,6 +186,7 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "storage-failed",
             "storage-unreachable",
             "storage-unavailable",
+            "record-conflict",
             "setup-incomplete",
         ),
         "The upstream app": (
@@ -514,6 +515,10 @@ REASONS: Mapping[str, Reason] = _catalogue(
         "S3 could not be reached or did not answer in time.")),
     ("storage-unavailable", Reason(503, "Storage unavailable",
         "S3 failed, with no more specific reason.")),
+    ("record-conflict", Reason(503, "Storage unavailable",
+        "A conditional write of one of the gateway's own records (an owner record, a sweep "
+        "lease) found it written or changed first by another instance; handled inside the "
+        "gateway (that instance has it), never a client's answer.")),
     ("setup-incomplete", Reason(503, "Storage unavailable",
         "`upload-gateway s3 setup` made every correction S3 accepted but S3 refused some (an "
         "S3 without a feature, such as radosgw 16 without default encryption); it prints "

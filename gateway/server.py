@@ -102,7 +102,7 @@ def _run_one(
         # Before any metric exists: prometheus-client picks the value store at creation.
         share_between_workers(metrics_dir)
         metrics = Metrics(shared_dir=metrics_dir)
-    app = create_app(config, metrics=metrics)
+    app = create_app(config, metrics=metrics, sweep=True)
     if parent is not None:
         app.cleanup_ctx.append(_stop_with_parent(parent))
     # What start-up made lives as long as the process: frozen, full collections no longer walk

@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -66,6 +68,23 @@ _CLIENT_FAULTS: Mapping[str, tuple[type[GatewayError], str, str]] = MappingProxy
 # What S3 answers a write made If-None-Match: * when the key is taken (412), or being written
 # by a concurrent conditional request (409).
 _TAKEN = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object of a bucket listing: its key, ETag, size and when it was written (UTC)."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+class RecordConflict(StorageUnavailable):
+    """A conditional write of a record lost: another writer created or changed it first."""
+
+    def __init__(self) -> None:
+        super().__init__("the record changed meanwhile", reason="record-conflict")
 
 
 class StorageKeyTaken(StorageUnavailable):
@@ -344,6 +363,79 @@ class Storage:
         with s3_errors("list objects"):
             answer = await self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=limit)
         return [str(item["Key"]) for item in answer.get("Contents", [])]
+
+    async def list_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        token: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[Listed], str | None]:
+        """One page of a listing (keys in UTF-8 byte order) and the token of the next, if any."""
+        request: dict[str, object] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": limit}
+        if token is not None:
+            request["ContinuationToken"] = token
+        elif start_after:
+            request["StartAfter"] = start_after
+        with s3_errors("list objects"):
+            answer = await self.client.list_objects_v2(**request)  # type: ignore[arg-type]
+        items = [
+            Listed(
+                key=str(item["Key"]),
+                etag=str(item.get("ETag", "")),
+                size=int(item.get("Size", 0)),
+                last_modified=item["LastModified"],
+            )
+            for item in answer.get("Contents", [])
+        ]
+        following = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
+        return items, following
+
+    async def get_record(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """A small record the gateway wrote (its bytes and ETag), or None when there is none."""
+        try:
+            with s3_errors("read a record"):
+                answer = await self.client.get_object(Bucket=bucket, Key=key)
+                async with answer["Body"] as body:
+                    data: bytes = await body.read()
+        except NotFound:
+            return None
+        return data, str(answer.get("ETag", ""))
+
+    async def put_record(
+        self, bucket: str, key: str, body: bytes, *, if_match: str | None = None
+    ) -> str:
+        """Write a record only if absent (``if_match`` None: If-None-Match ``*``) or only over
+        the version with that ETag; ``RecordConflict`` when another writer came first."""
+        try:
+            with s3_errors("write a record"):
+                if if_match is None:
+                    answer = await self.client.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=body,
+                        ContentType="application/octet-stream",
+                        IfNoneMatch="*",
+                    )
+                else:
+                    answer = await self.client.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=body,
+                        ContentType="application/octet-stream",
+                        IfMatch=if_match,
+                    )
+        except GatewayError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and _code(cause) in _TAKEN:
+                raise RecordConflict from exc
+            if isinstance(exc, NotFound) and if_match is not None:
+                # If-Match on a record deleted meanwhile: S3 answers 404.
+                raise RecordConflict from exc
+            raise
+        return str(answer.get("ETag", ""))
 
     async def create_multipart(
         self, key: str, *, content_type: str, metadata: Mapping[str, str] | None = None

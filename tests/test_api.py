@@ -113,7 +113,9 @@ class Bucket:
 
     async def keys(self, bucket: str) -> list[str]:
         answer = await self.client.list_objects_v2(Bucket=bucket)
-        return [item["Key"] for item in answer.get("Contents", [])]
+        # Not the gateway's own records (owner records, leases: gateway/completion/sweep.py).
+        keys = [item["Key"] for item in answer.get("Contents", [])]
+        return [key for key in keys if not key.startswith(".gateway/")]
 
     async def read(self, bucket: str, key: str) -> bytes:
         answer = await self.client.get_object(Bucket=bucket, Key=key)

@@ -463,6 +463,14 @@ async def test_iam_policy_covers_exactly_the_calls_the_gateway_makes(
     await verb("list_keys")(buckets.storage, "s/")
     await verb("delete")(buckets.uploads, "u/small")
     await storage.delete(buckets.storage, "s/small")
+    # The sweep: list the uploads bucket, its lease records there and owner/dead-letter records
+    # in the storage bucket (conditional writes, reads).
+    await verb("list_page")(buckets.uploads, start_after=".gateway0")
+    await verb("put_record")(buckets.uploads, ".gateway/leases/x", b"{}")
+    await storage.put_record(buckets.storage, ".gateway/owners/x/r", b"x")
+    await verb("get_record")(buckets.uploads, ".gateway/leases/x")
+    await storage.get_record(buckets.storage, ".gateway/owners/x/r")
+    await storage.list_page(buckets.storage, prefix=".gateway/dead/")
     # A multipart copy that fails half way is aborted in the storage bucket.
     await s3_client.put_object(Bucket=buckets.uploads, Key="u/vanishing", Body=os.urandom(11 * MiB))
 

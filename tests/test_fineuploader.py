@@ -51,7 +51,9 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" +
 
 async def keys_in(s3: Any, bucket: str) -> list[str]:
     listing = await s3.list_objects_v2(Bucket=bucket)
-    return [o["Key"] for o in listing.get("Contents", [])]
+    # Not the gateway's own records (owner records, leases: gateway/completion/sweep.py).
+    keys = [o["Key"] for o in listing.get("Contents", [])]
+    return [key for key in keys if not key.startswith(".gateway/")]
 
 
 async def read_object(s3: Any, bucket: str, key: str) -> bytes:

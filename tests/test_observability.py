@@ -334,7 +334,7 @@ async def test_concurrent_readyz_probes_share_one_round_of_checks(
 SPEC_METRICS = {
     "gateway_requests": ("counter", {"route", "status"}),
     "gateway_signatures": ("counter", {"route", "outcome", "reason"}),
-    "gateway_completions": ("counter", {"route", "outcome"}),
+    "gateway_completions": ("counter", {"route", "outcome", "trigger"}),
     "gateway_upstream_latency_seconds": ("histogram", set()),
 }
 
@@ -380,7 +380,8 @@ async def test_metrics_move_with_traffic(
     assert delta(signatures, route="photos", outcome="issued", reason="") == 1
     refused = dict(route="photos", outcome="refused", reason=traffic.refusal_reason)
     assert traffic.refusal_reason and delta(signatures, **refused) == 1
-    assert delta("gateway_completions_total", route="files", outcome="stored") == 1
+    completed = dict(route="files", outcome="stored", trigger="client")
+    assert delta("gateway_completions_total", **completed) == 1
     # The proxy times each proxied request (/login, /echo/page).
     assert delta("gateway_upstream_latency_seconds_count") >= 2
     assert delta("gateway_upstream_latency_seconds_sum") > 0

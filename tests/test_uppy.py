@@ -48,7 +48,9 @@ ROUTE = {
 
 async def keys_in(s3: Any, bucket: str) -> list[str]:
     answer = await s3.list_objects_v2(Bucket=bucket)
-    return [str(o["Key"]) for o in answer.get("Contents", [])]
+    # Not the gateway's own records (owner records, leases: gateway/completion/sweep.py).
+    keys = [str(o["Key"]) for o in answer.get("Contents", [])]
+    return [key for key in keys if not key.startswith(".gateway/")]
 
 
 async def sha256_of(s3: Any, bucket: str, key: str) -> str:

@@ -3,12 +3,13 @@
 1. The object must be in the uploads bucket under the user's prefix, within ``max_size``, with
    a declared and a sniffed content type the route allows. An object that breaks a rule can
    never complete, so it is removed at once rather than left for the lifecycle rule.
-2. It is copied into the storage bucket and the copy checked; only then is the original removed.
+2. It is copied into the storage bucket and the copy checked.
 3. The upstream gets a signed ``upload.completed`` message, with an ``Idempotency-Key`` that is
    the same for every completion of the same uploaded object (upload key and ETag), and another
    for other bytes written to the same key, which are a new upload stored under a new key.
-4. A 2xx is relayed; a 4xx is relayed and the stored copy removed; a failure (5xx, timeout,
-   unreachable) is a 502/504 and leaves everything where it is.
+4. A 2xx is relayed; a 4xx is relayed and the stored copy removed; only then is the original
+   removed. A failure (5xx, timeout, unreachable) is a 502/504 and leaves everything where it
+   is: the upload pending in the uploads bucket, where the sweep (``sweep.py``) finds it.
 
 No state is kept besides S3: a retry recognises its own earlier work from the stored copy's
 metadata, found by listing the storage key up to its ``{uuid}``, which is derived from the

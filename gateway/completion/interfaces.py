@@ -75,6 +75,12 @@ class CompletionRequest:
     declared_content_type: str | None = None
     etag: str | None = None
     forward_headers: Mapping[str, str] = field(default_factory=dict)
+    # What started it: "client" (a client's call) or "sweep" (the gateway's, gateway/completion
+    # /sweep.py); the message says which.
+    trigger: str = "client"
+    # Only while the upload is in the uploads bucket: the sweep, which holds a lease on it, must
+    # not announce again a copy whose upload another completion has just finished.
+    upload_only: bool = False
 
 
 @dataclass(frozen=True)

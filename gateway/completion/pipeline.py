@@ -115,15 +115,23 @@ class Completion:
             upload = await self._storage.head(self._storage.uploads_bucket, req.key)
             if upload is not None and (not req.etag or same_etag(req.etag, upload.etag)):
                 stored = await self._complete_upload(req, upload)
-            else:
-                stored = await self._earlier_copy(req, replaced=upload is not None)
+                result = await self._forward(req, stored)
+                # Only once the app has answered for good (2xx, or 4xx and the copy removed):
+                # while its delivery is pending the upload stays where the sweep finds it, so
+                # no stored copy exists that the app was never told about and nobody retries.
+                await self._storage.delete(self._storage.uploads_bucket, req.key)
+                return result
+            if req.upload_only:
+                raise NotFound("the upload was completed meanwhile", reason="no-such-upload")
+            stored = await self._earlier_copy(req, replaced=upload is not None)
             return await self._forward(req, stored)
         except GatewayError as exc:
-            self._count(route, _outcome(exc))
+            self._count(route, _outcome(exc), req.trigger)
             raise
 
     async def _complete_upload(self, req: CompletionRequest, upload: StoredObject) -> StoredObject:
-        """The stored copy of the object now in the uploads bucket, made unless one exists."""
+        """The stored copy of the object now in the uploads bucket, made unless one exists; the
+        upload itself stays until the app has answered (``complete``)."""
         route, identity = req.route, req.identity
         upload_id = self.idempotency_key(route, identity, req.key, upload.etag)
         stored = await self._find(route, identity, req.key, upload_id)
@@ -141,7 +149,6 @@ class Completion:
                 stored = await self._find(route, identity, req.key, upload_id)
                 if stored is None:
                     raise
-        await self._storage.delete(self._storage.uploads_bucket, req.key)
         return stored
 
     async def _earlier_copy(self, req: CompletionRequest, *, replaced: bool) -> StoredObject:
@@ -265,22 +272,23 @@ class Completion:
             "object": object_json(stored),
             # What P/files?key= (DELETE) names, for an app that offers to delete the file.
             "upload_key": req.key,
+            "trigger": req.trigger,
         }
         answer = await self._notifier.send(
             route, req.identity, upload_id, message, req.forward_headers
         )
         body = json_or_none(answer.body)
-        extra = {"route": route.name, "upstream_status": answer.status}
+        extra = {"route": route.name, "upstream_status": answer.status, "trigger": req.trigger}
         if 200 <= answer.status < 300:
             log.info("completion_forwarded", extra={**extra, "outcome": "stored"})
-            self._count(route, "stored")
+            self._count(route, "stored", req.trigger)
             return CompletionResult(answer.status, body, stored, upload_id)
         if 400 <= answer.status < 500:
             # Only this object's copy: one stored from other bytes at the same key has its own
             # id and key, and the app may still refer to it.
             await self._storage.delete(stored.bucket, stored.key)
             log.info("completion_forwarded", extra={**extra, "outcome": "upstream-rejected"})
-            self._count(route, "upstream-rejected")
+            self._count(route, "upstream-rejected", req.trigger)
             return CompletionResult(answer.status, body, None, upload_id)
         log.warning("completion_forwarded", extra={**extra, "outcome": "upstream-failed"})
         raise UpstreamUnavailable(
@@ -399,9 +407,9 @@ class Completion:
             f"the application answered {answer.status}; the file is kept", reason="upstream-failed"
         )
 
-    def _count(self, route: RouteConfig, outcome: str) -> None:
+    def _count(self, route: RouteConfig, outcome: str, trigger: str) -> None:
         if self._metrics is not None:
-            self._metrics.completions.labels(route.name, outcome).inc()
+            self._metrics.completions.labels(route.name, outcome, trigger).inc()
 
 
 def _outcome(exc: GatewayError) -> str:

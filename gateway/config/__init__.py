@@ -12,7 +12,9 @@ from .fields import CookieName, HeaderName
 from .interpolation import interpolate
 from .loading import load, parse
 from .models import (
+    RESERVED_PREFIX,
     AuthRequestConfig,
+    CompletionConfig,
     Config,
     IdentityConfig,
     LimitsConfig,
@@ -27,7 +29,9 @@ from .models import (
 from .sizes import GiB, MiB, Size, parse_size
 
 __all__ = [
+    "RESERVED_PREFIX",
     "AuthRequestConfig",
+    "CompletionConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",

@@ -210,6 +210,9 @@ class IdentityConfig(StrictModel):
             raise ValueError("must end with /: user admin would own admin2/")
         if value.startswith("/"):
             raise ValueError("must not start with /")
+        if value.startswith(RESERVED_PREFIX.rstrip("/")):
+            # The gateway's own records live there; no user may ever be signed a write to it.
+            raise ValueError(f"must not start with {RESERVED_PREFIX}: the gateway's records")
         return value
 
 
@@ -334,6 +337,57 @@ class WebhookConfig(StrictModel):
         return value
 
 
+# Where the gateway keeps its own records in both buckets (owner records, leases, dead letters):
+# outside every user's key prefix and every storage key, so nothing signed can write there.
+RESERVED_PREFIX = ".gateway/"
+DAY = 86400  # seconds; an int, so the reference prints whole numbers
+
+
+class CompletionConfig(StrictModel):
+    """The sweep that completes uploads no client completed, and its retries (at-least-once)."""
+
+    sweep: bool = Field(
+        True, description="Run the sweep in serve: complete uploads no client completed."
+    )
+    sweep_after: float = Field(
+        300,
+        ge=0.1,
+        le=DAY // 2,
+        description="Seconds an upload may wait for its client's completion before the sweep "
+        "completes it.",
+    )
+    interval: float = Field(
+        30, ge=0.1, le=3600, description="Seconds between two sweeps of one process."
+    )
+    give_up_after: float = Field(
+        3 * DAY,
+        ge=1,
+        le=30 * DAY,
+        description="Seconds from the upload after which a delivery the app keeps failing "
+        "becomes a dead letter; the uploads bucket's lifecycle (s3 setup) is a day longer.",
+    )
+    retry_base: float = Field(
+        60, ge=0.05, le=3600, description="First retry delay in seconds; doubles."
+    )
+    retry_max: float = Field(3600, ge=0.05, le=DAY, description="Longest retry delay in seconds.")
+    lease: float = Field(
+        120,
+        ge=0.5,
+        le=3600,
+        description="Seconds one instance holds an upload it delivers; longer than "
+        "webhook.timeout.",
+    )
+    batch: int = Field(100, ge=1, le=10_000, description="Most uploads one sweep delivers.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CompletionConfig:
+        if self.sweep_after >= self.give_up_after:
+            raise rule("must be below give_up_after", "sweep_after")
+        if self.retry_base > self.retry_max:
+            raise rule("must not exceed retry_max", "retry_base")
+        return self
+
+
 _STORAGE_KEY_FIELDS = frozenset({"route", "user_hash", "uuid", "filename", "ext", "date"})
 
 
@@ -419,6 +473,8 @@ class RouteConfig(StrictModel):
                 raise ValueError(f"uses {{{name}}}; known: {known}")
         if "{uuid}" not in value:
             raise ValueError("must contain {uuid} so uploads never collide")
+        if value.startswith(RESERVED_PREFIX.rstrip("/")):
+            raise ValueError(f"must not start with {RESERVED_PREFIX}: the gateway's records")
         before_uuid = value.split("{uuid}", 1)[0]
         for late in ("{filename}", "{ext}", "{date}"):
             if late in before_uuid:
@@ -498,6 +554,10 @@ class Config(StrictModel):
         default_factory=list,
         description="The upload routes; every other path goes to the app.",
     )
+    completion: CompletionConfig = Field(
+        default_factory=CompletionConfig,  # type: ignore[arg-type]
+        description="The sweep: at-least-once completion driven by the gateway.",
+    )
 
     @field_validator("ops_prefix")
     @classmethod
@@ -525,6 +585,17 @@ class Config(StrictModel):
                 "is also listen's, on the same host: the ops listener needs an address of its own",
                 "ops_listen",
                 "port",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_delivery(self) -> Config:
+        if self.completion.lease <= self.webhook.timeout:
+            raise rule(
+                "must be longer than webhook.timeout: another instance would deliver the "
+                "upload again while the app is still answering",
+                "completion",
+                "lease",
             )
         return self
 

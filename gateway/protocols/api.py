@@ -34,6 +34,7 @@ from .common import (
     grant,
     invalid_field,
     new_key,
+    note_owner,
     open_upload,
     read_limited,
     signing_context,
@@ -114,6 +115,7 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
             sha256=body.sha256.lower() if body.sha256 else None,
         )
         tokens = request.app[TOKENS]
+        await note_owner(request, route, identity)
         if body.size <= route.multipart_threshold:
             headers = {"Content-Type": content_type}
             if body.sha256:

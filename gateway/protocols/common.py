@@ -9,7 +9,16 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, SIGNING_KEYS, TOKENS
+from ..appkeys import (
+    CLOCK,
+    COMPLETION,
+    CONFIG,
+    IDENTITY,
+    OWNERS,
+    SIGNING_KEYS,
+    STORAGE,
+    TOKENS,
+)
 from ..completion import extension
 from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
@@ -30,6 +39,13 @@ async def caller(request: web.Request, config: Config) -> Identity:
     """The identity of a caller whose Origin (if any) is one of ours; 401/403 otherwise."""
     check_origin(request, config.origins)
     return await request.app[IDENTITY].require(request)
+
+
+async def note_owner(request: web.Request, route: RouteConfig, identity: Identity) -> None:
+    """Record whose uploads this user's hash names on ``route``, for the sweep: one S3 request
+    the first time a process signs or grants for this user and route, none after
+    (gateway/completion/owners.py)."""
+    await request.app[OWNERS].note(request.app[STORAGE], identity, route.name)
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:

@@ -32,7 +32,7 @@ from ..problems import (
 from ..render import ProblemFields, route_handler
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..signing import encode_policy, sign_v2, sign_v4
-from .common import caller, forward_headers, read_limited
+from .common import caller, forward_headers, note_owner, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class FineUploaderRoute:
             # Parsed whatever the Content-Type: IE8/9's XDomainRequest sends text/plain or none.
             document = _json_object(await read_limited(request, MAX_BODY))
             answer = self._sign(request, identity, document)
+            await note_owner(request, self.route, identity)
         except GatewayError as exc:
             log.info(
                 "signature_refused",

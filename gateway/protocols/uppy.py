@@ -42,6 +42,7 @@ from .common import (
     grant,
     invalid_field,
     new_key,
+    note_owner,
     open_upload,
     read_limited,
     signing_context,
@@ -157,6 +158,7 @@ class UppyRoute:
             stored = object_metadata(self.route, filename, metadata)
             key = new_key(identity, filename)
             answer = self._post_form(request, ctx, key, content_type, stored, size)
+            await note_owner(request, self.route, identity)
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
     def _post_form(
@@ -216,6 +218,7 @@ class UppyRoute:
             raise PolicyRefused("the metadata is too large", reason="meta-too-large")
         key = new_key(identity, body.filename)
         now = request.app[CLOCK]()
+        await note_owner(request, self.route, identity)
         upload_id = await request.app[STORAGE].create_multipart(
             key, content_type=content_type, metadata=metadata
         )

@@ -6,18 +6,25 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from ..completion import META_FILENAME
+
+# The object metadata written on the upload, and its reader, live with the completion (the sweep
+# reads them back without a client): gateway/completion/objectmeta.py.
+from ..completion.objectmeta import META_PARAMS, META_ROUTE, read_object_metadata
 from ..config import RouteConfig
-from ..jsonbody import parse_json
 from ..problems import BadRequest
 
-# Object metadata written on the upload; names are lower case as S3 stores them. The params'
-# name lacks the "gateway-" prefix so the completion copies it onto the stored copy, where a
-# retry that finds the upload gone reads it again.
-META_ROUTE = "gateway-route"
-META_PARAMS = "uppy-params"
+__all__ = [
+    "META_PARAMS",
+    "META_ROUTE",
+    "object_metadata",
+    "query_metadata",
+    "read_object_metadata",
+    "uppy_params",
+]
+
 # Uppy adds these to every file's meta; the completion message carries them as filename and type.
 _UPPY_META = frozenset({"name", "type"})
 _MAX_META_ENTRIES = 32
@@ -48,19 +55,6 @@ def object_metadata(route: RouteConfig, filename: str, params: dict[str, str]) -
         encoded = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
         meta[META_PARAMS] = quote(encoded, safe="")
     return meta
-
-
-def read_object_metadata(metadata: Mapping[str, str], key: str) -> tuple[str, dict[str, str]]:
-    """The client's file name and params the gateway stored on an object (defaults if absent)."""
-    filename = unquote(metadata.get(META_FILENAME, "")) or key.rsplit("/", 1)[-1]
-    try:
-        # The shared bounded reader: whoever wrote the object may have put anything here.
-        params = parse_json(unquote(metadata.get(META_PARAMS, "{}")).encode())
-    except BadRequest:
-        params = {}
-    if not isinstance(params, dict):
-        params = {}
-    return filename, {str(k): str(v) for k, v in params.items()}
 
 
 def query_metadata(query: Mapping[str, str]) -> dict[str, str]:

@@ -10,7 +10,9 @@ moto checks no signatures: tests/test_fineuploader.py checks those; here the who
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway import keys
 from gateway.app import create_app
 from gateway.buckets import BucketNames
+from gateway.completion import ID_PURPOSE, idempotency_key
 from tests.support.browser import BrowserThread
-from tests.support.gateway import build_config, config_dict
+from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.processes import GatewayProcess, start_gateway_process
 from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
@@ -104,7 +109,9 @@ async def stack(
 
 async def keys_in(s3: Any, bucket: str) -> list[str]:
     listing = await s3.list_objects_v2(Bucket=bucket)
-    return [o["Key"] for o in listing.get("Contents", [])]
+    # Not the gateway's own records (owner records, sweep leases: gateway/completion/sweep.py).
+    keys = [o["Key"] for o in listing.get("Contents", [])]
+    return [key for key in keys if not key.startswith(".gateway/")]
 
 
 async def sha256_of(s3: Any, bucket: str, key: str) -> str:
@@ -249,3 +256,114 @@ async def test_small_file_with_signature_v2(
     result = await upload_in_browser(browser, stack, path, version=2)
     await check_stored(s3_client, stack, result, sha256, "v2.jpg")
     assert await signatures_issued(stack) == 1
+
+
+# --------------------------------------------------------------------------- the page closed
+
+
+@pytest.fixture
+async def serve_gateway(
+    upstream: TestServer,
+    s3_server: S3Server,
+    s3_client: Any,
+    buckets: BucketNames,
+    tmp_path: Path,
+) -> Any:
+    """A real ``python -m gateway serve`` process in front of the page's upstream, sweeping
+    every 0.2 s what no client completed within 1 s; stopped (by pid) after the test."""
+    tree = config_dict(
+        str(upstream.make_url("")).rstrip("/"),
+        s3_endpoint=s3_server.endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
+    tree["s3"]["addressing_style"] = "auto"
+    tree["routes"][0]["max_size"] = MAX_SIZE
+    tree["webhook"]["timeout"] = 2
+    tree["completion"] = {"sweep_after": 1, "interval": 0.2, "retry_base": 0.2, "lease": 3}
+    gateway: GatewayProcess = await start_gateway_process(tree, tmp_path)
+    try:
+        await set_up(s3_client, s3_server, buckets, [gateway.url])
+        yield Stack(gateway.url, buckets.uploads, buckets.storage, upstream.app[RECORDED])
+    finally:
+        gateway.stop()
+
+
+async def upload_then_close_before_success(
+    browser: BrowserThread, stack: Stack, path: Path
+) -> dict[str, Any]:
+    """Log in, pick the file, and close the page the moment Fine Uploader asks for P/success
+    (S3 has the file by then): that request is aborted in the browser, so the gateway never
+    hears of it. Returns the success call's form and the page's events then."""
+
+    async def flow(context: Any) -> dict[str, Any]:
+        page = await context.new_page()
+        login = await page.goto(f"{stack.gateway}/login?user=alice")
+        assert login is not None and login.status == 200
+        asked = asyncio.Event()
+        sent: dict[str, Any] = {}
+
+        async def close_instead(route: Any) -> None:
+            sent["form"] = route.request.post_data
+            sent["events"] = await page.evaluate("window.events")
+            # Aborted, not left pending: Playwright may let a pending request go on as the page
+            # closes. So the call never leaves the browser, and the page closes at once.
+            await route.abort("aborted")
+            asked.set()
+
+        await page.route(f"**{P}/success*", close_instead)
+        await page.goto(f"{stack.gateway}/e2e/pages/fineuploader.html?route={P}&version=4")
+        await page.wait_for_function(
+            "window.ready || window.events.some(e => e.type === 'setup-error')"
+        )
+        await page.set_input_files("#files", str(path))
+        await asyncio.wait_for(asked.wait(), UPLOAD_TIMEOUT_MS / 1000)
+        await page.close()
+        return sent
+
+    return await browser.run(flow, timeout=UPLOAD_TIMEOUT_MS / 1000 + 15)
+
+
+async def test_a_page_closed_before_its_success_call_is_stored_and_announced_once_by_the_sweep(
+    browser: BrowserThread,
+    serve_gateway: Stack,
+    s3_client: Any,
+    tmp_path: Path,
+) -> None:
+    """Issue 16's scenario in Chromium: Fine Uploader's S3 POST lands, then the page is closed
+    before its success call reaches the gateway. The sweep of a real ``serve`` process stores
+    the file once and announces it once, with the id a client's completion would have had,
+    the trigger "sweep" and the name Fine Uploader left on the object; nothing is left in the
+    uploads bucket, and no second message follows."""
+    stack = serve_gateway
+    path, sha256 = jpeg_file(tmp_path, "closed tab.jpg", 300 * 1024)
+    result = await upload_then_close_before_success(browser, stack, path)
+    assert "closed+tab.jpg" in result["form"] or "closed%20tab.jpg" in result["form"]
+    assert [e for e in result["events"] if e["type"] in ("complete", "error")] == []
+    [key] = await keys_in(s3_client, stack.uploads)  # in S3, not completed: the page is gone
+    etag = (await s3_client.head_object(Bucket=stack.uploads, Key=key))["ETag"]
+    assert stack.recorded.completions == []
+
+    deadline = time.monotonic() + 20
+    while stack.recorded.completions == [] or await keys_in(s3_client, stack.uploads):
+        assert time.monotonic() < deadline, "the sweep did not complete the upload in 20 s"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)  # seven sweep intervals: a second delivery would show
+
+    [entry] = stack.recorded.completions
+    message = entry["message"]
+    expected_id = idempotency_key(
+        keys.derive(SESSION_KEY, ID_PURPOSE), "photos", "alice", key, etag
+    )
+    assert entry["status"] == 200 and entry["idempotency_key"] == expected_id
+    assert (message["id"], message["trigger"], message["user"]) == (expected_id, "sweep", "alice")
+    assert (message["filename"], message["upload_key"]) == ("closed tab.jpg", key)
+    [stored] = await keys_in(s3_client, stack.storage)
+    assert message["object"]["key"] == stored
+    assert await sha256_of(s3_client, stack.storage, stored) == sha256
+    assert await keys_in(s3_client, stack.uploads) == []
+    leases = await s3_client.list_objects_v2(Bucket=stack.uploads, Prefix=".gateway/")
+    assert leases.get("Contents", []) == []  # no lease left behind
+    stored_total = 'gateway_completions_total{outcome="stored",route="photos",trigger="sweep"} 1.0'
+    assert stored_total in await metrics_of(stack)

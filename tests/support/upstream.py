@@ -67,6 +67,9 @@ class Recorded:
     # Status (and JSON) the completion path answers next; a test sets it to inject a refusal.
     completion_status: int = 200
     completion_delay: float = 0.0
+    # When set, the completion path holds each message (recorded in ``deliveries`` on arrival)
+    # until the test sets the event: the test decides when the app answers.
+    completion_gate: asyncio.Event | None = None
     completion_answer: dict[str, Any] = field(default_factory=lambda: {"stored": True})
 
 
@@ -226,6 +229,8 @@ async def completion(request: web.Request) -> web.Response:
         return web.json_response({"error": f"bad signature: {exc}"}, status=401)
     if recorded.completion_delay:
         await asyncio.sleep(recorded.completion_delay)
+    if recorded.completion_gate is not None:
+        await recorded.completion_gate.wait()
     message = json.loads(body)
     entry = {
         "message": message,
