@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -22,8 +23,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.buckets import BucketNames
+from gateway.endpoints import browser_bucket
 from tests.support.browser import BrowserThread
-from tests.support.gateway import build_config, config_dict
+from tests.support.gateway import ACCESS_KEY_ID, build_config, config_dict
 from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
@@ -73,15 +75,16 @@ class Stack:
     recorded: Recorded
 
 
-@pytest.fixture
-async def stack(
+async def make_stack(
     aiohttp_server: Any,
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
     buckets: BucketNames,
+    endpoints: dict[str, str] | None = None,
 ) -> Stack:
-    """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
+    """The gateway in front of the upstream, on buckets set up as `s3 setup` does; the route's
+    ``endpoints`` if given."""
     tree = config_dict(
         str(upstream.make_url("")).rstrip("/"),
         s3_endpoint=s3_server.endpoint,
@@ -93,6 +96,8 @@ async def stack(
     tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
     tree["s3"]["addressing_style"] = "auto"
     tree["routes"][0]["max_size"] = MAX_SIZE
+    if endpoints is not None:
+        tree["routes"][0]["endpoints"] = endpoints
     # The real wall clock: the browser's own dates must fall within the rules' 15 minutes.
     gateway: TestServer = await aiohttp_server(create_app(build_config(tree)))
     origin = str(gateway.make_url("")).rstrip("/")
@@ -100,6 +105,18 @@ async def stack(
     # (radosgw matches origins exactly; moto lets any through).
     await set_up(s3_client, s3_server, buckets, [origin])
     return Stack(origin, buckets.uploads, buckets.storage, upstream.app[RECORDED])
+
+
+@pytest.fixture
+async def stack(
+    aiohttp_server: Any,
+    upstream: TestServer,
+    s3_server: S3Server,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> Stack:
+    """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
+    return await make_stack(aiohttp_server, upstream, s3_server, s3_client, buckets)
 
 
 async def keys_in(s3: Any, bucket: str) -> list[str]:
@@ -249,3 +266,107 @@ async def test_small_file_with_signature_v2(
     result = await upload_in_browser(browser, stack, path, version=2)
     await check_stored(s3_client, stack, result, sha256, "v2.jpg")
     assert await signatures_issued(stack) == 1
+
+
+# --------------------------------------------------------------------------- a legacy page
+
+# The paths of a page written for drf-to-s3 (its urls.py included under api/s3/, its completion
+# view at api/s3/file_uploaded), with a delete endpoint of Django's trailing-slash style.
+LEGACY_ENDPOINTS = {
+    "signature": "/api/s3/sign",
+    "success": "/api/s3/file_uploaded",
+    "delete": "/api/s3/delete/",
+    "blank": "/api/s3/empty_html",
+}
+
+
+@pytest.fixture
+async def legacy_stack(
+    aiohttp_server: Any,
+    upstream: TestServer,
+    s3_server: S3Server,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> Stack:
+    """The gateway with the route's endpoints at the legacy page's paths."""
+    return await make_stack(
+        aiohttp_server, upstream, s3_server, s3_client, buckets, LEGACY_ENDPOINTS
+    )
+
+
+async def upload_from_legacy_page(
+    browser: BrowserThread, stack: Stack, s3_server: S3Server, path: Path, version: int
+) -> dict[str, Any]:
+    """Log in, open the legacy page with the deployment's bucket settings, upload ``path``,
+    then delete it from the page; the page's events and prefix cookie."""
+    tree = config_dict("http://127.0.0.1:1", uploads_bucket=stack.uploads)
+    tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
+    tree["s3"]["addressing_style"] = "auto"
+    bucket = browser_bucket(build_config(tree).s3, stack.uploads)
+    settings = urlencode(
+        {
+            "endpoint": bucket.url,
+            "bucket": stack.uploads,
+            "host": bucket.host,
+            "accessKey": ACCESS_KEY_ID,
+            "version": str(version),
+        }
+    )
+
+    async def flow(context: Any) -> dict[str, Any]:
+        page = await context.new_page()
+        login = await page.goto(f"{stack.gateway}/login?user=alice")
+        assert login is not None and login.status == 200
+        await page.goto(f"{stack.gateway}/e2e/pages/legacy-drf-to-s3.html?{settings}")
+        await page.set_input_files("#files", str(path))
+        await page.wait_for_function(
+            "window.events.some(e => e.type === 'all-complete')", timeout=UPLOAD_TIMEOUT_MS
+        )
+        if await page.evaluate("window.events.some(e => e.type === 'complete')"):
+            await page.evaluate("window.uploader.deleteFile(0)")
+            await page.wait_for_function(
+                "window.events.some(e => e.type === 'deleted')", timeout=UPLOAD_TIMEOUT_MS
+            )
+        result: dict[str, Any] = await page.evaluate(
+            "({events: window.events, prefix: window.prefixCookie})"
+        )
+        return result
+
+    return await browser.run(flow, timeout=2 * UPLOAD_TIMEOUT_MS / 1000 + 15)
+
+
+@pytest.mark.parametrize("version", [4, 2])
+async def test_page_written_for_drf_to_s3_uploads_and_deletes_through_the_gateway(
+    browser: BrowserThread,
+    legacy_stack: Stack,
+    s3_server: S3Server,
+    s3_client: Any,
+    tmp_path: Path,
+    version: int,
+) -> None:
+    """A page with drf-to-s3's endpoint paths and its own options (nothing from P/config), its
+    key built from the prefix cookie: the gateway signs at /api/s3/sign (v2 and v4), completes
+    at /api/s3/file_uploaded from Fine Uploader's form body, and deletes at /api/s3/delete/."""
+    stack = legacy_stack
+    path, _ = jpeg_file(tmp_path, "holiday.jpg", 150 * 1024)
+    result = await upload_from_legacy_page(browser, stack, s3_server, path, version)
+    events = result["events"]
+    assert [e for e in events if e["type"] == "error"] == [], events
+    [complete] = [e for e in events if e["type"] == "complete"]
+    assert complete["response"]["success"] is True, complete
+    assert complete["key"].startswith(result["prefix"]) and result["prefix"].endswith("/")
+    completion, deletion = (entry["message"] for entry in stack.recorded.completions)
+    assert completion["user"] == "alice" and completion["filename"] == "holiday.jpg"
+    assert completion["params"] == {"album": "holiday"}
+    assert complete["response"]["key"] == completion["object"]["key"]
+    assert completion["object"]["size"] == 150 * 1024
+    # The delete request (DELETE /api/s3/delete//<uuid>?key=&bucket=) reached the gateway.
+    assert [e["status"] for e in events if e["type"] == "deleted"] == [204]
+    assert deletion["event"] == "upload.deleted"
+    assert await keys_in(s3_client, stack.storage) == []
+    assert await keys_in(s3_client, stack.uploads) == []
+    assert await signatures_issued(stack) == 1
+    # Both messages came from the gateway, on the route's forward path.
+    assert {entry["path"] for entry in stack.recorded.completions} == {
+        "/internal/uploads/photos"
+    }
