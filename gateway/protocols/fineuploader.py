@@ -3,9 +3,9 @@
 Routes: ``POST P/signature`` (policies and chunked REST strings), ``POST P/success``,
 ``DELETE P/files/{uuid}`` (and the POST form of it), ``GET P/blank``, ``GET P/config``; anything
 else under P is the gateway's and answers 404. A route's ``endpoints`` may put the first four at
-paths of their own, for pages written for another server (docs/migrating.md); each such path
-is then the gateway's in every method. docs/protocols/fineuploader.md describes the requests
-Fine Uploader sends and the answers.
+paths of their own, for pages written for another server (docs/migrating.md); the proxy refuses
+such a path (and all below it) in every other method and spelling. docs/protocols/fineuploader.md
+describes the requests Fine Uploader sends and the answers.
 """
 
 from __future__ import annotations
@@ -329,11 +329,6 @@ def add_routes(app: web.Application, route: RouteConfig) -> None:
     app.router.add_post(delete, named(handlers.delete_post, _success_fields))
     app.router.add_get(paths["blank"], named(handlers.blank, _success_fields))
     app.router.add_get(f"{path}/config", named(handlers.options, _success_fields))
-    not_found = named(handlers.not_found, _success_fields)
-    app.router.add_route("*", f"{path}/{{tail:.*}}", not_found)
-    # An endpoint placed elsewhere is the gateway's in every method (the front sends it here,
-    # never to the app), and so is everything below the delete endpoint.
-    for name, explicit in route.explicit_endpoints.items():
-        app.router.add_route("*", explicit, not_found)
-        if name == "delete":
-            app.router.add_route("*", explicit.rstrip("/") + "/{tail:.*}", not_found)
+    app.router.add_route("*", f"{path}/{{tail:.*}}", named(handlers.not_found, _success_fields))
+    # An endpoint placed elsewhere, in another method or spelling, and all below it, reach the
+    # proxy, which refuses them as reserved paths (gateway/app.py): never the app.

@@ -367,6 +367,4 @@ async def test_page_written_for_drf_to_s3_uploads_and_deletes_through_the_gatewa
     assert await keys_in(s3_client, stack.uploads) == []
     assert await signatures_issued(stack) == 1
     # Both messages came from the gateway, on the route's forward path.
-    assert {entry["path"] for entry in stack.recorded.completions} == {
-        "/internal/uploads/photos"
-    }
+    assert {entry["path"] for entry in stack.recorded.completions} == {"/internal/uploads/photos"}
