@@ -295,7 +295,12 @@ async def legacy_stack(
 
 
 async def upload_from_legacy_page(
-    browser: BrowserThread, stack: Stack, s3_server: S3Server, path: Path, version: int
+    browser: BrowserThread,
+    stack: Stack,
+    s3_server: S3Server,
+    path: Path,
+    version: int,
+    keyline: str,
 ) -> dict[str, Any]:
     """Log in, open the legacy page with the deployment's bucket settings, upload ``path``,
     then delete it from the page; the page's events and prefix cookie."""
@@ -310,6 +315,7 @@ async def upload_from_legacy_page(
             "host": bucket.host,
             "accessKey": ACCESS_KEY_ID,
             "version": str(version),
+            "keyline": keyline,
         }
     )
 
@@ -335,7 +341,7 @@ async def upload_from_legacy_page(
     return await browser.run(flow, timeout=2 * UPLOAD_TIMEOUT_MS / 1000 + 15)
 
 
-@pytest.mark.parametrize("version", [4, 2])
+@pytest.mark.parametrize(("version", "keyline"), [(4, "drf"), (2, "drf"), (4, "uuid")])
 async def test_page_written_for_drf_to_s3_uploads_and_deletes_through_the_gateway(
     browser: BrowserThread,
     legacy_stack: Stack,
@@ -343,13 +349,16 @@ async def test_page_written_for_drf_to_s3_uploads_and_deletes_through_the_gatewa
     s3_client: Any,
     tmp_path: Path,
     version: int,
+    keyline: str,
 ) -> None:
     """A page with drf-to-s3's endpoint paths and its own options (nothing from P/config), its
-    key built from the prefix cookie: the gateway signs at /api/s3/sign (v2 and v4), completes
-    at /api/s3/file_uploaded from Fine Uploader's form body, and deletes at /api/s3/delete/."""
+    key built from the prefix cookie (drf-to-s3's line less its + '/', or the line
+    docs/migrating.md gives a page with the default uuid key): the gateway signs at
+    /api/s3/sign (v2 and v4), completes at /api/s3/file_uploaded from Fine Uploader's form
+    body, and deletes at /api/s3/delete/."""
     stack = legacy_stack
     path, _ = jpeg_file(tmp_path, "holiday.jpg", 150 * 1024)
-    result = await upload_from_legacy_page(browser, stack, s3_server, path, version)
+    result = await upload_from_legacy_page(browser, stack, s3_server, path, version, keyline)
     events = result["events"]
     assert [e for e in events if e["type"] == "error"] == [], events
     [complete] = [e for e in events if e["type"] == "complete"]
