@@ -85,7 +85,12 @@ def create_app(
     ops.add_routes(app, config.ops_prefix, separate=config.ops_listen is not None)
     for route in config.routes:
         ADAPTERS[route.protocol](app, route)
-    proxy = Proxy(app, reserved=tuple(r.forward for r in config.routes), finish=front.finish)
+    # The forward paths, and the endpoints a route placed outside its path: a legacy page's
+    # paths may still be the app's old signing views, which no spelling may reach.
+    reserved = tuple(
+        p for r in config.routes for p in (r.forward, *r.explicit_endpoints.values())
+    )
+    proxy = Proxy(app, reserved=reserved, finish=front.finish)
     # The catch-all serves what the front sends to the app below its own paths, and every
     # request when the app runs without the front (aiohttp's test server).
     app.router.add_route("*", "/{tail:.*}", proxy.handle)

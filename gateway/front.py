@@ -41,8 +41,9 @@ class Front:
         self._identity = identity
         self._limits = config.limits
         # Every path below these is the Application's (its router, its catch-all proxy route);
-        # compared as aiohttp's router compares them, on the decoded path with %2F kept.
-        self._own = (config.ops_prefix, *(route.path for route in config.routes))
+        # compared as aiohttp's router compares them, on the decoded path with %2F kept. A
+        # route's endpoints placed outside its path (a legacy page's) are among them.
+        self._own = (config.ops_prefix, *(p for route in config.routes for p in route.own_paths))
         self._ops_below = config.ops_prefix + "/"
         self.proxy: Handler | None = None
         self._application: ServerHandler | None = None

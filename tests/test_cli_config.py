@@ -65,7 +65,7 @@ def test_valid_config_exits_0(tmp_path: Path) -> None:
 
 def test_example_config_exits_0() -> None:
     """config/example.yaml passes check-config once its four secrets are in the environment."""
-    assert check_config(EXAMPLE, ENV) == (0, [f"{EXAMPLE}: ok (3 routes)"], [])
+    assert check_config(EXAMPLE, ENV) == (0, [f"{EXAMPLE}: ok (4 routes)"], [])
 
 
 @pytest.mark.parametrize(

@@ -373,6 +373,67 @@ RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
         'routes[0].path: "/_gw" lies under ops_prefix /_gw',
     ),
     (
+        "endpoint not absolute",
+        (("routes.0.endpoints", {"signature": "s3/sign"}),),
+        'routes[0].endpoints.signature: "s3/sign" must be an absolute path like '
+        "/s3/signature/: segments of letters, digits and -._~!$&'()*+,;=:@, an optional "
+        "trailing /, no %, ? or {}",
+    ),
+    (
+        "endpoint with an escape",
+        (("routes.0.endpoints", {"blank": "/s3/%62lank"}),),
+        'routes[0].endpoints.blank: "/s3/%62lank" must be an absolute path like '
+        "/s3/signature/: segments of letters, digits and -._~!$&'()*+,;=:@, an optional "
+        "trailing /, no %, ? or {}",
+    ),
+    (
+        "endpoint in aiohttp's route syntax",
+        (("routes.0.endpoints", {"delete": "/s3/{uuid}"}),),
+        'routes[0].endpoints.delete: "/s3/{uuid}" must be an absolute path like '
+        "/s3/signature/: segments of letters, digits and -._~!$&'()*+,;=:@, an optional "
+        "trailing /, no %, ? or {}",
+    ),
+    (
+        "endpoint with a dot segment",
+        (("routes.0.endpoints", {"success": "/s3/../x"}),),
+        "routes[0].endpoints.success: \"/s3/../x\" must not have a '.' or '..' segment",
+    ),
+    (
+        "endpoints on an api route",
+        (("routes.1.endpoints", {"signature": "/s3/sign"}),),
+        "routes[1].endpoints: a mapping is for fineuploader routes only",
+    ),
+    (
+        "endpoint under its own route's path",
+        (("routes.0.endpoints", {"signature": "/uploads/photos/sign"}),),
+        'routes[0].endpoints.signature: "/uploads/photos/sign" overlaps routes[0].path '
+        "/uploads/photos: each endpoint must be a path of its own",
+    ),
+    (
+        "endpoint under another route's path, in another case",
+        (("routes.0.endpoints", {"signature": "/API/Uploads/x"}),),
+        'routes[0].endpoints.signature: "/API/Uploads/x" overlaps routes[1].path /api/uploads: '
+        "each endpoint must be a path of its own",
+    ),
+    (
+        "endpoint at a forward path",
+        (("routes.0.endpoints", {"success": "/internal/api/"}),),
+        'routes[0].endpoints.success: "/internal/api/" overlaps routes[1].forward /internal/api: '
+        "each endpoint must be a path of its own",
+    ),
+    (
+        "endpoint under ops_prefix",
+        (("routes.0.endpoints", {"blank": "/-/blank"}),),
+        'routes[0].endpoints.blank: "/-/blank" overlaps ops_prefix /-: '
+        "each endpoint must be a path of its own",
+    ),
+    (
+        "endpoint under another endpoint",
+        (("routes.0.endpoints", {"signature": "/s3", "success": "/s3/success/"}),),
+        'routes[0].endpoints.success: "/s3/success/" overlaps routes[0].endpoints.signature '
+        "/s3: each endpoint must be a path of its own",
+    ),
+    (
         "part_size below 8MiB",
         (("routes.1.part_size", "5MiB"),),
         'routes[1].part_size: "5MiB" must be between 8MiB and 5GiB',
@@ -483,6 +544,13 @@ def test_samesite_none_with_secure_is_accepted() -> None:
     """The samesite rule refuses only the combination browsers drop, not SameSite=None itself."""
     config = valid(tree_with(("session.samesite", "None"), ("session.secure", True)))
     assert config.session.samesite == "None"
+
+
+def test_fineuploader_endpoints_may_be_named_one_by_one() -> None:
+    """A route may place some endpoints elsewhere and keep the rest under its path."""
+    route = valid(tree_with(("routes.0.endpoints", {"signature": "/s3/signature/"}))).routes[0]
+    assert route.explicit_endpoints == {"signature": "/s3/signature/"}
+    assert route.own_paths == ("/uploads/photos", "/s3/signature")
 
 
 def test_content_types_are_lower_cased() -> None:
@@ -667,6 +735,7 @@ def test_example_config_is_valid() -> None:
     config = load(EXAMPLE, ENV)
     assert [(r.name, r.protocol, r.path) for r in config.routes] == [
         ("photos", "fineuploader", "/uploads/photos"),
+        ("legacy", "fineuploader", "/uploads/legacy"),
         ("documents", "uppy", "/uploads/uppy"),
         ("api", "api", "/api/uploads"),
     ]

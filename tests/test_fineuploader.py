@@ -228,9 +228,15 @@ def v2_rest(operation: str, bucket: str, key: str, upload_id: str = "UPLOADID123
 
 
 async def sign(
-    user: User, server: TestServer, body: Any, *, v4: bool = True, status: int = 200
+    user: User,
+    server: TestServer,
+    body: Any,
+    *,
+    v4: bool = True,
+    status: int = 200,
+    endpoint: str = f"{P}/signature",
 ) -> dict[str, Any]:
-    path = f"{P}/signature" + ("?v4=true" if v4 else "")
+    path = endpoint + ("?v4=true" if v4 else "")
     answer = await user.client.post(path, json=body, headers=origin(server))
     result: dict[str, Any] = await json_of(answer, status)
     return result
@@ -661,11 +667,18 @@ async def test_signature_body_not_json_refused(
 
 
 async def upload_via_policy(
-    s3_client: Any, user: User, server: TestServer, buckets: BucketNames, key: str, data: bytes
+    s3_client: Any,
+    user: User,
+    server: TestServer,
+    buckets: BucketNames,
+    key: str,
+    data: bytes,
+    *,
+    endpoint: str = f"{P}/signature",
 ) -> str:
     """Upload as Fine Uploader's non-chunked v4 path does: a gateway-signed form POST to S3."""
     policy = v4_policy(buckets.uploads, key)
-    answer = await sign(user, server, policy)
+    answer = await sign(user, server, policy, endpoint=endpoint)
     fields = {
         "key": key,
         "Content-Type": "image/jpeg",
@@ -1099,6 +1112,135 @@ async def test_other_paths_under_the_route_are_the_gateways(
     """The namespace under P is the gateway's: 404 problem, never proxied upstream."""
     before = len(recorded.requests)
     answer = await alice.client.request(method, path, headers=origin(server))
+    assert (await json_of(answer, 404))["reason"] == "not-found"
+    assert answer.content_type == "application/problem+json"
+    assert len(recorded.requests) == before
+
+
+# --------------------------------------------------------------------------- endpoints elsewhere
+
+# A page written for drf-to-s3 (its urls.py under api/s3/), delete in Django's trailing-/ style.
+LEGACY = {
+    "signature": "/api/s3/sign",
+    "success": "/api/s3/file_uploaded",
+    "delete": "/api/s3/delete/",
+    "blank": "/api/s3/empty_html",
+}
+
+
+@pytest.fixture
+async def legacy_server(
+    aiohttp_server: Any,
+    upstream_url: str,
+    s3_endpoint: str,
+    buckets: BucketNames,
+    clock: SettableClock,
+) -> TestServer:
+    """The gateway whose route has its endpoints at the legacy page's paths."""
+    tree = config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+    tree["routes"][0]["endpoints"] = LEGACY
+    started: TestServer = await aiohttp_server(create_app(build_config(tree), clock=clock))
+    return started
+
+
+@pytest.fixture
+async def carol(aiohttp_client: Any, legacy_server: TestServer) -> User:
+    return await login(aiohttp_client, legacy_server, "carol")
+
+
+async def test_config_names_the_endpoints_placed_elsewhere(carol: User) -> None:
+    """GET P/config hands the page the explicit paths, so a page built from it agrees."""
+    options = carol.options
+    assert options["signature"] == {"endpoint": LEGACY["signature"], "version": 4}
+    assert options["uploadSuccess"] == {"endpoint": LEGACY["success"]}
+    assert options["deleteFile"] == {"enabled": True, "endpoint": LEGACY["delete"]}
+    assert options["iframeSupport"] == {"localBlankPagePath": LEGACY["blank"]}
+
+
+@pytest.mark.parametrize("v4", [True, False])
+async def test_the_redirect_signed_is_the_explicit_blank_page(
+    carol: User, legacy_server: TestServer, buckets: BucketNames, v4: bool
+) -> None:
+    """With endpoints.blank, the iframe path's success_action_redirect must be that page on the
+    page's origin: the default P/blank is refused, as any other URL."""
+    page = str(legacy_server.make_url("")).rstrip("/")
+    for redirect, status in [(f"{page}{LEGACY['blank']}", 200), (f"{page}{P}/blank", 400)]:
+        policy = redirect_policy(
+            buckets.uploads, f"{carol.prefix}{uuid.uuid4()}.jpg", redirect, v4=v4
+        )
+        body = await sign(
+            carol, legacy_server, policy, v4=v4, status=status, endpoint=LEGACY["signature"]
+        )
+        if status == 400:
+            assert body["reason"] == "redirect-not-allowed"
+        else:
+            assert "signature" in body
+    answer = await carol.client.get(LEGACY["blank"])
+    assert answer.status == 200 and answer.content_type == "text/html"
+
+
+async def test_drf_to_s3_success_form_and_deletes_at_the_explicit_paths(
+    carol: User,
+    legacy_server: TestServer,
+    buckets: BucketNames,
+    recorded: Recorded,
+    s3_client: Any,
+) -> None:
+    """drf-to-s3's completion view took key, uuid, name and bucket as a form: that body at
+    endpoints.success completes; DELETE <delete>/<uuid> (Fine Uploader appends /uuid to the
+    endpoint as written, so here a double /) and POST <delete> with _method=DELETE remove."""
+    headers = form_headers(legacy_server)
+    for mode in ("DELETE", "POST"):
+        file_uuid = str(uuid.uuid4())
+        key = f"{carol.prefix}{file_uuid}"
+        await upload_via_policy(
+            s3_client, carol, legacy_server, buckets, key, JPEG, endpoint=LEGACY["signature"]
+        )
+        form = {"key": key, "uuid": file_uuid, "name": "scan.jpg", "bucket": buckets.uploads}
+        answer = await carol.client.post(LEGACY["success"], data=urlencode(form), headers=headers)
+        assert (await json_of(answer, 200))["success"] is True
+        query = {"key": key, "bucket": buckets.uploads}
+        if mode == "DELETE":
+            answer = await carol.client.delete(
+                f"{LEGACY['delete']}/{file_uuid}?{urlencode(query)}", headers=origin(legacy_server)
+            )
+        else:
+            body = urlencode({**query, "qquuid": file_uuid, "_method": "DELETE"})
+            answer = await carol.client.post(LEGACY["delete"], data=body, headers=headers)
+        assert answer.status == 204, await answer.text()
+        assert await keys_in(s3_client, buckets.uploads) == []
+        assert await keys_in(s3_client, buckets.storage) == []
+    assert [c["message"]["event"] for c in recorded.completions] == [
+        "upload.completed",
+        "upload.deleted",
+    ] * 2
+    assert {c["message"]["filename"] for c in recorded.completions} == {"scan.jpg"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", LEGACY["signature"]),
+        ("PUT", LEGACY["success"]),
+        ("GET", LEGACY["delete"]),
+        ("POST", LEGACY["delete"] + "x/y"),
+        ("DELETE", LEGACY["blank"]),
+        ("POST", f"{P}/signature"),
+        ("POST", f"{P}/success"),
+    ],
+)
+async def test_explicit_endpoints_are_the_gateways_in_every_method(
+    carol: User, legacy_server: TestServer, recorded: Recorded, method: str, path: str
+) -> None:
+    """An explicit endpoint path (and all below the delete endpoint) is the gateway's whatever
+    the method: 404 problem, never the app's; the defaults they replace answer 404 too."""
+    before = len(recorded.requests)
+    answer = await carol.client.request(method, path, headers=origin(legacy_server))
     assert (await json_of(answer, 404))["reason"] == "not-found"
     assert answer.content_type == "application/problem+json"
     assert len(recorded.requests) == before

@@ -388,6 +388,52 @@ class CompletionConfig(StrictModel):
         return self
 
 
+# An explicit endpoint path: segments of RFC 3986 pchar, no percent-escapes (the router matches
+# the decoded path), no braces (aiohttp's route syntax), an optional trailing / (Django's style).
+_ENDPOINT_RE = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?")
+
+
+def _endpoint_path(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _ENDPOINT_RE.fullmatch(value):
+        raise ValueError(
+            "must be an absolute path like /s3/signature/: segments of letters, digits and "
+            "-._~!$&'()*+,;=:@, an optional trailing /, no %, ? or {}"
+        )
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError("must not have a '.' or '..' segment")
+    return value
+
+
+EndpointPath = Annotated[str | None, AfterValidator(_endpoint_path)]
+
+
+class FineUploaderEndpoints(StrictModel):
+    """Paths a page already written for another server (drf-to-s3, Fine Uploader's server
+    examples) sends Fine Uploader's requests to, in place of the defaults under the route's
+    path: docs/migrating.md."""
+
+    signature: EndpointPath = Field(
+        None,
+        description="Fine Uploader's signature.endpoint: POST here (?v4=true for version 4). "
+        "null: {path}/signature.",
+    )
+    success: EndpointPath = Field(
+        None, description="uploadSuccess.endpoint: POST here. null: {path}/success."
+    )
+    delete: EndpointPath = Field(
+        None,
+        description="deleteFile.endpoint: DELETE to this path followed by / and the file's "
+        "uuid, or POST to it with _method=DELETE. null: {path}/files.",
+    )
+    blank: EndpointPath = Field(
+        None,
+        description="iframeSupport.localBlankPagePath: GET here; the only success_action_redirect "
+        "signed. null: {path}/blank.",
+    )
+
+
 _STORAGE_KEY_FIELDS = frozenset({"route", "user_hash", "uuid", "filename", "ext", "date"})
 
 
@@ -438,6 +484,14 @@ class RouteConfig(StrictModel):
     forward: str = Field(
         description="Path on the app that receives this route's completion and deletion "
         "messages: starts with /, no trailing /. Clients asking for it get 404."
+    )
+    endpoints: FineUploaderEndpoints | None = Field(
+        None,
+        description="fineuploader routes: absolute paths for some or all of the endpoints, for "
+        "pages that cannot move them under path (keys signature, success, delete, blank). Each "
+        "is the gateway's own in every spelling, is refused to clients on the app, and must not "
+        "overlap any route's path or forward, another endpoint or ops_prefix. null: all under "
+        "path.",
     )
     multipart_threshold: Size = Field(
         64 * MiB,
@@ -497,6 +551,26 @@ class RouteConfig(StrictModel):
         if not 8 * MiB <= value <= 5 * GiB:
             raise ValueError("must be between 8MiB and 5GiB")
         return value
+
+    @model_validator(mode="after")
+    def _endpoints_fineuploader_only(self) -> RouteConfig:
+        if self.endpoints is not None and self.protocol != "fineuploader":
+            raise rule("is for fineuploader routes only", "endpoints")
+        return self
+
+    @property
+    def explicit_endpoints(self) -> dict[str, str]:
+        """The endpoints named outside ``path`` (``endpoints``), by name."""
+        if self.endpoints is None:
+            return {}
+        named = self.endpoints.model_dump()
+        return {name: value for name, value in named.items() if value is not None}
+
+    @property
+    def own_paths(self) -> tuple[str, ...]:
+        """Every path the route answers below: ``path`` and its explicit endpoints (the delete
+        endpoint without a trailing / so that <endpoint>/<uuid> is below it too)."""
+        return (self.path, *(p.rstrip("/") or p for p in self.explicit_endpoints.values()))
 
     @model_validator(mode="after")
     def _enough_parts(self) -> RouteConfig:
@@ -627,6 +701,30 @@ class Config(StrictModel):
                         i,
                         "name",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _endpoints_apart(self) -> Config:
+        # Compared as the proxy compares reserved paths (lower-case, no trailing /): an endpoint
+        # must be nobody else's in any reading.
+        taken: list[tuple[str, str]] = [(self.ops_prefix, "ops_prefix")]
+        for j, route in enumerate(self.routes):
+            taken.append((route.path, f"routes[{j}].path"))
+            taken.append((route.forward, f"routes[{j}].forward"))
+        for i, route in enumerate(self.routes):
+            for name, path in route.explicit_endpoints.items():
+                mine = path.lower().rstrip("/")
+                for other, what in taken:
+                    theirs = other.lower().rstrip("/")
+                    if _under(mine, theirs) or _under(theirs, mine):
+                        raise rule(
+                            f"overlaps {what} {other}: each endpoint must be a path of its own",
+                            "routes",
+                            i,
+                            "endpoints",
+                            name,
+                        )
+                taken.append((path, f"routes[{i}].endpoints.{name}"))
         return self
 
     @property

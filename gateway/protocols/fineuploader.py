@@ -2,8 +2,10 @@
 
 Routes: ``POST P/signature`` (policies and chunked REST strings), ``POST P/success``,
 ``DELETE P/files/{uuid}`` (and the POST form of it), ``GET P/blank``, ``GET P/config``; anything
-else under P is the gateway's and answers 404. docs/protocols/fineuploader.md describes the
-requests Fine Uploader sends and the answers.
+else under P is the gateway's and answers 404. A route's ``endpoints`` may put the first four at
+paths of their own, for pages written for another server (docs/migrating.md); the proxy refuses
+such a path (and all below it) in every other method and spelling. docs/protocols/fineuploader.md
+describes the requests Fine Uploader sends and the answers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ MAX_BODY = 64 * 1024
 PART_SIZE = 5 * 1024 * 1024
 # What the success request carries besides the page's own params (uploader.basic.api.js).
 _PROTOCOL_FIELDS = ("key", "uuid", "name", "bucket", "etag")
+# The endpoints a route may place elsewhere (RouteConfig.endpoints), and their default under P.
+_DEFAULTS = {"signature": "signature", "success": "success", "delete": "files", "blank": "blank"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,6 +64,12 @@ def _success_fields(exc: GatewayError) -> dict[str, Any]:
     return {"success": False, "error": exc.detail, "preventRetry": is_final(exc)}
 
 
+def endpoint_paths(route: RouteConfig) -> dict[str, str]:
+    """Where each endpoint of ``route`` is: its explicit path, else its default under P."""
+    explicit = route.explicit_endpoints
+    return {name: explicit.get(name, f"{route.path}/{tail}") for name, tail in _DEFAULTS.items()}
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     # Bounded: a success body's fields become the message's params, which must stay encodable.
     value = parse_json(body)
@@ -75,11 +85,12 @@ class FineUploaderRoute:
         self.config = config
         self.route = route
         self.bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
+        self.paths = endpoint_paths(route)
 
     def _context(self, request: web.Request, identity: Identity) -> SigningContext:
-        # The iframe path's success_action_redirect is P/blank made absolute against the page's
-        # origin: one of public_origins, or (none configured) the gateway's own, whose Host must
-        # be host[:port], so no request can have a redirect elsewhere signed.
+        # The iframe path's success_action_redirect is the blank page made absolute against the
+        # page's origin: one of public_origins, or (none configured) the gateway's own, whose
+        # Host must be host[:port], so no request can have a redirect elsewhere signed.
         origin = page_origin(
             [str(o) for o in self.config.public_origins],
             origin=request.headers.get("Origin"),
@@ -96,7 +107,7 @@ class FineUploaderRoute:
             content_types=tuple(self.route.content_types),
             max_size=self.route.max_size,
             signature_ttl=self.route.signature_ttl,
-            blank_page_url=f"{origin}{self.route.path}/blank",
+            blank_page_url=f"{origin}{self.paths['blank']}",
             access_key_id=s3.access_key_id,
             region=s3.region,
             part_size=PART_SIZE,
@@ -252,7 +263,7 @@ class FineUploaderRoute:
         """This user's Fine Uploader options (qq.s3.FineUploader), for the page to build from."""
         identity = await request.app[IDENTITY].require(request)
         s3 = self.config.s3
-        path = self.route.path
+        paths = self.paths
         validation: dict[str, Any] = {"sizeLimit": self.route.max_size}
         if "*/*" not in self.route.content_types:
             validation["acceptFiles"] = ",".join(self.route.content_types)
@@ -267,10 +278,10 @@ class FineUploaderRoute:
                 "acl": self.route.acl,
                 "keyPrefix": identity.key_prefix,
             },
-            "signature": {"endpoint": f"{path}/signature", "version": 4},
-            "uploadSuccess": {"endpoint": f"{path}/success"},
-            "deleteFile": {"enabled": True, "endpoint": f"{path}/files"},
-            "iframeSupport": {"localBlankPagePath": f"{path}/blank"},
+            "signature": {"endpoint": paths["signature"], "version": 4},
+            "uploadSuccess": {"endpoint": paths["success"]},
+            "deleteFile": {"enabled": True, "endpoint": paths["delete"]},
+            "iframeSupport": {"localBlankPagePath": paths["blank"]},
             "chunking": {"enabled": True, "partSize": PART_SIZE},
             "validation": validation,
             "keyPrefix": identity.key_prefix,
@@ -303,17 +314,22 @@ def _credential_date(policy: dict[str, Any]) -> str:
 
 
 def add_routes(app: web.Application, route: RouteConfig) -> None:
-    """Register the Fine Uploader endpoints of ``route`` under its path."""
+    """Register the Fine Uploader endpoints of ``route``: under its path, or where its
+    ``endpoints`` name them."""
     handlers = FineUploaderRoute(app[CONFIG], route)
-    path = route.path
+    path, paths = route.path, handlers.paths
 
     def named(handler: Handler, fields: ProblemFields) -> Handler:
         return route_handler(route.name, fields)(handler)
 
-    app.router.add_post(f"{path}/signature", named(handlers.signature, _signature_fields))
-    app.router.add_post(f"{path}/success", named(handlers.success, _success_fields))
-    app.router.add_delete(f"{path}/files/{{uuid}}", named(handlers.delete, _success_fields))
-    app.router.add_post(f"{path}/files", named(handlers.delete_post, _success_fields))
-    app.router.add_get(f"{path}/blank", named(handlers.blank, _success_fields))
+    app.router.add_post(paths["signature"], named(handlers.signature, _signature_fields))
+    app.router.add_post(paths["success"], named(handlers.success, _success_fields))
+    # Fine Uploader appends "/" and the uuid to the endpoint as written, trailing / or not.
+    delete = paths["delete"]
+    app.router.add_delete(f"{delete}/{{uuid}}", named(handlers.delete, _success_fields))
+    app.router.add_post(delete, named(handlers.delete_post, _success_fields))
+    app.router.add_get(paths["blank"], named(handlers.blank, _success_fields))
     app.router.add_get(f"{path}/config", named(handlers.options, _success_fields))
     app.router.add_route("*", f"{path}/{{tail:.*}}", named(handlers.not_found, _success_fields))
+    # An endpoint placed elsewhere, in another method or spelling, and all below it, reach the
+    # proxy, which refuses them as reserved paths (gateway/app.py): never the app.

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -26,8 +27,9 @@ from gateway import keys
 from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.completion import ID_PURPOSE, idempotency_key
+from gateway.endpoints import browser_bucket
 from tests.support.browser import BrowserThread
-from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.gateway import ACCESS_KEY_ID, SESSION_KEY, build_config, config_dict
 from tests.support.processes import GatewayProcess, start_gateway_process
 from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
@@ -78,15 +80,16 @@ class Stack:
     recorded: Recorded
 
 
-@pytest.fixture
-async def stack(
+async def make_stack(
     aiohttp_server: Any,
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
     buckets: BucketNames,
+    endpoints: dict[str, str] | None = None,
 ) -> Stack:
-    """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
+    """The gateway in front of the upstream, on buckets set up as `s3 setup` does; the route's
+    ``endpoints`` if given."""
     tree = config_dict(
         str(upstream.make_url("")).rstrip("/"),
         s3_endpoint=s3_server.endpoint,
@@ -98,6 +101,8 @@ async def stack(
     tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
     tree["s3"]["addressing_style"] = "auto"
     tree["routes"][0]["max_size"] = MAX_SIZE
+    if endpoints is not None:
+        tree["routes"][0]["endpoints"] = endpoints
     # The real wall clock: the browser's own dates must fall within the rules' 15 minutes.
     gateway: TestServer = await aiohttp_server(create_app(build_config(tree)))
     origin = str(gateway.make_url("")).rstrip("/")
@@ -105,6 +110,18 @@ async def stack(
     # (radosgw matches origins exactly; moto lets any through).
     await set_up(s3_client, s3_server, buckets, [origin])
     return Stack(origin, buckets.uploads, buckets.storage, upstream.app[RECORDED])
+
+
+@pytest.fixture
+async def stack(
+    aiohttp_server: Any,
+    upstream: TestServer,
+    s3_server: S3Server,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> Stack:
+    """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
+    return await make_stack(aiohttp_server, upstream, s3_server, s3_client, buckets)
 
 
 async def keys_in(s3: Any, bucket: str) -> list[str]:
@@ -367,3 +384,114 @@ async def test_a_page_closed_before_its_success_call_is_stored_and_announced_onc
     assert leases.get("Contents", []) == []  # no lease left behind
     stored_total = 'gateway_completions_total{outcome="stored",route="photos",trigger="sweep"} 1.0'
     assert stored_total in await metrics_of(stack)
+
+
+# --------------------------------------------------------------------------- a legacy page
+
+# The paths of a page written for drf-to-s3 (its urls.py included under api/s3/, its completion
+# view at api/s3/file_uploaded), with a delete endpoint of Django's trailing-slash style.
+LEGACY_ENDPOINTS = {
+    "signature": "/api/s3/sign",
+    "success": "/api/s3/file_uploaded",
+    "delete": "/api/s3/delete/",
+    "blank": "/api/s3/empty_html",
+}
+
+
+@pytest.fixture
+async def legacy_stack(
+    aiohttp_server: Any,
+    upstream: TestServer,
+    s3_server: S3Server,
+    s3_client: Any,
+    buckets: BucketNames,
+) -> Stack:
+    """The gateway with the route's endpoints at the legacy page's paths."""
+    return await make_stack(
+        aiohttp_server, upstream, s3_server, s3_client, buckets, LEGACY_ENDPOINTS
+    )
+
+
+async def upload_from_legacy_page(
+    browser: BrowserThread,
+    stack: Stack,
+    s3_server: S3Server,
+    path: Path,
+    version: int,
+    keyline: str,
+) -> dict[str, Any]:
+    """Log in, open the legacy page with the deployment's bucket settings, upload ``path``,
+    then delete it from the page; the page's events and prefix cookie."""
+    tree = config_dict("http://127.0.0.1:1", uploads_bucket=stack.uploads)
+    tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
+    tree["s3"]["addressing_style"] = "auto"
+    bucket = browser_bucket(build_config(tree).s3, stack.uploads)
+    settings = urlencode(
+        {
+            "endpoint": bucket.url,
+            "bucket": stack.uploads,
+            "host": bucket.host,
+            "accessKey": ACCESS_KEY_ID,
+            "version": str(version),
+            "keyline": keyline,
+        }
+    )
+
+    async def flow(context: Any) -> dict[str, Any]:
+        page = await context.new_page()
+        login = await page.goto(f"{stack.gateway}/login?user=alice")
+        assert login is not None and login.status == 200
+        await page.goto(f"{stack.gateway}/e2e/pages/legacy-drf-to-s3.html?{settings}")
+        await page.set_input_files("#files", str(path))
+        await page.wait_for_function(
+            "window.events.some(e => e.type === 'all-complete')", timeout=UPLOAD_TIMEOUT_MS
+        )
+        if await page.evaluate("window.events.some(e => e.type === 'complete')"):
+            await page.evaluate("window.uploader.deleteFile(0)")
+            await page.wait_for_function(
+                "window.events.some(e => e.type === 'deleted')", timeout=UPLOAD_TIMEOUT_MS
+            )
+        result: dict[str, Any] = await page.evaluate(
+            "({events: window.events, prefix: window.prefixCookie})"
+        )
+        return result
+
+    return await browser.run(flow, timeout=2 * UPLOAD_TIMEOUT_MS / 1000 + 15)
+
+
+@pytest.mark.parametrize(("version", "keyline"), [(4, "drf"), (2, "drf"), (4, "uuid")])
+async def test_page_written_for_drf_to_s3_uploads_and_deletes_through_the_gateway(
+    browser: BrowserThread,
+    legacy_stack: Stack,
+    s3_server: S3Server,
+    s3_client: Any,
+    tmp_path: Path,
+    version: int,
+    keyline: str,
+) -> None:
+    """A page with drf-to-s3's endpoint paths and its own options (nothing from P/config), its
+    key built from the prefix cookie (drf-to-s3's line less its + '/', or the line
+    docs/migrating.md gives a page with the default uuid key): the gateway signs at
+    /api/s3/sign (v2 and v4), completes at /api/s3/file_uploaded from Fine Uploader's form
+    body, and deletes at /api/s3/delete/."""
+    stack = legacy_stack
+    path, _ = jpeg_file(tmp_path, "holiday.jpg", 150 * 1024)
+    result = await upload_from_legacy_page(browser, stack, s3_server, path, version, keyline)
+    events = result["events"]
+    assert [e for e in events if e["type"] == "error"] == [], events
+    [complete] = [e for e in events if e["type"] == "complete"]
+    assert complete["response"]["success"] is True, complete
+    assert complete["key"].startswith(result["prefix"]) and result["prefix"].endswith("/")
+    completion, deletion = (entry["message"] for entry in stack.recorded.completions)
+    assert completion["user"] == "alice" and completion["filename"] == "holiday.jpg"
+    assert completion["params"] == {"album": "holiday"}
+    assert complete["response"]["key"] == completion["object"]["key"]
+    assert completion["object"]["size"] == 150 * 1024
+    # The delete request (DELETE /api/s3/delete//<uuid>?key=&bucket=) reached the gateway.
+    assert [e["status"] for e in events if e["type"] == "deleted"] == [204]
+    assert deletion["event"] == "upload.deleted"
+    assert await keys_in(s3_client, stack.storage) == []
+    assert await keys_in(s3_client, stack.uploads) == []
+    assert await signatures_issued(stack) == 1
+    # Both messages came from the gateway, on the route's forward path.
+    assert {entry["path"] for entry in stack.recorded.completions} == {"/internal/uploads/photos"}
