@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -21,6 +22,12 @@ _HOST_RE = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+# The longest value _HOST_RE admits: a 253-character name and a 5-digit port. Longer is refused
+# before the cache, so a client sending ever-new long Hosts cannot fill it with large keys.
+_LONGEST_HOST = 253 + 6
+# Distinct Host values remembered: a gateway is reached under a few names, and every signing
+# request checks its Host (page_origin); the oldest answers go first past the bound.
+HOST_CACHE_SIZE = 256
 
 
 def origin_of(url: str) -> str | None:
@@ -57,7 +64,13 @@ def check_origin(request: web.Request, allowed: frozenset[str]) -> None:
 
 
 def valid_host(host: str) -> bool:
-    """Whether a Host header value is ``host[:port]`` and nothing more (no path, query, user)."""
+    """Whether a Host header value is ``host[:port]`` and nothing more (no path, query, user);
+    remembered per value (the answer depends on the value alone)."""
+    return len(host) <= _LONGEST_HOST and _valid_host(host)
+
+
+@functools.lru_cache(maxsize=HOST_CACHE_SIZE)
+def _valid_host(host: str) -> bool:
     match = _HOST_RE.fullmatch(host)
     if match is None:
         return False

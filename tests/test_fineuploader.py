@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway import origins
 from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
@@ -619,6 +620,25 @@ async def test_without_public_origins_the_redirect_is_the_blank_page_on_the_host
 def test_valid_host_is_host_and_port_and_nothing_more(host: str, valid: bool) -> None:
     """The pure check behind the blank page's origin (RFC 9110 Host: uri-host [":" port])."""
     assert valid_host(host) is valid
+    assert valid_host(host) is valid  # the remembered answer is the same
+
+
+def test_remembered_hosts_stay_within_their_bound() -> None:
+    """Every signature checks its Host, so answers are remembered per value: at most
+    HOST_CACHE_SIZE of them, however many distinct Hosts arrive, and a value longer than any
+    valid host is refused before it is remembered (a valid host of the longest length is not)."""
+    cache = origins._valid_host
+    cache.cache_clear()
+    for i in range(origins.HOST_CACHE_SIZE * 3):
+        assert valid_host(f"h{i}.example:{i % 65535 + 1}")
+        assert not valid_host(f"h{i}.example/evil")
+        assert cache.cache_info().currsize <= origins.HOST_CACHE_SIZE
+    cache.cache_clear()
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61]) + ":65535"
+    assert len(longest) == 259 and valid_host(longest)
+    assert not valid_host(longest + "0")
+    assert not valid_host("a" * 10_000)
+    assert cache.cache_info().currsize == 1
 
 
 async def test_signature_body_over_64k_refused(

@@ -34,9 +34,10 @@ from gateway.rules import (
     check_rest_v4,
     content_type_allowed,
     escape_key,
+    media,
     tighten_policy,
 )
-from gateway.rules.media import is_active, is_inert
+from gateway.rules.media import is_active, is_inert, media_essence
 
 NOW = datetime(2026, 11, 25, 3, 11, 0, tzinfo=UTC)
 PREFIX = "3f2a9c0d1e2b4a5c/"
@@ -1121,8 +1122,30 @@ def test_types_are_active_inert_or_neither(essence: str, expected: str) -> None:
     """Inert is an explicit allow-list (images but SVG, audio, video, fonts), served inline;
     active types need a literal entry; anything else (PDF, text, JSON, octet-stream, archives,
     documents, types nobody listed) is admitted by wildcards but stored as an attachment."""
-    found = "active" if is_active(essence) else "inert" if is_inert(essence) else "other"
-    assert found == expected
+    for _ in range(2):  # the second answer is the remembered one
+        found = "active" if is_active(essence) else "inert" if is_inert(essence) else "other"
+        assert found == expected
+
+
+def test_remembered_types_stay_within_their_bound() -> None:
+    """Every signature checks its declared type, so the answers are remembered per value: at
+    most TYPE_CACHE_SIZE of them however many distinct types arrive, and a value longer than any
+    accepted type is answered without being remembered (still active when it names script)."""
+    caches = (media._media_essence, media._cached_is_active)
+    for cache in caches:
+        cache.cache_clear()
+    for i in range(media.TYPE_CACHE_SIZE * 3):
+        assert media_essence(f"Image/X-{i}; q=1") == f"image/x-{i}"
+        assert is_active(f"text/x-{i}-script") and not is_active(f"image/x-{i}")
+        assert all(c.cache_info().currsize <= media.TYPE_CACHE_SIZE for c in caches)
+    for cache in caches:
+        cache.cache_clear()
+    longest = "application/" + "x" * (255 - len("application/"))
+    assert media_essence(longest) == longest and not is_active(longest)
+    assert media_essence(longest + "x") is None
+    assert is_active("text/" + "x" * 300 + "html")
+    assert is_active("text/" + "x" * 10_000 + "html")
+    assert [c.cache_info().currsize for c in caches] == [1, 1]
 
 
 def test_check_key_requires_a_slash_terminated_prefix() -> None:

@@ -50,9 +50,8 @@ async def note_owner(request: web.Request, route: RouteConfig, identity: Identit
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The whole body, or 413 ``body-too-large`` as soon as it passes ``limit`` bytes."""
-    too_large = PayloadTooLarge(f"the body is larger than {limit} bytes", reason="body-too-large")
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     content = request.content
     body = bytearray()
     # readany takes all that is in at once: a body that came with its head (every signing
@@ -60,8 +59,13 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     while not content.at_eof():
         body += await content.readany()
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
     return bytes(body)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    # Built only when refused: every signing request (each chunk's) reads a body here.
+    return PayloadTooLarge(f"the body is larger than {limit} bytes", reason="body-too-large")
 
 
 def invalid_field(exc: ValidationError) -> BadRequest:

@@ -86,13 +86,16 @@ class FineUploaderRoute:
         self.route = route
         self.bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
         self.paths = endpoint_paths(route)
+        # Fixed for the process: made once here, not for every signature (every chunk signs).
+        self._public_origins = [str(o) for o in config.public_origins]
+        self._content_types = tuple(route.content_types)
 
     def _context(self, request: web.Request, identity: Identity) -> SigningContext:
         # The iframe path's success_action_redirect is the blank page made absolute against the
         # page's origin: one of public_origins, or (none configured) the gateway's own, whose
         # Host must be host[:port], so no request can have a redirect elsewhere signed.
         origin = page_origin(
-            [str(o) for o in self.config.public_origins],
+            self._public_origins,
             origin=request.headers.get("Origin"),
             referer=request.headers.get("Referer"),
             scheme=request.scheme,
@@ -104,7 +107,7 @@ class FineUploaderRoute:
             bucket_host=self.bucket.host,
             key_prefix=identity.key_prefix,
             acl=self.route.acl,
-            content_types=tuple(self.route.content_types),
+            content_types=self._content_types,
             max_size=self.route.max_size,
             signature_ttl=self.route.signature_ttl,
             blank_page_url=f"{origin}{self.paths['blank']}",

@@ -19,6 +19,7 @@ Three classes of declared type, from what a browser does with a stored copy open
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -52,12 +53,22 @@ _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE_RE = re.compile(rf"{_TCHARS}/{_TCHARS}")
 _PARAM_RE = re.compile(rf"[ \t]*{_TCHARS}=(?:{_TCHARS}|\"(?:[\t !#-\[\]-~]|\\[\t -~])*\")[ \t]*")
 _CHARSET_RE = re.compile(r"[ \t]*charset=\"?([A-Za-z0-9._:-]{1,40})\"?[ \t]*", re.IGNORECASE)
+# Distinct declared types whose answers are remembered: every signature request (each chunk of a
+# Fine Uploader upload) checks one, and clients send a few. Values longer than _LONGEST_TYPE are
+# refused before the cache, so a cached key is small; the oldest answers go first past the bound.
+TYPE_CACHE_SIZE = 256
+_LONGEST_TYPE = 255
 
 
 def media_essence(content_type: str) -> str | None:
     """``type/subtype`` in lower case, or None when the value is not a well-formed media type."""
-    if len(content_type) > 255:
+    if len(content_type) > _LONGEST_TYPE:
         return None
+    return _media_essence(content_type)
+
+
+@functools.lru_cache(maxsize=TYPE_CACHE_SIZE)
+def _media_essence(content_type: str) -> str | None:
     essence, *params = content_type.split(";")
     # A declared type is concrete: "*" belongs to the route's patterns only, and a browser
     # sniffs "*/*" or a type without a subtype as it sniffs no type at all.
@@ -70,6 +81,12 @@ def media_essence(content_type: str) -> str | None:
 
 def is_active(essence: str) -> bool:
     """Whether a browser may render, run or sniff this type (lower-case essence) as script."""
+    if len(essence) > _LONGEST_TYPE:
+        return _is_active(essence)  # answered, never remembered: no large keys in the cache
+    return _cached_is_active(essence)
+
+
+def _is_active(essence: str) -> bool:
     family, _, subtype = essence.partition("/")
     if essence in ACTIVE_TYPES or family in _ACTIVE_FAMILIES or family == "unknown":
         return True
@@ -78,6 +95,9 @@ def is_active(essence: str) -> bool:
         return True
     # PostScript is a page description language no browser runs, whatever its name ends with.
     return any(word in subtype.replace("postscript", "") for word in _ACTIVE_WORDS)
+
+
+_cached_is_active = functools.lru_cache(maxsize=TYPE_CACHE_SIZE)(_is_active)
 
 
 def is_inert(essence: str) -> bool:
