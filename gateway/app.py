@@ -9,6 +9,7 @@ import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +35,7 @@ from .logs import flush_access_log
 from .metrics import Metrics
 from .proxy import Proxy
 from .signing import SigningKeys
-from .storage import Storage, open_s3_client
+from .storage import S3ClientFactory, Storage, open_s3_client
 from .tokens import TokenSealer
 from .upstream import Upstream
 
@@ -56,11 +57,16 @@ def _adapter(protocol: str) -> Callable[[web.Application, Any], None]:
 
 
 def create_app(
-    config: Config, *, clock: Clock | None = None, metrics: Metrics | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+    s3_client: S3ClientFactory = open_s3_client,
 ) -> web.Application:
     """The gateway for one config. ``clock`` lets tests fix time; default is the UTC wall clock.
 
     ``metrics``: where it counts; ``serve --workers`` passes one shared by its workers.
+    ``s3_client``: opens the S3 client for the app's lifetime (tests share one botocore model).
     """
     clock = clock or utc_now
     metrics = metrics or Metrics()
@@ -74,7 +80,7 @@ def create_app(
     app[FRONT] = front
     app[SIGNING_KEYS] = SigningKeys(config.s3.secret_access_key.get_secret_value())
     app[TOKENS] = TokenSealer([k.get_secret_value() for k in config.session.keys])
-    app.cleanup_ctx.append(_clients)
+    app.cleanup_ctx.append(partial(_clients, s3_client=s3_client))
     app.on_cleanup.append(_flush_logs)
 
     ops.add_routes(app, config.ops_prefix, separate=config.ops_listen is not None)
@@ -88,7 +94,7 @@ def create_app(
     return app
 
 
-async def _clients(app: web.Application) -> AsyncIterator[None]:
+async def _clients(app: web.Application, *, s3_client: S3ClientFactory) -> AsyncIterator[None]:
     """Open the upstream pool and the S3 client for the app's lifetime, and close them after."""
     from .completion import Completion
 
@@ -99,7 +105,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         app[UPSTREAM] = await stack.enter_async_context(
             Upstream.open(config.upstream, observe=app[METRICS].observe_upstream)
         )
-        client = await stack.enter_async_context(open_s3_client(config.s3))
+        client = await stack.enter_async_context(s3_client(config.s3))
         app[STORAGE] = Storage(
             client,
             uploads_bucket=config.s3.uploads_bucket,
