@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -163,7 +164,7 @@ async def grant(gateway: TestClient, data: bytes, **extra: Any) -> dict[str, Any
 
 
 async def put_single(http: aiohttp.ClientSession, granted: dict[str, Any], data: bytes) -> int:
-    async with http.put(granted["url"], data=data, headers=granted["headers"]) as resp:
+    async with http.put(granted["url"], data=io.BytesIO(data), headers=granted["headers"]) as resp:
         await resp.read()
         return resp.status
 
@@ -177,7 +178,7 @@ async def put_parts(
     async def one(part: dict[str, Any]) -> dict[str, Any]:
         number = part["part_number"]
         chunk = data[(number - 1) * size : number * size]
-        async with http.put(part["url"], data=chunk) as resp:
+        async with http.put(part["url"], data=io.BytesIO(chunk)) as resp:
             assert resp.status == 200, await resp.text()
             return {"part_number": number, "etag": resp.headers["ETag"]}
 

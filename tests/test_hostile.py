@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import re
@@ -439,7 +440,7 @@ async def test_upload_queued_for_the_pool_is_not_cut(start_gateway: StartGateway
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
         blocker = asyncio.ensure_future(client.get(f"{gw.url}/slow?delay=3"))
         await asyncio.sleep(0.2)  # the slow request owns the only pooled connection by now
-        async with client.post(f"{gw.url}/sink", data=body) as resp:
+        async with client.post(f"{gw.url}/sink", data=io.BytesIO(body)) as resp:
             assert resp.status == 200
             answer = await resp.json()
         (await blocker).release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -128,7 +129,7 @@ async def put(url: str, data: bytes) -> aiohttp.ClientResponse:
     # encoded=True: the signed query must reach S3 byte for byte.
     async with (
         aiohttp.ClientSession() as session,
-        session.put(URL(url, encoded=True), data=data) as answer,
+        session.put(URL(url, encoded=True), data=io.BytesIO(data)) as answer,
     ):
         await answer.read()
         return answer
