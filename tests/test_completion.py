@@ -45,7 +45,7 @@ from gateway.problems import (
 )
 from gateway.storage import Storage
 from gateway.upstream import Upstream
-from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.gateway import SESSION_KEY, build_config
 from tests.support.processes import ServeGateway
 from tests.support.s3 import S3Call, S3Server
 from tests.support.upstream import WEBHOOK_SECRET, Recorded
@@ -82,14 +82,8 @@ BOB = identity_for("bob")
 
 
 @pytest.fixture
-def config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    return build_config(tree)
+def config(s3_tree: dict[str, Any]) -> Config:
+    return build_config(s3_tree)
 
 
 @pytest.fixture

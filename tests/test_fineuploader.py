@@ -22,7 +22,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
 from gateway.origins import valid_host
@@ -33,8 +32,8 @@ from tests.support.gateway import (
     START,
     SettableClock,
     build_config,
-    config_dict,
 )
+from tests.support.processes import ServeGateway
 from tests.support.upstream import Recorded
 
 P = "/uploads/photos"
@@ -64,20 +63,13 @@ async def read_object(s3: Any, bucket: str, key: str) -> bytes:
 
 
 @pytest.fixture
-def config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    return build_config(tree)
+def config(s3_tree: dict[str, Any]) -> Config:
+    return build_config(s3_tree)
 
 
 @pytest.fixture
-async def server(aiohttp_server: Any, config: Config, clock: SettableClock) -> TestServer:
-    started: TestServer = await aiohttp_server(create_app(config, clock=clock))
-    return started
+async def server(serve_gateway: ServeGateway, config: Config, clock: SettableClock) -> TestServer:
+    return await serve_gateway(config, clock=clock)
 
 
 @dataclass
@@ -497,14 +489,14 @@ async def test_the_redirect_signed_is_the_blank_page_of_a_public_origin(
     aiohttp_client: Any,
     config: Config,
     clock: SettableClock,
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     buckets: BucketNames,
     v4: bool,
 ) -> None:
     """With public_origins, the blank page is on the origin the request's Origin or Referer
     names, else on the first: never on the Host, whatever the Host says."""
     public = config.model_copy(update={"public_origins": PUBLIC})
-    server = await aiohttp_server(create_app(public, clock=clock))
+    server = await serve_gateway(public, clock=clock)
     user = await login(aiohttp_client, server, "alice")
     cases: list[tuple[dict[str, str], str]] = [
         ({}, PUBLIC[0]),

@@ -30,12 +30,16 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gateway import webhook
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
-from gateway.server import runner_options, start_runner
-from tests.support.gateway import OTHER_SESSION_KEY, SettableClock, build_config, config_dict
-from tests.support.processes import StartProcess
+from tests.support.gateway import (
+    OTHER_SESSION_KEY,
+    SettableClock,
+    build_config,
+    config_dict,
+    gateway_app,
+)
+from tests.support.processes import StartProcess, serving
 from tests.support.upstream import WEBHOOK_SECRET, Recorded, make_upstream_app
 
 P = "/uploads/photos"
@@ -89,13 +93,10 @@ StartGateway = Callable[..., Awaitable[Gateway]]
 
 @contextlib.asynccontextmanager
 async def _serve(config: Config, clock: SettableClock | None) -> AsyncIterator[Gateway]:
-    runner = await start_runner(create_app(config, clock=clock), **runner_options(config))
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
-        yield Gateway(f"http://127.0.0.1:{port}", port, config)
-    finally:
-        await runner.cleanup()
+    async with serving(gateway_app(config, clock=clock)) as urls:
+        port = URL(urls.url).port
+        assert port is not None
+        yield Gateway(urls.url, port, config)
 
 
 @pytest.fixture

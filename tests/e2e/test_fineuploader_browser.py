@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from tests.support.browser import BrowserThread
 from tests.support.gateway import build_config, config_dict
+from tests.support.processes import ServeGateway
 from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
@@ -75,7 +75,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
@@ -94,7 +94,7 @@ async def stack(
     tree["s3"]["addressing_style"] = "auto"
     tree["routes"][0]["max_size"] = MAX_SIZE
     # The real wall clock: the browser's own dates must fall within the rules' 15 minutes.
-    gateway: TestServer = await aiohttp_server(create_app(build_config(tree)))
+    gateway = await serve_gateway(build_config(tree))
     origin = str(gateway.make_url("")).rstrip("/")
     # CORS for the page's own origin, port included, as `s3 setup` makes it from public_origins
     # (radosgw matches origins exactly; moto lets any through).

@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 
 from gateway.app import create_app
 from gateway.appkeys import Clock
+from gateway.buckets import BucketNames
 from gateway.config import Config
 from tests.support.s3 import open_gateway_s3_client
 from tests.support.upstream import RECORDED, WEBHOOK_SECRET, Recorded, make_upstream_app
@@ -135,6 +136,18 @@ def clock(request: pytest.FixtureRequest) -> SettableClock:
     if "s3_server" in request.fixturenames and request.getfixturevalue("s3_server").verifies:
         return SettableClock(datetime.now(UTC).replace(microsecond=0))
     return SettableClock()
+
+
+@pytest.fixture
+def s3_tree(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> dict[str, Any]:
+    """``config_dict`` at the test's upstream, its S3 server (moto, or each of ``s3_server``'s)
+    and its fresh buckets, with the Fine Uploader route: the test's own copy, to change."""
+    return config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
 
 
 @pytest.fixture

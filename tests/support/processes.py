@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from aiohttp.test_utils import BaseTestServer
+from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gateway.appkeys import CONFIG
@@ -93,7 +93,7 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield urls.url
 
 
-class GatewayServer(BaseTestServer):
+class GatewayServer(TestServer):
     """A gateway app ``serving`` serves as production does, behind aiohttp's test-server
     interface (``make_url``, ``app``, a ``TestClient`` from ``aiohttp_client(server)``).
 
@@ -101,8 +101,7 @@ class GatewayServer(BaseTestServer):
     (gateway/front.py) and the parser refusals of gateway/server.py: not what users meet."""
 
     def __init__(self, app: web.Application) -> None:
-        super().__init__(host="127.0.0.1")
-        self.app = app
+        super().__init__(app, host="127.0.0.1")
         self._stack = contextlib.AsyncExitStack()
 
     async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
