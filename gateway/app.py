@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import web
 
@@ -37,7 +38,7 @@ from .metrics import Metrics
 from .protocols import ADAPTERS
 from .proxy import Proxy
 from .signing import SigningKeys
-from .storage import Storage, open_s3_client
+from .storage import S3ClientFactory, Storage, open_s3_client
 from .tokens import TokenSealer
 from .upstream import Upstream
 
@@ -57,12 +58,14 @@ def create_app(
     clock: Clock | None = None,
     metrics: Metrics | None = None,
     sweep: bool = False,
+    s3_client: S3ClientFactory = open_s3_client,
 ) -> web.Application:
     """The gateway for one config. ``clock`` lets tests fix time; default is the UTC wall clock.
 
     ``metrics``: where it counts; ``serve --workers`` passes one shared by its workers.
     ``sweep``: run the completion sweep in the background (``serve`` does, when
     ``completion.sweep`` is on; gateway/completion/sweep.py).
+    ``s3_client``: opens the S3 client for the app's lifetime (tests share one botocore model).
     """
     clock = clock or utc_now
     metrics = metrics or Metrics()
@@ -77,7 +80,7 @@ def create_app(
     app[SIGNING_KEYS] = SigningKeys(config.s3.secret_access_key.get_secret_value())
     app[TOKENS] = TokenSealer([k.get_secret_value() for k in config.session.keys])
     app[OWNERS] = OwnerBook([k.get_secret_value() for k in config.session.keys])
-    app.cleanup_ctx.append(_clients)
+    app.cleanup_ctx.append(partial(_clients, s3_client=s3_client))
     if sweep and config.completion.sweep:
         app.cleanup_ctx.append(_sweeping)
     app.on_cleanup.append(_flush_logs)
@@ -98,7 +101,7 @@ def create_app(
     return app
 
 
-async def _clients(app: web.Application) -> AsyncIterator[None]:
+async def _clients(app: web.Application, *, s3_client: S3ClientFactory) -> AsyncIterator[None]:
     """Open the upstream pool and the S3 client for the app's lifetime, and close them after."""
     from .completion import Completion
 
@@ -109,7 +112,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         app[UPSTREAM] = await stack.enter_async_context(
             Upstream.open(config.upstream, observe=app[METRICS].observe_upstream)
         )
-        client = await stack.enter_async_context(open_s3_client(config.s3))
+        client = await stack.enter_async_context(s3_client(config.s3))
         app[STORAGE] = Storage(
             client,
             uploads_bucket=config.s3.uploads_bucket,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -517,14 +517,25 @@ class Storage:
                 ) from None
 
 
+# How ``create_app`` opens its S3 client: ``open_s3_client`` in production; tests pass one that
+# builds every gateway's client over one parsed botocore model (tests/support/s3.py).
+S3ClientFactory = Callable[[S3Config], contextlib.AbstractAsyncContextManager["S3Client"]]
+
+
 @contextlib.asynccontextmanager
 async def open_s3_client(
-    s3: S3Config, *, connect_timeout: float = 5, read_timeout: float = 30
+    s3: S3Config,
+    *,
+    connect_timeout: float = 5,
+    read_timeout: float = 30,
+    session: AioSession | None = None,
 ) -> AsyncIterator[S3Client]:
     """An aiobotocore S3 client for the gateway's own calls, built from the config alone.
 
     Credentials come from the config only, so the process environment and instance metadata
-    never choose who the gateway is.
+    never choose who the gateway is. ``session``: the aiobotocore session to build it from; a
+    new one (the default) parses botocore's S3 model again: over 100 ms and several MiB, which a
+    process opening one client never notices and a test suite starting a gateway per test does.
     """
     style = s3.addressing_style
     if style == "auto" and s3.endpoint_url is not None:
@@ -541,7 +552,7 @@ async def open_s3_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    async with get_session().create_client(
+    async with (session or get_session()).create_client(
         "s3",
         region_name=s3.region,
         endpoint_url=str(s3.endpoint_url).rstrip("/") if s3.endpoint_url else None,

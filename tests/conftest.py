@@ -1,8 +1,8 @@
 """Fixtures live in tests/support/*; each module is a plugin registered here."""
 
 pytest_plugins = [
-    "tests.support.gateway",
     "tests.support.s3",
+    "tests.support.gateway",
     "tests.support.radosgw",
     "tests.support.browser",
     "tests.support.processes",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -24,7 +25,6 @@ from aiohttp.test_utils import TestClient as _TestClient
 from botocore.config import Config as BotoConfig
 from multidict import CIMultiDict
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
 from gateway.protocols.api import TOKEN_LIFETIME
@@ -33,8 +33,8 @@ from tests.support.gateway import (
     SECRET_ACCESS_KEY,
     SettableClock,
     build_config,
-    config_dict,
 )
+from tests.support.processes import ServeGateway
 from tests.support.s3 import S3Server
 from tests.support.upstream import Recorded
 
@@ -79,21 +79,19 @@ def sha256_hex(data: bytes) -> str:
 
 
 @pytest.fixture
-def api_config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
+def api_config(s3_tree: dict[str, Any]) -> Config:
     """Two api routes, callers identified by auth_request (``Authorization: Bearer <user>``)."""
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
+    return build_config(
+        s3_tree, routes=[FILES, DOCS], identity={"auth_request": {"path": "/api/me"}}
     )
-    return build_config(tree, routes=[FILES, DOCS], identity={"auth_request": {"path": "/api/me"}})
 
 
 @pytest.fixture
-async def gateway(aiohttp_client: Any, api_config: Config, clock: SettableClock) -> TestClient:
-    """The gateway on a loopback port, with a clock the test can move."""
-    client: TestClient = await aiohttp_client(create_app(api_config, clock=clock))
+async def gateway(
+    aiohttp_client: Any, serve_gateway: ServeGateway, api_config: Config, clock: SettableClock
+) -> TestClient:
+    """The gateway on a loopback port, served as in production, with a clock the test can move."""
+    client: TestClient = await aiohttp_client(await serve_gateway(api_config, clock=clock))
     return client
 
 
@@ -165,7 +163,7 @@ async def grant(gateway: TestClient, data: bytes, **extra: Any) -> dict[str, Any
 
 
 async def put_single(http: aiohttp.ClientSession, granted: dict[str, Any], data: bytes) -> int:
-    async with http.put(granted["url"], data=data, headers=granted["headers"]) as resp:
+    async with http.put(granted["url"], data=io.BytesIO(data), headers=granted["headers"]) as resp:
         await resp.read()
         return resp.status
 
@@ -179,7 +177,7 @@ async def put_parts(
     async def one(part: dict[str, Any]) -> dict[str, Any]:
         number = part["part_number"]
         chunk = data[(number - 1) * size : number * size]
-        async with http.put(part["url"], data=chunk) as resp:
+        async with http.put(part["url"], data=io.BytesIO(chunk)) as resp:
             assert resp.status == 200, await resp.text()
             return {"part_number": number, "etag": resp.headers["ETag"]}
 
@@ -276,6 +274,7 @@ async def test_multipart_parts_sent_in_parallel_are_stored_once(
 
 async def test_a_second_gateway_instance_completes_what_the_first_granted(
     aiohttp_client: Any,
+    serve_gateway: ServeGateway,
     gateway: TestClient,
     api_config: Config,
     clock: SettableClock,
@@ -283,7 +282,7 @@ async def test_a_second_gateway_instance_completes_what_the_first_granted(
     s3: Bucket,
 ) -> None:
     """The upload id carries all state: another instance with the same config finishes it."""
-    other: TestClient = await aiohttp_client(create_app(api_config, clock=clock))
+    other: TestClient = await aiohttp_client(await serve_gateway(api_config, clock=clock))
     data = payload(9 * MiB)
     granted = await grant(gateway, data)
     parts = await put_parts(http, granted, data)
@@ -607,6 +606,32 @@ async def test_completion_retried_after_an_upstream_failure_stores_once(
     first, second = recorded.completions
     assert first["idempotency_key"] == second["idempotency_key"]
     assert first["message"]["object"]["key"] == second["message"]["object"]["key"] == stored_key
+
+
+async def test_a_completion_runs_to_its_end_when_its_client_leaves(
+    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+) -> None:
+    """A client that hangs up while its completion is with the upstream does not cut it halfway:
+    the gateway serves with handler_cancellation off (gateway/server.py runner_options), so the
+    upstream still gets its message and the object is stored once."""
+    data = payload(1000)
+    granted = await grant(gateway, data)
+    assert await put_single(http, granted, data) == 200
+    recorded.completion_delay = 1.0
+    with pytest.raises(TimeoutError):
+        await gateway.post(
+            f"/api/files/{granted['upload_id']}/complete",
+            json={"parts": []},
+            headers=ALICE,
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        )
+    deadline = asyncio.get_running_loop().time() + 10
+    while not recorded.completions:
+        assert asyncio.get_running_loop().time() < deadline, "the completion was cut"
+        await asyncio.sleep(0.05)
+    [message] = recorded.completions
+    assert await s3.keys(s3.names.storage) == [message["message"]["object"]["key"]]
+    assert await s3.keys(s3.names.uploads) == []
 
 
 async def test_other_bytes_put_again_at_a_completed_key_are_a_new_file_the_first_kept(

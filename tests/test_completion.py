@@ -45,7 +45,8 @@ from gateway.problems import (
 )
 from gateway.storage import Storage
 from gateway.upstream import Upstream
-from tests.support.gateway import SESSION_KEY, build_config, config_dict
+from tests.support.gateway import SESSION_KEY, build_config
+from tests.support.processes import ServeGateway
 from tests.support.s3 import S3Call, S3Server
 from tests.support.upstream import WEBHOOK_SECRET, Recorded
 
@@ -81,14 +82,8 @@ BOB = identity_for("bob")
 
 
 @pytest.fixture
-def config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    return build_config(tree)
+def config(s3_tree: dict[str, Any]) -> Config:
+    return build_config(s3_tree)
 
 
 @pytest.fixture
@@ -1294,13 +1289,11 @@ def test_a_storage_key_that_varies_before_its_uuid_is_refused(template: str) -> 
 
 
 async def test_an_app_with_such_a_template_does_not_start(
-    config: Config, aiohttp_client: Any
+    config: Config, serve_gateway: ServeGateway
 ) -> None:
     """The mistake shows at start-up, naming the route, not on the first failed retry."""
-    from gateway.app import create_app
-
     bad = config.model_copy(
         update={"routes": [config.routes[0].model_copy(update={"storage_key": "{date}/{uuid}"})]}
     )
     with pytest.raises(ValueError, match=r"routes\[0\]\.storage_key"):
-        await aiohttp_client(create_app(bad))
+        await serve_gateway(bad)

@@ -24,7 +24,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import origins
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
 from gateway.origins import valid_host
@@ -35,8 +34,8 @@ from tests.support.gateway import (
     START,
     SettableClock,
     build_config,
-    config_dict,
 )
+from tests.support.processes import ServeGateway
 from tests.support.upstream import Recorded
 
 P = "/uploads/photos"
@@ -68,20 +67,13 @@ async def read_object(s3: Any, bucket: str, key: str) -> bytes:
 
 
 @pytest.fixture
-def config(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> Config:
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    return build_config(tree)
+def config(s3_tree: dict[str, Any]) -> Config:
+    return build_config(s3_tree)
 
 
 @pytest.fixture
-async def server(aiohttp_server: Any, config: Config, clock: SettableClock) -> TestServer:
-    started: TestServer = await aiohttp_server(create_app(config, clock=clock))
-    return started
+async def server(serve_gateway: ServeGateway, config: Config, clock: SettableClock) -> TestServer:
+    return await serve_gateway(config, clock=clock)
 
 
 @dataclass
@@ -510,7 +502,7 @@ async def test_the_redirect_signed_is_the_blank_page_of_a_public_origin(
     aiohttp_client: Any,
     config: Config,
     clock: SettableClock,
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     buckets: BucketNames,
     v4: bool,
 ) -> None:
@@ -518,7 +510,7 @@ async def test_the_redirect_signed_is_the_blank_page_of_a_public_origin(
     names, else on the first: never on the Host, whatever the Host says (a Host that is not
     host[:port] never gets this far: the front answers it 400 bad-host, test_proxy.py)."""
     public = config.model_copy(update={"public_origins": PUBLIC})
-    server = await aiohttp_server(create_app(public, clock=clock))
+    server = await serve_gateway(public, clock=clock)
     user = await login(aiohttp_client, server, "alice")
     cases: list[tuple[dict[str, str], str]] = [
         ({}, PUBLIC[0]),
@@ -1150,21 +1142,11 @@ LEGACY = {
 
 @pytest.fixture
 async def legacy_server(
-    aiohttp_server: Any,
-    upstream_url: str,
-    s3_endpoint: str,
-    buckets: BucketNames,
-    clock: SettableClock,
+    serve_gateway: ServeGateway, s3_tree: dict[str, Any], clock: SettableClock
 ) -> TestServer:
     """The gateway whose route has its endpoints at the legacy page's paths."""
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    tree["routes"][0]["endpoints"] = LEGACY
-    started: TestServer = await aiohttp_server(create_app(build_config(tree), clock=clock))
+    s3_tree["routes"][0]["endpoints"] = LEGACY
+    started: TestServer = await serve_gateway(build_config(s3_tree), clock=clock)
     return started
 
 

@@ -24,13 +24,10 @@ from urllib.parse import quote, unquote, urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from gateway.app import create_app
-from gateway.server import runner_options, start_runner
 from tests.support.gateway import (
     ACCESS_KEY_ID,
     SECRET_ACCESS_KEY,
@@ -38,7 +35,9 @@ from tests.support.gateway import (
     SettableClock,
     build_config,
     config_dict,
+    gateway_app,
 )
+from tests.support.processes import served
 
 P = "/uploads/photos"
 BUCKET = "test-uploads"
@@ -91,12 +90,9 @@ async def signer(upstream_url: str) -> AsyncIterator[Signer]:
     tree = config_dict(upstream_url, s3_endpoint="http://s3.test:9000", uploads_bucket=BUCKET)
     tree["s3"]["addressing_style"] = "virtual"
     config = build_config(tree)
-    runner = await start_runner(create_app(config, clock=SettableClock()), **runner_options(config))
     jar = aiohttp.CookieJar(unsafe=True)  # the default jar ignores cookies of IP hosts
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        url = await stack.enter_async_context(served(gateway_app(config, clock=SettableClock())))
         client = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=jar))
         async with client.get(f"{url}/login?user=alice") as resp:
             assert resp.status == 200

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import re
@@ -29,12 +30,16 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gateway import webhook
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.config import Config
-from gateway.server import runner_options, start_runner
-from tests.support.gateway import OTHER_SESSION_KEY, SettableClock, build_config, config_dict
-from tests.support.processes import StartProcess
+from tests.support.gateway import (
+    OTHER_SESSION_KEY,
+    SettableClock,
+    build_config,
+    config_dict,
+    gateway_app,
+)
+from tests.support.processes import StartProcess, serving
 from tests.support.upstream import WEBHOOK_SECRET, Recorded, make_upstream_app
 
 P = "/uploads/photos"
@@ -88,13 +93,10 @@ StartGateway = Callable[..., Awaitable[Gateway]]
 
 @contextlib.asynccontextmanager
 async def _serve(config: Config, clock: SettableClock | None) -> AsyncIterator[Gateway]:
-    runner = await start_runner(create_app(config, clock=clock), **runner_options(config))
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
-        yield Gateway(f"http://127.0.0.1:{port}", port, config)
-    finally:
-        await runner.cleanup()
+    async with serving(gateway_app(config, clock=clock)) as urls:
+        port = URL(urls.url).port
+        assert port is not None
+        yield Gateway(urls.url, port, config)
 
 
 @pytest.fixture
@@ -439,7 +441,7 @@ async def test_upload_queued_for_the_pool_is_not_cut(start_gateway: StartGateway
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
         blocker = asyncio.ensure_future(client.get(f"{gw.url}/slow?delay=3"))
         await asyncio.sleep(0.2)  # the slow request owns the only pooled connection by now
-        async with client.post(f"{gw.url}/sink", data=body) as resp:
+        async with client.post(f"{gw.url}/sink", data=io.BytesIO(body)) as resp:
             assert resp.status == 200
             answer = await resp.json()
         (await blocker).release()

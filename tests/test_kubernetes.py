@@ -18,9 +18,9 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from gateway.app import create_app
 from gateway.cli import build_parser
 from gateway.config import Config, ConfigError, parse
+from tests.support.gateway import gateway_app
 from tests.support.processes import free_port, served
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ async def manifest_gateway() -> AsyncIterator[str]:
             "s3": config.s3.model_copy(update={"endpoint_url": closed}),
         }
     )
-    async with served(create_app(config)) as url:
+    async with served(gateway_app(config)) as url:
         yield url
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import create_app
 from gateway.config import Config
 from gateway.logs import (
     ACCESS_LOGGER,
@@ -24,6 +23,7 @@ from gateway.logs import (
     configure,
     valid_request_id,
 )
+from tests.support.gateway import gateway_app
 from tests.support.processes import free_port, served
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
@@ -81,7 +81,7 @@ async def test_access_lines_are_whole_json_in_order_without_secrets(
     strings (presigned URLs) and cookies never reach it."""
     ids = [f"req-{n}" for n in range(20)]
     async with (
-        served(create_app(make_config())) as gw,
+        served(gateway_app(make_config())) as gw,
         aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client,
     ):
         for request_id in ids:
@@ -128,7 +128,7 @@ async def test_access_lines_are_the_text_json_dumps_would_write(
     """The access line is written out by hand for speed: it must be exactly json.dumps's text
     for the same fields, whatever the path holds (quotes, backslashes, controls, non-ASCII)."""
     async with (
-        served(create_app(make_config())) as gw,
+        served(gateway_app(make_config())) as gw,
         aiohttp.ClientSession() as client,
     ):
         async with client.get(
@@ -156,7 +156,7 @@ async def test_access_lines_of_5xx_are_warnings(
     """A 5xx (here: no upstream listening, 502) is logged at warning level, a 4xx at info."""
     dead = f"http://127.0.0.1:{free_port()}"
     async with (
-        served(create_app(make_config(upstream={"url": dead}))) as gw,
+        served(gateway_app(make_config(upstream={"url": dead}))) as gw,
         aiohttp.ClientSession() as client,
     ):
         async with client.get(gw + "/page", headers={"X-Request-ID": "dead-1"}) as resp:
@@ -176,7 +176,7 @@ async def test_app_cleanup_writes_lines_still_waiting(
     buffer = access_buffer(logging.getLogger(ACCESS_LOGGER))
     assert buffer is not None
     buffer.delay = 3600  # only the cleanup can write them now
-    async with served(create_app(make_config())) as gw, aiohttp.ClientSession() as client:
+    async with served(gateway_app(make_config())) as gw, aiohttp.ClientSession() as client:
         async with client.get(gw + "/echo/x", headers={"X-Request-ID": "last-1"}) as resp:
             assert resp.status == 200
         await _until(lambda: bool(buffer._lines))

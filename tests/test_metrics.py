@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from gateway.app import create_app
 from gateway.config import Config
 from gateway.metrics import Metrics
+from tests.support.gateway import gateway_app
 from tests.support.processes import served
 
 
@@ -60,7 +60,7 @@ def test_observe_upstream_fills_the_latency_histogram() -> None:
 
 async def test_served_requests_are_counted(make_config: Callable[..., Config]) -> None:
     """Each answered request, proxied or refused, shows up in the scrape under its status."""
-    async with served(create_app(make_config())) as gw, aiohttp.ClientSession() as client:
+    async with served(gateway_app(make_config())) as gw, aiohttp.ClientSession() as client:
         for _ in range(2):
             async with client.get(gw + "/echo/a") as resp:
                 assert resp.status == 200

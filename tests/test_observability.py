@@ -26,11 +26,16 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.ops import READY_TIMEOUT
 from tests.support.faults import Fault, Match, fault_proxy
-from tests.support.gateway import SECRET_ACCESS_KEY, SESSION_KEY, build_config, config_dict
+from tests.support.gateway import (
+    SECRET_ACCESS_KEY,
+    SESSION_KEY,
+    build_config,
+    config_dict,
+    gateway_app,
+)
 from tests.support.processes import GatewayProcess, StartProcess, free_port, served, serving
 from tests.support.upstream import WEBHOOK_SECRET, Recorded
 
@@ -238,7 +243,7 @@ async def serve_tree() -> AsyncIterator[Callable[[dict[str, Any]], Any]]:
     async with AsyncExitStack() as stack:
 
         async def start(tree: dict[str, Any]) -> str:
-            url: str = await stack.enter_async_context(served(create_app(build_config(tree))))
+            url: str = await stack.enter_async_context(served(gateway_app(build_config(tree))))
             return url
 
         yield start
@@ -397,7 +402,7 @@ async def test_ops_listen_keeps_readyz_and_metrics_off_the_public_port(
     healthz (for load balancers) and answers 404 for the others, however spelt, proxying
     nothing; the ops address serves nothing but ``ops_prefix`` (it proxies nothing either)."""
     tree = {**tree_for(upstream_url, s3_endpoint, buckets), "ops_listen": {"port": 0}}
-    async with serving(create_app(build_config(tree))) as urls, aiohttp.ClientSession() as client:
+    async with serving(gateway_app(build_config(tree))) as urls, aiohttp.ClientSession() as client:
         assert urls.ops_url is not None
 
         async def status(url: str) -> tuple[int, str]:

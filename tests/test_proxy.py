@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import io
 import json
 import logging
 import socket
@@ -327,7 +328,7 @@ async def test_http10_client_gets_the_streamed_body(gw: str) -> None:
 async def test_expect_100_continue_upload(gw: str, client: aiohttp.ClientSession) -> None:
     """A client that waits for 100 Continue (curl does above 1 MiB) gets its body through."""
     payload = b"e" * 2 * MiB
-    async with client.post(gw + "/sink", data=payload, expect100=True) as resp:
+    async with client.post(gw + "/sink", data=io.BytesIO(payload), expect100=True) as resp:
         assert resp.status == 200
         assert (await resp.json())["sha256"] == hashlib.sha256(payload).hexdigest()
 

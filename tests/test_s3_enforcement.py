@@ -30,9 +30,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
-from tests.support.gateway import ACCESS_KEY_ID, SettableClock, build_config, config_dict
+from tests.support.gateway import ACCESS_KEY_ID, SettableClock, build_config
+from tests.support.processes import ServeGateway
 from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.parametrize("s3_server", ["radosgw"], indirect=True)
@@ -104,24 +104,20 @@ class Stack:
 @pytest.fixture
 async def stack(
     aiohttp_client: Any,
-    upstream_url: str,
+    serve_gateway: ServeGateway,
+    s3_tree: dict[str, Any],
     s3_server: S3Server,
     s3_client: Any,
     buckets: BucketNames,
     clock: SettableClock,
 ) -> AsyncIterator[Stack]:
     """The gateway with a Fine Uploader, an Uppy and an api route, in front of radosgw."""
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_server.endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
+    tree = s3_tree
     # Fine Uploader's chunks name the bucket by host: <bucket>.localhost:PORT (rgw_dns_name).
     tree["s3"]["public_endpoint_url"] = s3_server.browser_endpoint
     tree["s3"]["addressing_style"] = "auto"
     config = build_config(tree, routes=ROUTES, identity={"auth_request": {"path": "/api/me"}})
-    gateway: Client = await aiohttp_client(create_app(config, clock=clock))
+    gateway: Client = await aiohttp_client(await serve_gateway(config, clock=clock))
     origin = {"Origin": str(gateway.make_url("")).rstrip("/")}
     assert (await gateway.get("/login?user=alice")).status == 200
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:

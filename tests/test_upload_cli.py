@@ -27,11 +27,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
+from gateway.config import Config
 from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
-from tests.support.gateway import build_config, config_dict
-from tests.support.processes import free_port
+from tests.support.gateway import build_config
+from tests.support.processes import ServeGateway, free_port
 from tests.support.s3 import S3Server
 from tests.support.upstream import Recorded
 
@@ -147,29 +147,24 @@ def front(s3_front: tuple[S3Front, str]) -> S3Front:
     return s3_front[0]
 
 
-def gateway_config(upstream_url: str, s3_endpoint: str, buckets: BucketNames, public: str) -> Any:
-    """The gateway's config: the two api routes, callers identified by auth_request."""
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
+def gateway_config(tree: dict[str, Any], public: str, **overrides: Any) -> Config:
+    """The gateway's config over ``tree`` (``s3_tree``): the two api routes, callers identified
+    by auth_request, URLs signed for ``public``."""
+    return build_config(
+        tree,
+        s3={"public_endpoint_url": public},
+        routes=[FILES, SMALL],
+        identity={"auth_request": {"path": "/api/me"}},
+        **overrides,
     )
-    tree["s3"]["public_endpoint_url"] = public
-    return build_config(tree, routes=[FILES, SMALL], identity={"auth_request": {"path": "/api/me"}})
 
 
 @pytest.fixture
 async def gateway_url(
-    aiohttp_server: Any,
-    upstream_url: str,
-    s3_endpoint: str,
-    buckets: BucketNames,
-    s3_front: tuple[S3Front, str],
+    serve_gateway: ServeGateway, s3_tree: dict[str, Any], s3_front: tuple[S3Front, str]
 ) -> str:
     """The live gateway's base URL; callers are identified by auth_request (bearer tokens)."""
-    config = gateway_config(upstream_url, s3_endpoint, buckets, s3_front[1])
-    server: TestServer = await aiohttp_server(create_app(config))
+    server = await serve_gateway(gateway_config(s3_tree, s3_front[1]))
     return str(server.make_url("")).rstrip("/")
 
 
@@ -543,12 +538,12 @@ async def test_bad_usage_exits_2(tmp_path: Path, args: list[str], expected: str)
 
 
 async def test_app_down_at_the_first_call_is_one_line(
-    aiohttp_server: Any, s3_endpoint: str, buckets: BucketNames, tmp_path: Path
+    serve_gateway: ServeGateway, s3_tree: dict[str, Any], s3_endpoint: str, tmp_path: Path
 ) -> None:
     """README's own example with the app down: the gateway's 502 to the first call (asking the
     app who the caller is) is one line saying to try again, not a traceback (issue 18)."""
-    config = gateway_config(f"http://127.0.0.1:{free_port()}", s3_endpoint, buckets, s3_endpoint)
-    server: TestServer = await aiohttp_server(create_app(config))
+    dead = {"url": f"http://127.0.0.1:{free_port()}"}
+    server = await serve_gateway(gateway_config(s3_tree, s3_endpoint, upstream=dead))
     path = tmp_path / "a.txt"
     path.write_text("x")
     run = await upload(str(path), "--to", str(server.make_url("/api/files")), *BEARER)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,15 +20,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.protocols.uppy import MIN_PART
 from gateway.protocols.uppy_metadata import read_object_metadata
 from tests.support.gateway import (
     SettableClock,
     build_config,
-    config_dict,
 )
+from tests.support.processes import ServeGateway
 from tests.support.upstream import Recorded
 
 P = "/uploads/docs"
@@ -72,21 +72,9 @@ async def in_progress(s3: Any, bucket: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def server(
-    aiohttp_server: Any,
-    upstream_url: str,
-    s3_endpoint: str,
-    buckets: BucketNames,
-    clock: SettableClock,
+    serve_gateway: ServeGateway, s3_tree: dict[str, Any], clock: SettableClock
 ) -> TestServer:
-    tree = config_dict(
-        upstream_url,
-        s3_endpoint=s3_endpoint,
-        uploads_bucket=buckets.uploads,
-        storage_bucket=buckets.storage,
-    )
-    config = build_config(tree, routes=[ROUTE])
-    started: TestServer = await aiohttp_server(create_app(config, clock=clock))
-    return started
+    return await serve_gateway(build_config(s3_tree, routes=[ROUTE]), clock=clock)
 
 
 Login = Callable[[str], Awaitable[TestClient[Any, Any]]]
@@ -130,7 +118,7 @@ async def put(url: str, data: bytes) -> aiohttp.ClientResponse:
     # encoded=True: the signed query must reach S3 byte for byte.
     async with (
         aiohttp.ClientSession() as session,
-        session.put(URL(url, encoded=True), data=data) as answer,
+        session.put(URL(url, encoded=True), data=io.BytesIO(data)) as answer,
     ):
         await answer.read()
         return answer

@@ -24,13 +24,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway import keys
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from gateway.completion import ID_PURPOSE, idempotency_key
 from gateway.endpoints import browser_bucket
 from tests.support.browser import BrowserThread
 from tests.support.gateway import ACCESS_KEY_ID, SESSION_KEY, build_config, config_dict
-from tests.support.processes import GatewayProcess, start_gateway_process
+from tests.support.processes import GatewayProcess, ServeGateway, start_gateway_process
 from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
@@ -81,7 +80,7 @@ class Stack:
 
 
 async def make_stack(
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
@@ -104,7 +103,7 @@ async def make_stack(
     if endpoints is not None:
         tree["routes"][0]["endpoints"] = endpoints
     # The real wall clock: the browser's own dates must fall within the rules' 15 minutes.
-    gateway: TestServer = await aiohttp_server(create_app(build_config(tree)))
+    gateway = await serve_gateway(build_config(tree))
     origin = str(gateway.make_url("")).rstrip("/")
     # CORS for the page's own origin, port included, as `s3 setup` makes it from public_origins
     # (radosgw matches origins exactly; moto lets any through).
@@ -114,14 +113,14 @@ async def make_stack(
 
 @pytest.fixture
 async def stack(
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
     buckets: BucketNames,
 ) -> Stack:
     """The gateway in front of the upstream, on buckets set up as `s3 setup` does."""
-    return await make_stack(aiohttp_server, upstream, s3_server, s3_client, buckets)
+    return await make_stack(serve_gateway, upstream, s3_server, s3_client, buckets)
 
 
 async def keys_in(s3: Any, bucket: str) -> list[str]:
@@ -400,7 +399,7 @@ LEGACY_ENDPOINTS = {
 
 @pytest.fixture
 async def legacy_stack(
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
@@ -408,7 +407,7 @@ async def legacy_stack(
 ) -> Stack:
     """The gateway with the route's endpoints at the legacy page's paths."""
     return await make_stack(
-        aiohttp_server, upstream, s3_server, s3_client, buckets, LEGACY_ENDPOINTS
+        serve_gateway, upstream, s3_server, s3_client, buckets, LEGACY_ENDPOINTS
     )
 
 

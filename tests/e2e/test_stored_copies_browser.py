@@ -20,10 +20,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient as _TestClient
 from playwright.async_api import Error as PlaywrightError
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from tests.support.browser import BrowserThread
-from tests.support.gateway import build_config, config_dict
+from tests.support.gateway import build_config
+from tests.support.processes import ServeGateway
 
 pytestmark = pytest.mark.browser
 
@@ -113,8 +113,8 @@ async def open_all(browser: BrowserThread, urls: list[str]) -> list[bool]:
 
 async def test_no_stored_copy_runs_script_when_opened(
     aiohttp_client: Any,
-    upstream_url: str,
-    s3_endpoint: str,
+    serve_gateway: ServeGateway,
+    s3_tree: dict[str, Any],
     s3_client: Any,
     buckets: BucketNames,
     browser: BrowserThread,
@@ -127,12 +127,8 @@ async def test_no_stored_copy_runs_script_when_opened(
         {**common, "name": name, "path": f"/api/{name}", "content_types": r["content_types"]}
         for name, r in ROUTES.items()
     ]
-    config = build_config(
-        config_dict(upstream_url, s3_endpoint=s3_endpoint, uploads_bucket=buckets.uploads,
-                    storage_bucket=buckets.storage),
-        routes=routes, identity={"auth_request": {"path": "/api/me"}},
-    )  # fmt: skip
-    gateway: TestClient = await aiohttp_client(create_app(config))
+    config = build_config(s3_tree, routes=routes, identity={"auth_request": {"path": "/api/me"}})
+    gateway: TestClient = await aiohttp_client(await serve_gateway(config))
     cases = [
         Case(name, declared, prefix)
         for name, r in ROUTES.items()

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
 from gateway.buckets import BucketNames
 from tests.support.browser import BrowserThread
 from tests.support.gateway import build_config, config_dict
+from tests.support.processes import ServeGateway
 from tests.support.s3 import S3Server, set_up
 from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
@@ -73,7 +73,7 @@ async def page_upstream(aiohttp_server: Any, bundle: Path) -> TestServer:
 
 
 async def test_stock_uppy_uploads_small_and_multipart_files(
-    aiohttp_server: Any,
+    serve_gateway: ServeGateway,
     page_upstream: TestServer,
     s3_server: S3Server,
     s3_endpoint: str,
@@ -89,7 +89,7 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
                     storage_bucket=storage),
         routes=[ROUTE],
     )  # fmt: skip
-    gateway: TestServer = await aiohttp_server(create_app(config))
+    gateway = await serve_gateway(config)
     origin = str(gateway.make_url("")).rstrip("/")
     # The buckets as `s3 setup` makes them: CORS lets the page's origin POST, PUT and read ETag.
     await set_up(s3_client, s3_server, bucket_names, [origin])

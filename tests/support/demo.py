@@ -110,9 +110,12 @@ def demo_environment(tmp: Path | None = None) -> dict[str, str]:
 
 
 def _read(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    """Every line the demo prints, until it exits; then the pipe is closed (left open, it is a
+    ResourceWarning whenever the collector reaches it, in whichever test runs then)."""
     assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
+    with proc.stdout:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
 
 
 def start_demo(workdir: Path, *, port: int | None = None) -> DemoProcess:

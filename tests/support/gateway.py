@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp.web_app
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 
+from gateway.app import create_app
+from gateway.appkeys import Clock
+from gateway.buckets import BucketNames
 from gateway.config import Config
+from tests.support.s3 import open_gateway_s3_client
 from tests.support.upstream import RECORDED, WEBHOOK_SECRET, Recorded, make_upstream_app
 
 SESSION_KEY = Fernet.generate_key().decode()
@@ -84,6 +90,27 @@ def build_config(tree: dict[str, Any], **overrides: Any) -> Config:
     return Config.model_validate(_merge(tree, overrides))
 
 
+def gateway_app(config: Config, *, clock: Clock | None = None) -> web.Application:
+    """``create_app`` as production calls it, but every test gateway's S3 client is built over
+    the run's one parsed botocore model (tests/support/s3.py ``open_gateway_s3_client``)."""
+    return create_app(config, clock=clock, s3_client=open_gateway_s3_client)
+
+
+def release_apps() -> None:
+    """Let go of the apps aiohttp remembers: it caches each handler's middleware chain, keyed by
+    its apps, in one module-level LRU cache of 1024 entries, a cache made for one app per
+    process. A run making an app per test would keep the last 1024 of them alive, each with its
+    S3 client, connection pools and botocore model (the 600 MB of tests/test_api.py)."""
+    aiohttp.web_app._cached_build_middleware.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _release_apps() -> Iterator[None]:
+    """After each test, aiohttp's cache lets go of its apps (``release_apps``)."""
+    yield
+    release_apps()
+
+
 @pytest.fixture
 async def upstream_server(aiohttp_server: Any) -> TestServer:
     """The reflecting upstream app on a real loopback port."""
@@ -122,6 +149,17 @@ def forwarder_kind() -> str:
 FORWARDERS = ("fast", "standard")
 
 
+def s3_tree(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> dict[str, Any]:
+    """``config_dict`` at the test's upstream, its S3 server (moto, or each of ``s3_server``'s)
+    and its fresh buckets, with the Fine Uploader route: the test's own copy, to change."""
+    return config_dict(
+        upstream_url,
+        s3_endpoint=s3_endpoint,
+        uploads_bucket=buckets.uploads,
+        storage_bucket=buckets.storage,
+    )
+
+
 @pytest.fixture
 def make_config(upstream_url: str, forwarder_kind: str) -> Callable[..., Config]:
     """``make_config(**overrides)``: a valid Config at the test's upstream; S3 unreachable."""
@@ -131,14 +169,3 @@ def make_config(upstream_url: str, forwarder_kind: str) -> Callable[..., Config]
         return build_config(tree, **overrides)
 
     return make
-
-
-@pytest.fixture
-async def gateway_server(
-    aiohttp_server: Any, make_config: Callable[..., Config], clock: SettableClock
-) -> AsyncIterator[TestServer]:
-    """The gateway with the default test config, on a real loopback port."""
-    from gateway.app import create_app
-
-    server: TestServer = await aiohttp_server(create_app(make_config(), clock=clock))
-    yield server

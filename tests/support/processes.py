@@ -25,8 +25,9 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
 
-from gateway.app import create_app
 from gateway.appkeys import CONFIG
 from gateway.config import Config
 from gateway.server import runner_options, start_ops_runner, start_runner
@@ -36,6 +37,8 @@ from tests.support.gateway import (
     SESSION_KEY,
     SettableClock,
     config_dict,
+    gateway_app,
+    release_apps,
 )
 from tests.support.upstream import WEBHOOK_SECRET
 
@@ -80,6 +83,7 @@ async def serving(app: web.Application) -> AsyncIterator[Served]:
         if ops_runner is not None:
             await ops_runner.cleanup()
         await runner.cleanup()
+        release_apps()
 
 
 @contextlib.asynccontextmanager
@@ -87,6 +91,68 @@ async def served(app: web.Application) -> AsyncIterator[str]:
     """``serving``'s base URL alone."""
     async with serving(app) as urls:
         yield urls.url
+
+
+class GatewayServer(TestServer):
+    """A gateway app ``serving`` serves as production does, behind aiohttp's test-server
+    interface (``make_url``, ``app``, a ``TestClient`` from ``aiohttp_client(server)``).
+
+    aiohttp's own TestServer would cancel a handler whose client leaves and skip the front
+    (gateway/front.py) and the parser refusals of gateway/server.py: not what users meet."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(app, host="127.0.0.1")
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        if self._root is not None or self.closed:
+            return
+        urls = await self._stack.enter_async_context(serving(self.app))
+        url = URL(urls.url)
+        self.port = url.port
+        self.scheme = url.scheme
+        self._root = url
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:  # pragma: no cover
+        raise NotImplementedError("GatewayServer serves through tests.support.processes.serving")
+
+    @property
+    def started(self) -> bool:
+        return self._root is not None
+
+    async def close(self) -> None:
+        if not self.closed:
+            self._closed = True
+            self._root = None
+            await self._stack.aclose()
+
+
+ServeGateway = Callable[..., Awaitable[GatewayServer]]
+
+
+@pytest.fixture
+async def serve_gateway() -> AsyncIterator[ServeGateway]:
+    """``await serve_gateway(config, clock=...)``: the gateway for ``config`` on a loopback port,
+    served as production serves it (``GatewayServer``), stopped after the test."""
+    servers: list[GatewayServer] = []
+
+    async def serve(config: Config, *, clock: SettableClock | None = None) -> GatewayServer:
+        server = GatewayServer(gateway_app(config, clock=clock))
+        servers.append(server)
+        await server.start_server()
+        return server
+
+    yield serve
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest.fixture
+async def gateway_server(
+    serve_gateway: ServeGateway, make_config: Callable[..., Config], clock: SettableClock
+) -> GatewayServer:
+    """The gateway with the default test config (S3 unreachable), on a loopback port."""
+    return await serve_gateway(make_config(), clock=clock)
 
 
 StartGateway = Callable[..., Awaitable[str]]
@@ -101,7 +167,7 @@ async def start_gateway(
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(**overrides: Any) -> str:
-            app = create_app(make_config(**overrides), clock=clock)
+            app = gateway_app(make_config(**overrides), clock=clock)
             return await stack.enter_async_context(served(app))
 
         yield start

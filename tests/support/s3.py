@@ -12,23 +12,33 @@ no test can find real AWS credentials or reach the instance metadata service.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import select
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
 from botocore.loaders import Loader, create_loader
-from moto.server import ThreadedMotoServer
 from yarl import URL
 
 from gateway.buckets import BucketNames, SetupIncomplete, setup_buckets
-from gateway.storage import Storage
+from gateway.config import S3Config
+from gateway.storage import Storage, open_s3_client
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
 
 __all__ = ["TEST_ORIGINS", "BucketNames", "S3Call", "S3Server"]
 
@@ -83,16 +93,66 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
 
 
+MOTO_START_TIMEOUT = 30.0
+MOTO_STOP_TIMEOUT = 10.0
+# moto's threaded server in a process of its own: it binds a free port on loopback, prints it,
+# and serves until its stdin closes (the fixture closes it; so does the test process's death).
+_MOTO_MAIN = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[S3Server]:
-    """moto's S3 server on 127.0.0.1 (never 0.0.0.0) on a free port, for the whole session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server on 127.0.0.1 (never 0.0.0.0), in a process of its own for the whole
+    session: every test's objects, moto's per-request threads and its thousands of model
+    objects stay out of the test process, whose heap pytest walks once more at the end."""
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _MOTO_MAIN],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+        )
     try:
-        host, port = server.get_host_and_port()
-        yield S3Server("moto", f"http://{host}:{port}", "testing", "testing", verifies=False)
+        port = _read_port(proc, log_path)
+        yield S3Server("moto", f"http://127.0.0.1:{port}", "testing", "testing", verifies=False)
     finally:
-        server.stop()
+        _stop(proc)
+
+
+def _read_port(proc: subprocess.Popen[bytes], log_path: Path) -> int:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], MOTO_START_TIMEOUT)
+    line = proc.stdout.readline() if ready else b""
+    if not line.strip().isdigit():
+        raise RuntimeError(
+            f"moto did not start in {MOTO_START_TIMEOUT}s:\n{log_path.read_text(errors='replace')}"
+        )
+    return int(line)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Close its stdin (moto stops), then SIGKILL by pid if it lingers."""
+    assert proc.stdin is not None and proc.stdout is not None
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.close()
+    deadline = time.monotonic() + MOTO_STOP_TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=MOTO_STOP_TIMEOUT)
+    proc.stdout.close()
 
 
 @pytest.fixture(params=S3_SERVERS, ids=str)
@@ -117,17 +177,30 @@ def s3_endpoint(s3_target: S3Server) -> str:
     return s3_target.endpoint
 
 
-@pytest.fixture(scope="session")
-def botocore_loader() -> Loader:
-    """botocore's parsed service models, shared: each new session would parse them again."""
+@functools.cache
+def shared_loader() -> Loader:
+    """botocore's parsed service models, one for the whole run: each new session would parse
+    them again (about 100 ms and several MiB per client)."""
     return create_loader()
 
 
-@pytest.fixture
-async def s3_client(s3_target: S3Server, botocore_loader: Loader) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client to the test's server: its credentials, path style, no retries."""
+def s3_session() -> AioSession:
+    """A new aiobotocore session over the run's one ``shared_loader``."""
     session = get_session()
-    session.register_component("data_loader", botocore_loader)
+    session.register_component("data_loader", shared_loader())
+    return session
+
+
+def open_gateway_s3_client(s3: S3Config) -> contextlib.AbstractAsyncContextManager[S3Client]:
+    """``create_app``'s S3 client in tests (``s3_client=``): production's ``open_s3_client``,
+    from a session over the shared botocore model."""
+    return open_s3_client(s3, session=s3_session())
+
+
+@pytest.fixture
+async def s3_client(s3_target: S3Server) -> AsyncIterator[Any]:
+    """An aiobotocore S3 client to the test's server: its credentials, path style, no retries."""
+    session = s3_session()
     config = AioConfig(
         retries={"max_attempts": 1, "mode": "standard"},
         s3={"addressing_style": "path"},
