@@ -243,7 +243,9 @@ class Bucket:
 
     async def keys(self, bucket: str) -> list[str]:
         answer = await self.client.list_objects_v2(Bucket=bucket)
-        return [item["Key"] for item in answer.get("Contents", [])]
+        # Not the gateway's own records (owner records, leases: gateway/completion/sweep.py).
+        keys = [item["Key"] for item in answer.get("Contents", [])]
+        return [key for key in keys if not key.startswith(".gateway/")]
 
     async def sha256(self, bucket: str, key: str) -> str:
         digest = hashlib.sha256()

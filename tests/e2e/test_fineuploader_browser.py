@@ -278,7 +278,7 @@ async def test_small_file_with_signature_v2(
 
 
 @pytest.fixture
-async def serve_gateway(
+async def sweeping_gateway(
     upstream: TestServer,
     s3_server: S3Server,
     s3_client: Any,
@@ -343,7 +343,7 @@ async def upload_then_close_before_success(
 
 async def test_a_page_closed_before_its_success_call_is_stored_and_announced_once_by_the_sweep(
     browser: BrowserThread,
-    serve_gateway: Stack,
+    sweeping_gateway: Stack,
     s3_client: Any,
     tmp_path: Path,
 ) -> None:
@@ -352,7 +352,7 @@ async def test_a_page_closed_before_its_success_call_is_stored_and_announced_onc
     the file once and announces it once, with the id a client's completion would have had,
     the trigger "sweep" and the name Fine Uploader left on the object; nothing is left in the
     uploads bucket, and no second message follows."""
-    stack = serve_gateway
+    stack = sweeping_gateway
     path, sha256 = jpeg_file(tmp_path, "closed tab.jpg", 300 * 1024)
     result = await upload_then_close_before_success(browser, stack, path)
     assert "closed+tab.jpg" in result["form"] or "closed%20tab.jpg" in result["form"]

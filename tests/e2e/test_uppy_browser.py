@@ -129,8 +129,10 @@ async def test_stock_uppy_uploads_small_and_multipart_files(
         # Fine Uploader's completions carry exactly these fields (docs/webhooks.md, "The message"),
         # and the key it was uploaded under, which the gateway's delete path names.
         assert set(message) == {
-            "event", "id", "route", "user", "filename", "params", "object", "upload_key"
+            "event", "id", "route", "user", "filename", "params", "object", "upload_key",
+            "trigger",
         }  # fmt: skip
+        assert message["trigger"] == "client"
         assert message["upload_key"].endswith(".png" if name.endswith(".png") else ".bin")
         assert set(message["object"]) == {"bucket", "key", "size", "etag", "content_type"}
         assert message["event"] == "upload.completed"

@@ -149,6 +149,7 @@ def forwarder_kind() -> str:
 FORWARDERS = ("fast", "standard")
 
 
+@pytest.fixture
 def s3_tree(upstream_url: str, s3_endpoint: str, buckets: BucketNames) -> dict[str, Any]:
     """``config_dict`` at the test's upstream, its S3 server (moto, or each of ``s3_server``'s)
     and its fresh buckets, with the Fine Uploader route: the test's own copy, to change."""
