@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ OWNER_PURPOSE = "upload-gateway/owner-record/v1"
 OWNERS_PREFIX = RESERVED_PREFIX + "owners/"
 # Users whose records this process knows are written: about 100 bytes each.
 _NOTED_CACHE = 65536
+# After a failed write, how long no signature waits on another: signing needs no S3, so an S3
+# that is down or unreachable must not make every signature wait for its timeout.
+FAILURE_QUIET = 10.0
 
 
 class RecordStorage(Protocol):
@@ -80,6 +84,7 @@ class OwnerBook:
         # makes still proves its user by one of them.
         self._hash_keys = [keys.user_hash_key(k) for k in session_keys]
         self._noted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._quiet_until = 0.0
 
     @staticmethod
     def record_key(user_hash: str, route: str) -> str:
@@ -114,9 +119,10 @@ class OwnerBook:
     async def note(self, storage: RecordStorage, identity: Identity, route: str) -> None:
         """Make sure this user's record for ``route`` exists: at most one S3 request per user
         and route per process. A failure is logged, not raised: the upload itself goes on, and
-        the next signing tries again (until then the sweep cannot name this user's uploads)."""
+        the next signing tries again, once ``FAILURE_QUIET`` seconds have passed since the last
+        failure of any (until then the sweep cannot name this user's uploads)."""
         noted = (identity.user_hash, route)
-        if noted in self._noted:
+        if noted in self._noted or time.monotonic() < self._quiet_until:
             return
         try:
             await storage.put_record(
@@ -127,6 +133,7 @@ class OwnerBook:
         except RecordConflict:
             pass  # written before, by this or another instance
         except StorageUnavailable as exc:
+            self._quiet_until = time.monotonic() + FAILURE_QUIET
             log.warning("owner_record_failed", extra={"route": route, "reason": exc.reason})
             return
         self._noted[noted] = None
