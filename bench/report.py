@@ -210,11 +210,15 @@ def _completion_section(comp: dict[str, Any]) -> list[str]:
     lines = ["## Completion: the client's fast path (moto's S3 server)", ""]
     provenance = comp.get("run")
     if provenance:
+        probe = provenance["speed_probe_ms"]
+        load = ", ".join(f"{x:g}" for x in provenance["load_average_at_end"])
         lines += [
             f"From its own run, `{provenance['command']}` on {provenance['generated']} "
-            f"(gateway source: commit `{provenance['source']['commit']}`; speed probe "
-            f"{provenance['speed_probe_ms']['start']:g} ms at the start), not the run named at "
-            "the top, which the other sections come from.",
+            f"(gateway source: commit `{provenance['source']['commit']}`), not the run named at "
+            "the top, which the other sections come from. Other work shared the machine "
+            f"(speed probe {probe['start']:g} ms at the start, {probe['end']:g} at the end; load "
+            f"average [{load}] at the end): the S3 counts are exact, the rates and latencies "
+            "hold for this run only.",
             "",
         ]
     per_upload = comp.get("s3_per_upload")
