@@ -167,7 +167,7 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
 
 
-async def _read_tap(session: aiohttp.ClientSession, tap: str) -> Tally:
+async def read_tap(session: aiohttp.ClientSession, tap: str) -> Tally:
     """The tap's counts since its last reset, and a reset: the next phase starts from zero."""
     async with session.get(f"{tap}/__tap") as answer:
         tally = await answer.json()
@@ -204,7 +204,7 @@ async def _batch(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return Batch(len(latencies), failures, elapsed, latencies, await _read_tap(session, tap))
+    return Batch(len(latencies), failures, elapsed, latencies, await read_tap(session, tap))
 
 
 def _refused(what: str, status: int, answer: object) -> bool:
@@ -275,7 +275,7 @@ async def _round(
     keys = [[f"{u.key_prefix}{uuid.uuid4()}.jpg" for _ in range(per_user)] for u in users]
     later = [(u, ks[i]) for i in range(1, per_user) for u, ks in zip(users, keys, strict=True)]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        await _read_tap(session, tap)  # start from zero
+        await read_tap(session, tap)  # start from zero
         # Every user's first upload signs before any later one, as a page's first file does: a
         # user's signatures racing before the first one's owner record is written would each
         # write it (If-None-Match; the losers get a 412), which is not what is measured here.
@@ -288,7 +288,7 @@ async def _round(
         rest = await _batch(session, tap, [_signer(gateway, u, k) for u, k in later], concurrency)
         flat = [(u, k) for u, ks in zip(users, keys, strict=True) for k in ks]
         etags = await asyncio.to_thread(put_uploads, s3_direct, [k for _, k in flat])
-        await _read_tap(session, tap)  # the puts went straight to moto; nothing to count
+        await read_tap(session, tap)  # the puts went straight to moto; nothing to count
         done = await _batch(
             session,
             tap,
