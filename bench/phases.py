@@ -129,18 +129,23 @@ def run_completion(env: Env, settings: Settings) -> dict[str, Any]:
     """Rounds of fresh users' uploads, each signed, put and completed (bench/completions.py);
     the S3 calls of users' first signatures, later signatures and completions summed apart."""
     gateway = stream_gateway(env)
-    common = {
-        "gateway": gateway.url,
-        "s3_direct": env.servers["moto"].url,
-        "tap": env.servers["s3tap"].url,
-        "concurrency": settings.completion_concurrency,
-    }
+
+    def one_round(users: list[gw.Login], per_user: int) -> completions.CompletionRun:
+        return completions.run(
+            gateway=gateway.url,
+            users=users,
+            per_user=per_user,
+            s3_direct=env.servers["moto"].url,
+            tap=env.servers["s3tap"].url,
+            concurrency=settings.completion_concurrency,
+        )
+
     # A short untimed round warms the gateway's S3 client and the upstream pool.
-    completions.run(users=_users(gateway.url, "warm", 8), per_user=1, **common)
+    one_round(_users(gateway.url, "warm", 8), 1)
     runs: list[completions.CompletionRun] = []
     for round_no in range(1, settings.rounds + 1):
         users = _users(gateway.url, f"r{round_no}", settings.completion_users)
-        done = completions.run(users=users, per_user=settings.completion_per_user, **common)
+        done = one_round(users, settings.completion_per_user)
         runs.append(done)
         log(
             f"round {round_no} completion: {done.per_second:.1f}/s, p50 {done.p50_ms:.1f} ms, "
