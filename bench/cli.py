@@ -4,6 +4,8 @@ stop everything, and write results.json, results.md and the plot.
 ``--quick`` is a smoke run (short runs, 64 MiB bodies) whose results go to bench/out/ so they
 never replace a full run's. ``--profile`` instead samples the gateway with py-spy under the
 passthrough, signing and streaming loads and writes the summaries to bench/out/.
+``--only completion --merge`` reruns the completion case alone and replaces its section of
+bench/results.json and results.md, which then say which run it comes from.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["load", "streaming", "completion", "inprocess"],
         help="run only these parts (repeatable); results to bench/out/",
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only completion: replace the completion section of bench/results.json "
+        "and results.md (or --out's), keeping every other section of the full run",
+    )
     parser.add_argument("--duration", type=float, help="seconds per load run")
     parser.add_argument("--rounds", type=int, help="alternating runs of each case (>= 3)")
     parser.add_argument("--out", type=Path, help="where results.md/json go")
@@ -63,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: --rounds must be at least 3", file=sys.stderr)
         return 2
     parts = set(args.only or ["load", "streaming", "completion", "inprocess"])
-    partial = bool(args.only) or settings.quick
+    if args.merge and (parts != {"completion"} or settings.quick or args.profile):
+        print("bench: --merge goes with --only completion alone, not --quick", file=sys.stderr)
+        return 2
+    partial = (bool(args.only) or settings.quick) and not args.merge
     out_dir = args.out or (OUT_DIR if partial else BENCH_DIR)
     plot_path = (out_dir / "bench.png") if (partial or args.out) else ROOT / "docs" / "bench.png"
     generator_name = load.generator()
@@ -105,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             costs = {k: round(report.median(v), 1) for k, v in inproc.items()}
             log(f"in-process µs per call: {costs}")
+    if args.merge and completion is not None:
+        results.merge_completion(out_dir, completion, settings, probe_at_start)
+        log(f"done in {time.monotonic() - started:.0f} s: completion in {out_dir / 'results.md'}")
+        return 0
     written = results.write_results(
         out_dir,
         plot_path,

@@ -20,9 +20,16 @@ PART_SHA256 = hashlib.sha256(b"bench part").hexdigest()
 
 
 def policy_v4(
-    *, key_prefix: str, bucket: str, access_key_id: str, region: str, now: datetime
+    *,
+    key_prefix: str,
+    bucket: str,
+    access_key_id: str,
+    region: str,
+    now: datetime,
+    key: str | None = None,
 ) -> dict[str, object]:
-    """A v4 POST policy of a 1 MB JPEG, as Fine Uploader builds it (fixed condition order)."""
+    """A v4 POST policy of a 1 MB JPEG, as Fine Uploader builds it (fixed condition order);
+    for ``key``, else a fresh one under ``key_prefix``."""
     stamp = amz_date(now)
     return {
         "expiration": format_expiration(now + timedelta(minutes=5)),
@@ -32,7 +39,7 @@ def policy_v4(
             {"Content-Type": "image/jpeg"},
             {"success_action_status": "200"},
             {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
-            {"key": f"{key_prefix}{uuid.uuid4()}.jpg"},
+            {"key": key or f"{key_prefix}{uuid.uuid4()}.jpg"},
             {"x-amz-credential": f"{access_key_id}/{stamp[:8]}/{region}/s3/aws4_request"},
             {"x-amz-date": stamp},
             {"x-amz-meta-qqfilename": "photo.jpg"},

@@ -97,47 +97,93 @@ def run_streaming(env: Env, settings: Settings) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- completion
 
 
+def _users(url: str, tag: str, count: int) -> list[gw.Login]:
+    return [gw.login(url, f"bench-{tag}-u{i}") for i in range(count)]
+
+
+def _per(count: int, of: int) -> float:
+    return round(count / of, 3) if of else 0.0
+
+
+def _by_call(calls: dict[str, int], seconds: dict[str, float], of: int) -> dict[str, Any]:
+    return {
+        op: {
+            "per_upload": _per(calls[op], of),
+            "mean_ms": round(seconds.get(op, 0.0) / calls[op] * 1000, 3),
+        }
+        for op in sorted(calls)
+    }
+
+
+def _sum(tallies: list[completions.Tally]) -> completions.Tally:
+    total = completions.Tally()
+    for tally in tallies:
+        for op, n in tally.calls.items():
+            total.calls[op] = total.calls.get(op, 0) + n
+        for op, sec in tally.seconds.items():
+            total.seconds[op] = total.seconds.get(op, 0.0) + sec
+    return total
+
+
 def run_completion(env: Env, settings: Settings) -> dict[str, Any]:
+    """Rounds of fresh users' uploads, each signed, put and completed (bench/completions.py);
+    the S3 calls of users' first signatures, later signatures and completions summed apart."""
     gateway = stream_gateway(env)
-    login = gw.login(gateway.url)
-    runs: list[completions.CompletionRun] = []
-    # A short untimed batch warms the gateway's S3 client and the upstream pool.
-    completions.run(
-        gateway=gateway.url,
-        login=login,
-        s3_direct=env.servers["moto"].url,
-        tap=env.servers["s3tap"].url,
-        count=8,
-        concurrency=settings.completion_concurrency,
-    )
-    for round_no in range(1, settings.rounds + 1):
-        done = completions.run(
+
+    def one_round(users: list[gw.Login], per_user: int) -> completions.CompletionRun:
+        return completions.run(
             gateway=gateway.url,
-            login=login,
+            users=users,
+            per_user=per_user,
             s3_direct=env.servers["moto"].url,
             tap=env.servers["s3tap"].url,
-            count=settings.completion_count,
             concurrency=settings.completion_concurrency,
         )
+
+    # A short untimed round warms the gateway's S3 client and the upstream pool.
+    one_round(_users(gateway.url, "warm", 8), 1)
+    runs: list[completions.CompletionRun] = []
+    for round_no in range(1, settings.rounds + 1):
+        users = _users(gateway.url, f"r{round_no}", settings.completion_users)
+        done = one_round(users, settings.completion_per_user)
         runs.append(done)
         log(
             f"round {round_no} completion: {done.per_second:.1f}/s, p50 {done.p50_ms:.1f} ms, "
-            f"{sum(done.s3_calls.values()) / max(1, done.completions):.2f} S3 calls each, "
-            f"{done.failures} failed"
+            f"{done.complete.s3.total / max(1, done.completions):.2f} S3 calls each; signing "
+            f"{done.signing_per_second:.0f}/s, S3 calls {done.sign_first.s3.total} for "
+            f"{done.sign_first.done} first, {done.sign_later.s3.total} for "
+            f"{done.sign_later.done} later; {done.failures} failed"
         )
+    return summarize(runs, settings)
+
+
+def summarize(runs: list[completions.CompletionRun], settings: Settings) -> dict[str, Any]:
+    """The completion case's section of results.json: counts summed over the rounds, rates
+    and latencies as medians of the rounds'."""
     total = sum(r.completions for r in runs)
-    calls: dict[str, int] = {}
-    seconds: dict[str, float] = {}
-    for r in runs:
-        for op, n in r.s3_calls.items():
-            calls[op] = calls.get(op, 0) + n
-        for op, s in r.s3_seconds.items():
-            seconds[op] = seconds.get(op, 0.0) + s
+    firsts = sum(r.sign_first.done for r in runs)
+    laters = sum(r.sign_later.done for r in runs)
+    signed = firsts + laters
+    complete = _sum([r.complete.s3 for r in runs])
+    sign_first = _sum([r.sign_first.s3 for r in runs])
+    sign_later = _sum([r.sign_later.s3 for r in runs])
+    signing = _sum([sign_first, sign_later])
     per_second = [r.per_second for r in runs]
+    signing_rate = [r.signing_per_second for r in runs]
     mean_ms = sum(r.mean_ms * r.completions for r in runs) / max(1, total)
-    s3_ms = sum(seconds.values()) / max(1, total) * 1000
+    s3_ms = sum(complete.seconds.values()) / max(1, total) * 1000
+    at_completion = _per(complete.total, total)
+    first_at_signing = _per(sign_first.total, firsts)
+    later_at_signing = _per(sign_later.total, laters)
+
+    def mean_latency(batches: list[completions.Batch]) -> float:
+        values = [v for b in batches for v in b.latencies_ms]
+        return round(sum(values) / len(values), 2) if values else 0.0
+
     return {
-        "objects": settings.completion_count,
+        "users_per_round": settings.completion_users,
+        "uploads_per_user": settings.completion_per_user,
+        "objects": settings.completion_users * settings.completion_per_user,
         "concurrency": settings.completion_concurrency,
         "per_second_median": round(report.median(per_second), 2),
         "per_second_min": round(min(per_second), 2),
@@ -146,20 +192,43 @@ def run_completion(env: Env, settings: Settings) -> dict[str, Any]:
         "p99_ms": round(report.median([r.p99_ms for r in runs]), 2),
         "mean_ms": round(mean_ms, 2),
         "failures": sum(r.failures for r in runs),
-        "s3_calls_per_completion": round(sum(calls.values()) / max(1, total), 3),
+        "s3_calls_per_completion": at_completion,
         "s3_ms_per_completion": round(s3_ms, 2),
         "s3_share_of_latency": round(s3_ms / mean_ms, 3) if mean_ms else 0.0,
         "s3_by_call": {
-            op: {
-                "per_completion": round(calls[op] / max(1, total), 3),
-                "mean_ms": round(seconds.get(op, 0.0) / calls[op] * 1000, 3),
-            }
-            for op in sorted(calls)
+            op: {"per_completion": row["per_upload"], "mean_ms": row["mean_ms"]}
+            for op, row in _by_call(complete.calls, complete.seconds, total).items()
+        },
+        # Issue 16: what the client's fast path costs in S3 requests, per upload.
+        "s3_per_upload": {
+            "signing_first_of_user": first_at_signing,
+            "signing_later": later_at_signing,
+            "signing_mean": _per(signing.total, signed),
+            "completion": at_completion,
+            "total_first_of_user": round(first_at_signing + at_completion, 3),
+            "total_later": round(later_at_signing + at_completion, 3),
+            "total_mean": round(_per(signing.total, signed) + at_completion, 3),
+        },
+        "signing": {
+            "signatures": signed,
+            "first_of_user": firsts,
+            "later": laters,
+            "per_second_median": round(report.median(signing_rate), 1),
+            "per_second_min": round(min(signing_rate), 1),
+            "per_second_max": round(max(signing_rate), 1),
+            "first_mean_ms": mean_latency([r.sign_first for r in runs]),
+            "later_mean_ms": mean_latency([r.sign_later for r in runs]),
+            "s3_by_call_first": _by_call(sign_first.calls, sign_first.seconds, firsts),
+            "s3_by_call_later": _by_call(sign_later.calls, sign_later.seconds, laters),
         },
         "runs": [
             {
                 "per_second": round(r.per_second, 2),
                 "p50_ms": round(r.p50_ms, 2),
+                "signing_per_second": round(r.signing_per_second, 1),
+                "s3_signing_first": r.sign_first.s3.total,
+                "s3_signing_later": r.sign_later.s3.total,
+                "s3_completion": r.complete.s3.total,
                 "failures": r.failures,
             }
             for r in runs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -269,7 +270,8 @@ def write_results(
             "warmup_s": settings.warmup,
             "wrk_threads": WRK_THREADS,
             "stream_size_mib": settings.stream_size // procs.MIB,
-            "completion_objects": settings.completion_count,
+            "completion_users": settings.completion_users,
+            "completion_uploads_per_user": settings.completion_per_user,
             "completion_concurrency": settings.completion_concurrency,
         },
         "notes": notes,
@@ -301,4 +303,31 @@ def write_results(
         (OUT_DIR / "readme-tables.md").write_text(report.readme_tables(results))
     if results["cases"] and not report.plot(results, plot_path):
         notes.append("matplotlib is not installed: no plot was drawn.")
+    return results
+
+
+def merge_completion(
+    out_dir: Path, completion: dict[str, Any], settings: Settings, probe_at_start: float
+) -> dict[str, Any]:
+    """Replace the completion section of ``out_dir``'s results.json (a full run's) with this
+    run's, saying in it which run it comes from, and rewrite results.md from the whole: every
+    other section stays as its own run wrote it."""
+    path = out_dir / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text())
+    completion["run"] = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "bench/run.sh --only completion --merge",
+        "rounds": settings.rounds,
+        "source": source(),
+        "speed_probe_ms": {"start": probe_at_start, "end": speed_probe()},
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    results["completion"] = completion
+    # The completion case's own settings; the others' are the full run's.
+    results["settings"].pop("completion_objects", None)
+    results["settings"]["completion_users"] = settings.completion_users
+    results["settings"]["completion_uploads_per_user"] = settings.completion_per_user
+    results["settings"]["completion_concurrency"] = settings.completion_concurrency
+    report.write_json(path, results)
+    (out_dir / "results.md").write_text(report.markdown(results))
     return results

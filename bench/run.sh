@@ -6,6 +6,7 @@
 #   Python: the package with moto's server, plus boto3, matplotlib and py-spy;
 #   npm: @uppy/companion into bench/node_modules (bench/package-lock.json).
 # Usage: bench/run.sh [--quick] [--profile [--native]] [--only load|streaming|completion|inprocess]
+#        bench/run.sh --only completion --merge  (that case alone, into bench/results.*)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

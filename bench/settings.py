@@ -24,7 +24,8 @@ class Settings:
     rounds: int
     warmup: float
     stream_size: int
-    completion_count: int
+    completion_users: int  # fresh ones each round: their first upload writes the owner record
+    completion_per_user: int
     completion_concurrency: int
     inprocess_seconds: float
     connections: tuple[int, ...] = (64, 512)
@@ -39,7 +40,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
             rounds=args.rounds or 3,
             warmup=1.0,
             stream_size=64 * procs.MIB,
-            completion_count=30,
+            completion_users=8,
+            completion_per_user=4,
             completion_concurrency=8,
             inprocess_seconds=0.1,
         )
@@ -49,7 +51,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
         rounds=args.rounds or 5,
         warmup=1.0,
         stream_size=GIB,
-        completion_count=300,
+        completion_users=8,
+        completion_per_user=40,
         completion_concurrency=8,
         inprocess_seconds=0.5,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ ONE_KIB = b"x" * 1024
 SIXTY_FOUR_KIB = b"y" * (64 * 1024)
 _CHUNK = b"z" * (256 * 1024)
 LOGIN_USER = "bench"
+# ``/login?user=NAME`` logs in another user: the completion case needs several.
+_USER = re.compile(r"[a-z0-9-]{1,64}")
 
 
 async def one_kib(request: web.Request) -> web.Response:
@@ -27,8 +30,12 @@ async def sixty_four_kib(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    """Logs the caller in for the gateway, as an app does with ``X-Upload-User``."""
-    return web.Response(text="logged in\n", headers={"X-Upload-User": LOGIN_USER})
+    """Logs the caller in for the gateway, as an app does with ``X-Upload-User``: as ``bench``,
+    or as the ``user`` the query names."""
+    user = request.query.get("user", LOGIN_USER)
+    if not _USER.fullmatch(user):
+        raise web.HTTPBadRequest(text="user: a-z, 0-9 and -, at most 64\n")
+    return web.Response(text="logged in\n", headers={"X-Upload-User": user})
 
 
 async def sink(request: web.Request) -> web.Response:
