@@ -678,3 +678,52 @@ async def test_the_fast_path_costs_one_s3_request_more_per_user_for_the_owner_re
         "bob first.jpg": (1, 1, 6),
     }
     assert len(recorded.completions) == 3
+
+
+async def test_a_new_users_concurrent_signatures_write_one_owner_record(
+    http: aiohttp.ClientSession,
+    gateways: Gateways,
+    s3_proxy: FaultProxy,
+    app_proxy: FaultProxy,
+    s3_endpoint: str,
+    s3_client: Any,
+    buckets: BucketNames,
+    figures: Figures,
+) -> None:
+    """A new user's page signs three files at once (Fine Uploader's default): the owner record
+    is written by one PUT, counted at the S3 proxy of a real ``serve`` process, while S3 takes
+    its time over it (delayed 0.5 s), and every signature is answered."""
+    tree = gateway_tree(app_proxy, s3_proxy, buckets, s3_endpoint)
+    tree["completion"] = {"interval": 3600}
+    gateway = await gateways.start(tree)
+    owners = Match("PUT", path_prefix=f"/{buckets.storage}/.gateway/owners/")
+    s3_proxy.inject(owners, Fault("delay", seconds=0.5))
+    client = Client(http, gateway.url, figures)
+    http.cookie_jar.clear()
+    await client.login("carol")
+
+    def policy(name: str) -> dict[str, Any]:
+        return {
+            "expiration": "2099-01-01T00:00:00.000Z",
+            "conditions": [
+                {"acl": "private"},
+                {"bucket": buckets.uploads},
+                {"Content-Type": "image/jpeg"},
+                {"success_action_status": "200"},
+                {"key": f"{client.prefix}{name}"},
+                ["content-length-range", "0", str(len(JPEG))],
+            ],
+        }
+
+    before = len(s3_proxy.seen)
+    answers = await asyncio.gather(
+        *(
+            client.call(
+                "POST", f"{P}/signature", json=policy(f"{n}.jpg"), headers={"Origin": gateway.url}
+            )
+            for n in range(3)
+        )
+    )
+    assert [a.status for a in answers] == [200, 200, 200], answers
+    written = [seen for seen in s3_proxy.seen[before:] if seen.matches(owners)]
+    assert len(written) == 1, written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.completion import owners
@@ -54,4 +56,48 @@ async def test_a_failed_owner_write_quiets_the_next_ones(monkeypatch: pytest.Mon
     clock[0] += owners.FAILURE_QUIET + 0.1
     await book.note(storage, user("bob"), "photos")
     await book.note(storage, user("carol"), "photos")
+    assert storage.puts == 2
+
+
+class SlowStorage:
+    """The record calls of ``Storage`` against an S3 whose PUT answers only when released,
+    counting the PUTs."""
+
+    storage_bucket = "st"
+
+    def __init__(self) -> None:
+        self.puts = 0
+        self.release = asyncio.Event()
+
+    async def get_record(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        return None
+
+    async def put_record(
+        self, bucket: str, key: str, data: bytes, *, if_match: str | None = None
+    ) -> str:
+        self.puts += 1
+        await self.release.wait()
+        return '"etag"'
+
+    async def list_keys(self, bucket: str, prefix: str, limit: int = 100) -> list[str]:
+        return []
+
+
+async def test_concurrent_first_signatures_of_a_user_write_the_record_once() -> None:
+    """A new user's page signs several files at once (Fine Uploader: three by default): the
+    signatures that come while the record's PUT is under way wait on that one PUT instead of
+    sending their own, and the first waiter going away does not cancel it for the others."""
+    book = OwnerBook([SESSION_KEY])
+    storage = SlowStorage()
+    alice = user("alice")
+    first = asyncio.create_task(book.note(storage, alice, "photos"))
+    others = [asyncio.create_task(book.note(storage, alice, "photos")) for _ in range(4)]
+    await asyncio.sleep(0)
+    first.cancel()  # the first signature's client went away mid-write
+    storage.release.set()
+    await asyncio.gather(*others)
+    assert storage.puts == 1
+    await book.note(storage, alice, "photos")
+    assert storage.puts == 1  # remembered once written
+    await book.note(storage, user("bob"), "photos")
     assert storage.puts == 2

@@ -6,8 +6,9 @@ at ``.gateway/owners/<user hash>/<route>``, the first time a process signs or gr
 for that user on that route. The record holds the user id encrypted and authenticated (Fernet
 under a key derived from ``session.keys`` for this purpose alone): the id is personal data, and
 the storage bucket is read by the app's own tools. It is written If-None-Match ``*``, so
-concurrent instances never fight, and remembered in memory, so a user's uploads after the first
-cost no S3 request at all (Fine Uploader signs every chunk: never one request per signature).
+concurrent instances never fight, once per process even when a user's first signatures come
+together, and remembered in memory, so a user's uploads after the first cost no S3 request at
+all (Fine Uploader signs every chunk: never one request per signature).
 
 The storage bucket, not the uploads bucket: the uploads bucket's lifecycle rule expires every
 object, and a user's record must outlive any one upload. ``.gateway/`` is outside every storage
@@ -24,6 +25,7 @@ the lifecycle rule and counted, never guessed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -84,6 +86,9 @@ class OwnerBook:
         # makes still proves its user by one of them.
         self._hash_keys = [keys.user_hash_key(k) for k in session_keys]
         self._noted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Writes under way: a new user's page signs several files (and chunks) at once, and each
+        # signature of theirs must wait on the one PUT, not send its own.
+        self._writing: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._quiet_until = 0.0
 
     @staticmethod
@@ -118,12 +123,28 @@ class OwnerBook:
 
     async def note(self, storage: RecordStorage, identity: Identity, route: str) -> None:
         """Make sure this user's record for ``route`` exists: at most one S3 request per user
-        and route per process. A failure is logged, not raised: the upload itself goes on, and
-        the next signing tries again, once ``FAILURE_QUIET`` seconds have passed since the last
-        failure of any (until then the sweep cannot name this user's uploads)."""
+        and route per process, however many signatures ask at once. A failure is logged, not
+        raised: the upload itself goes on, and the next signing tries again, once
+        ``FAILURE_QUIET`` seconds have passed since the last failure of any (until then the
+        sweep cannot name this user's uploads)."""
         noted = (identity.user_hash, route)
         if noted in self._noted or time.monotonic() < self._quiet_until:
             return
+        writing = self._writing.get(noted)
+        if writing is None:
+            writing = asyncio.ensure_future(self._write(storage, identity, route))
+            self._writing[noted] = writing
+            writing.add_done_callback(lambda done: self._written(noted, done))
+        # Shielded: a client that goes away must not cancel the write others are waiting on.
+        await asyncio.shield(writing)
+
+    def _written(self, noted: tuple[str, str], done: asyncio.Future[None]) -> None:
+        self._writing.pop(noted, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here when every waiter went away before the end
+
+    async def _write(self, storage: RecordStorage, identity: Identity, route: str) -> None:
+        noted = (identity.user_hash, route)
         try:
             await storage.put_record(
                 storage.storage_bucket,
