@@ -180,10 +180,12 @@ def _only(key: Key) -> str:
     return " or ".join(f"`{mark}`" for mark in key.only) + " only." if key.only else ""
 
 
-def _row(key: Key) -> str:
+def _row(key: Key, said: tuple[str, ...] = ()) -> str:
+    """A key's row; its note of the variants that take it, unless its section ``said`` it."""
     name = key.path.rsplit(".", 1)[-1]
     prop = _property(key.model, name)
-    meaning = " ".join(filter(None, [_only(key), key.field.description]))
+    only = _only(key) if key.only != said else ""
+    meaning = " ".join(filter(None, [only, key.field.description]))
     return (
         f"| `{key.path}` | {_cell(_type_text(prop, key.field))} | {_default(key)} "
         f"| {_cell(meaning)} |"
@@ -246,7 +248,7 @@ def markdown() -> str:
             and k.path.startswith(key.path)
             and k.section is None
         ]
-        parts += ["", _heading(key), "", _table([_row(k) for k in inside])]
+        parts += ["", _heading(key), "", _table([_row(k, key.only) for k in inside])]
     return "\n".join(parts) + "\n"
 
 
