@@ -97,6 +97,30 @@ def test_example_config_exits_0() -> None:
             id="duplicate-route-path",
         ),
         pytest.param(
+            VALID.replace("max_size: 20MiB,", "max_size: 20MiB, part_size: 16MiB,"),
+            ENV,
+            "routes[0].part_size: is for api routes only; this one's protocol is fineuploader",
+            id="api-key-on-a-fineuploader-route",
+        ),
+        pytest.param(
+            VALID.replace("protocol: fineuploader, ", ""),
+            ENV,
+            "routes[0].protocol: is required, one of 'fineuploader', 'uppy' or 'api'",
+            id="protocol-missing",
+        ),
+        pytest.param(
+            VALID.replace("protocol: api,", "protocol: [api],"),
+            ENV,
+            "routes[1].protocol: a list should be 'fineuploader', 'uppy' or 'api'",
+            id="protocol-a-list",
+        ),
+        pytest.param(
+            VALID.replace("  - {name: api,", "  - null\n  - {name: api,"),
+            ENV,
+            "routes[1]: null should be a mapping",
+            id="route-null",
+        ),
+        pytest.param(
             VALID,
             {**ENV, "GATEWAY_SESSION_KEY": "wrong-session-key-0123456789"},
             "session.keys[0]: the secret (28 characters) is not a Fernet key: 32 url-safe base64 "

@@ -7,22 +7,26 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 from cryptography.fernet import Fernet
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gateway.config import (
+    ApiRouteConfig,
     Config,
     ConfigError,
+    FineUploaderRouteConfig,
     RouteConfig,
+    UppyRouteConfig,
     interpolate,
     load,
     parse,
     parse_size,
 )
+from gateway.config.errors import problems_from
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
 SESSION_KEY = Fernet.generate_key().decode()
@@ -401,7 +405,7 @@ RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
     (
         "endpoints on an api route",
         (("routes.1.endpoints", {"signature": "/s3/sign"}),),
-        "routes[1].endpoints: a mapping is for fineuploader routes only",
+        "routes[1].endpoints: is for fineuploader routes only; this one's protocol is api",
     ),
     (
         "endpoint under its own route's path",
@@ -557,6 +561,256 @@ def test_content_types_are_lower_cased() -> None:
     """Media types compare case-insensitively, so the config stores them lower-cased."""
     config = valid(tree_with(("routes.0.content_types", ["Image/PNG", "*/*"])))
     assert config.routes[0].content_types == ["image/png", "*/*"]
+
+
+# ----------------------------------------------------------------------------- route protocols
+
+PROTOCOLS = "'fineuploader', 'uppy' or 'api'"
+UPPY_ROUTE = {
+    "name": "docs",
+    "protocol": "uppy",
+    "path": "/uploads/docs",
+    "max_size": "1MiB",
+    "forward": "/internal/docs",
+}
+
+
+def test_each_route_is_read_as_its_protocols_model() -> None:
+    """A route becomes the model its protocol names, each a RouteConfig: only the api route has
+    part_size and multipart_threshold, only the fineuploader route endpoints."""
+    tree = tree_with(("routes.0.endpoints", {"signature": "/s3/sign"}))
+    tree["routes"].append(UPPY_ROUTE)
+    routes = valid(tree).routes
+    assert [type(r) for r in routes] == [FineUploaderRouteConfig, ApiRouteConfig, UppyRouteConfig]
+    assert all(isinstance(r, RouteConfig) for r in routes)
+    assert isinstance(routes[1], ApiRouteConfig)
+    assert (routes[1].multipart_threshold, routes[1].part_size) == (64 * 1024**2, 8 * 1024**2)
+    for route in (routes[0], routes[2]):
+        assert not hasattr(route, "part_size") and not hasattr(route, "multipart_threshold")
+    assert not hasattr(routes[1], "endpoints") and not hasattr(routes[2], "endpoints")
+    assert routes[0].explicit_endpoints == {"signature": "/s3/sign"}
+    assert routes[1].explicit_endpoints == {} == routes[2].explicit_endpoints
+
+
+def test_every_protocol_has_a_model_and_an_adapter() -> None:
+    """The protocols the config accepts, the models it reads them as, and the adapters that
+    serve them are the same list: a protocol added to one and not the others fails here."""
+    from gateway.config.variants import variants
+    from gateway.protocols import ADAPTERS
+
+    models = variants(Config.model_fields["routes"].annotation)
+    assert models == ROUTE_MODELS
+    assert list(models) == list(ADAPTERS)
+    assert get_args(RouteConfig.model_fields["protocol"].annotation) == tuple(models)
+
+
+ROUTE_RULES: list[tuple[str, tuple[tuple[str, Any], ...], str]] = [
+    (
+        "protocol missing",
+        (("routes.0.protocol", ...),),
+        f"routes[0].protocol: is required, one of {PROTOCOLS}",
+    ),
+    (
+        "protocol a list",
+        (("routes.0.protocol", ["api"]),),
+        f"routes[0].protocol: a list should be {PROTOCOLS}",
+    ),
+    (
+        "protocol a number",
+        (("routes.0.protocol", 5),),
+        f"routes[0].protocol: 5 should be {PROTOCOLS}",
+    ),
+    (
+        "protocol a boolean",
+        (("routes.0.protocol", True),),
+        f"routes[0].protocol: true should be {PROTOCOLS}",
+    ),
+    (
+        "protocol null",
+        (("routes.0.protocol", None),),
+        f"routes[0].protocol: null should be {PROTOCOLS}",
+    ),
+    (
+        "protocol a mapping",
+        (("routes.0.protocol", {"api": True}),),
+        f"routes[0].protocol: a mapping should be {PROTOCOLS}",
+    ),
+    (
+        "protocol in capitals",
+        (("routes.1.protocol", "API"),),
+        f'routes[1].protocol: "API" should be {PROTOCOLS}',
+    ),
+    (
+        "protocol with a trailing space",
+        (("routes.1.protocol", "api "),),
+        f'routes[1].protocol: "api " should be {PROTOCOLS}',
+    ),
+    ("route null", (("routes.0", None),), "routes[0]: null should be a mapping"),
+    ("route a string", (("routes.0", "photos"),), 'routes[0]: "photos" should be a mapping'),
+    ("route a list", (("routes.1", [BASE["routes"][1]]),), "routes[1]: a list should be a mapping"),
+    (
+        "part_size on a fineuploader route",
+        (("routes.0.part_size", "16MiB"),),
+        "routes[0].part_size: is for api routes only; this one's protocol is fineuploader",
+    ),
+    (
+        "multipart_threshold on a fineuploader route, null",
+        (("routes.0.multipart_threshold", None),),
+        "routes[0].multipart_threshold: is for api routes only; this one's protocol is "
+        "fineuploader",
+    ),
+    (
+        "api keys on a route made uppy",
+        (("routes.1.protocol", "uppy"), ("routes.1.part_size", "16MiB")),
+        "routes[1].part_size: is for api routes only; this one's protocol is uppy",
+    ),
+    (
+        "endpoints on an uppy route",
+        (("routes.1.protocol", "uppy"), ("routes.1.endpoints", None)),
+        "routes[1].endpoints: is for fineuploader routes only; this one's protocol is uppy",
+    ),
+    (
+        "a key no protocol has",
+        (("routes.1.parts", 5),),
+        "routes[1].parts: unknown key",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edits", "line"), [pytest.param(e, line, id=name) for name, e, line in ROUTE_RULES]
+)
+def test_a_routes_protocol_and_its_keys_are_checked_in_one_line(
+    edits: tuple[tuple[str, Any], ...], line: str
+) -> None:
+    """A protocol missing, of the wrong type or unknown, a route that is no mapping, a key of
+    another protocol: one line each, at the key's YAML path, saying what it should be."""
+    assert problems(tree_with(*edits)) == [line]
+
+
+def test_a_problem_inside_a_protocols_model_keeps_its_yaml_path() -> None:
+    """pydantic puts the protocol in the location of what fails inside a route (routes.1.api.
+    part_size); the lines name the YAML path only, for rules of one key and across keys."""
+    found = problems(
+        tree_with(
+            ("routes.0.endpoints", {"blank": "blank"}),
+            ("routes.1.multipart_threshold", "6GiB"),
+            ("routes.1.max_size", "100GiB"),
+        )
+    )
+    assert found == [
+        'routes[0].endpoints.blank: "blank" must be an absolute path like /s3/signature/: '
+        "segments of letters, digits and -._~!$&'()*+,;=:@, an optional trailing /, no %, ? or {}",
+        'routes[1].multipart_threshold: "6GiB" is above 5GiB, the largest single PUT S3 accepts',
+    ]
+    assert problems(tree_with(("routes.1.max_size", "100GiB"))) == [
+        "routes[1].part_size: the default is too small: "
+        "max_size would need over 10000 parts (S3's limit)"
+    ]
+
+
+# Values no key of a route takes, or only some: the wrong type, nothing, text of every kind.
+HOSTILE: list[Any] = [
+    None, True, 0, -1, 1e400, "", " ", "x" * 300, "${UNSET}", "20 potatoes", "api", "/", [],
+    ["api"], {}, {"protocol": "api"}, [[None]],
+]  # fmt: skip
+
+
+def _lines_after_yaml(tree: dict[str, Any]) -> list[str]:
+    """What ``parse`` reports once the YAML is read (${VAR}s, the models, the lines); the YAML
+    round trip, hundreds of times, would only cost."""
+    replaced, unset = interpolate(tree, ENV)
+    paths = {p.path for p in unset}
+    try:
+        Config.model_validate(replaced)
+    except ValidationError as exc:
+        # As parse: a key whose ${VAR} is unset is reported for that alone.
+        found = [p for p in problems_from(exc, replaced, Config) if p.path not in paths]
+        return [str(p) for p in [*unset, *found]]
+    return [str(p) for p in unset]
+
+
+def test_no_value_anywhere_in_a_route_gives_a_traceback_or_a_models_name() -> None:
+    """Each of those values at each key of each protocol's route (its own keys and the other
+    protocols'), and as the route itself: problem lines at YAML paths of the routes (a
+    cross-route rule may name the other route), never an exception other than pydantic's
+    (whose errors become the lines), never a protocol's name as a path segment."""
+    tree = copy.deepcopy(BASE)
+    tree["routes"].append(UPPY_ROUTE)
+    every_key = set().union(*(model.model_fields for model in ROUTE_MODELS.values()))
+    tried = 0
+    for index in range(3):
+        for key in [None, *sorted(every_key)]:
+            for value in HOSTILE:
+                edited = copy.deepcopy(tree)
+                if key is None:
+                    edited["routes"][index] = value
+                else:
+                    edited["routes"][index][key] = value
+                lines = _lines_after_yaml(edited)
+                tried += 1
+                if tried % 40 == 0:  # the shortcut reports what check-config reports
+                    assert lines == (problems(edited) if lines else []), (index, key, value)
+                for line in lines:
+                    path = line.split(": ", 1)[0]
+                    assert re.fullmatch(r"routes\[\d\](\.\w+(\[\d+\])?)*", path), line
+                    assert not set(path.split(".")) & set(ROUTE_MODELS), line
+    assert tried > 600
+
+
+def test_a_key_given_twice_in_a_route_is_refused_with_both_lines() -> None:
+    """A route naming its protocol twice (the YAML loader would keep the last) is an error with
+    the line of each."""
+    text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "routes"}) + (
+        "routes:\n"
+        "  - name: a\n"
+        "    protocol: api\n"
+        "    path: /a\n"
+        "    max_size: 1MiB\n"
+        "    forward: /f\n"
+        "    protocol: fineuploader\n"
+    )
+    line = text.splitlines().index("    protocol: fineuploader") + 1
+    assert problems(text) == [
+        f"<config>: invalid YAML at line {line}, column 5: "
+        f'duplicate key "protocol" (first at line {line - 4})'
+    ]
+
+
+def test_a_merged_route_of_another_protocol_refuses_the_keys_it_merged() -> None:
+    """A route merging an api route's settings (<<) but naming another protocol gets the api
+    keys refused, at its own path: a merge cannot smuggle a key past its protocol."""
+    text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "routes"}) + (
+        "routes:\n"
+        "  - &api {name: a, protocol: api, path: /a, max_size: 1MiB, forward: /f, "
+        "part_size: 16MiB}\n"
+        "  - {<<: *api, name: b, path: /b, forward: /g, protocol: uppy}\n"
+    )
+    assert problems(text) == [
+        "routes[1].part_size: is for api routes only; this one's protocol is uppy"
+    ]
+
+
+def test_a_protocol_may_come_from_the_environment() -> None:
+    """${VAR} works for protocol as for any string: the variable's value picks the model; unset,
+    it is the one line about the variable."""
+    tree = tree_with(("routes.1.protocol", "${PROTOCOL}"), ("routes.1.part_size", "16MiB"))
+    assert type(valid(tree, {**ENV, "PROTOCOL": "api"}).routes[1]) is ApiRouteConfig
+    assert problems(tree) == ["routes[1].protocol: ${PROTOCOL} is not set in the environment"]
+    assert problems(tree, {**ENV, "PROTOCOL": "uppy"}) == [
+        "routes[1].part_size: is for api routes only; this one's protocol is uppy"
+    ]
+
+
+def test_the_part_count_rule_is_the_api_routes_alone() -> None:
+    """part_size * 10000 >= max_size binds the route whose parts part_size sizes: an api route
+    of 100GiB is refused, a fineuploader or uppy route of 100GiB (whose clients size their own
+    parts) is not refused for a part_size it does not have."""
+    assert problems(tree_with(("routes.1.max_size", "100GiB")))
+    tree = tree_with(("routes.0.max_size", "100GiB"))
+    tree["routes"].append({**UPPY_ROUTE, "max_size": "100GiB"})
+    routes = valid(tree).routes
+    assert routes[0].max_size == routes[2].max_size == 100 * 1024**3
 
 
 # ----------------------------------------------------------------------------- secrets
@@ -765,9 +1019,16 @@ def _keys_of(model: type[BaseModel], prefix: str = "") -> set[str]:
         keys.add(prefix + name)
         annotation: Any = field.annotation
         for sub in (annotation, *getattr(annotation, "__args__", ())):
-            if isinstance(sub, type) and issubclass(sub, BaseModel) and sub is not RouteConfig:
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
                 keys |= _keys_of(sub, f"{prefix}{name}.")
     return keys
+
+
+ROUTE_MODELS = {
+    "fineuploader": FineUploaderRouteConfig,
+    "uppy": UppyRouteConfig,
+    "api": ApiRouteConfig,
+}
 
 
 def _keys_in(tree: Any, prefix: str = "") -> set[str]:
@@ -780,11 +1041,14 @@ def _keys_in(tree: Any, prefix: str = "") -> set[str]:
 
 
 def test_example_config_shows_every_key() -> None:
-    """Every key the models define appears in example.yaml, routes' keys in some route."""
+    """Every key the models define appears in example.yaml, each protocol's route keys in some
+    route of that protocol."""
     tree = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    route_keys: set[str] = set().union(*(_keys_in(route) for route in tree["routes"]))
     assert _keys_in(tree) >= _keys_of(Config)
-    assert route_keys >= _keys_of(RouteConfig)
+    for protocol, model in ROUTE_MODELS.items():
+        routes = [route for route in tree["routes"] if route["protocol"] == protocol]
+        route_keys: set[str] = set().union(*(_keys_in(route) for route in routes))
+        assert route_keys >= _keys_of(model), protocol
 
 
 def test_example_config_explains_every_key() -> None:
@@ -795,5 +1059,6 @@ def test_example_config_explains_every_key() -> None:
         match = re.match(r"\s*(?:- )?(\w+):", line)
         if match and match.group(1) not in first:
             first[match.group(1)] = "#" in line or lines[i - 1].lstrip().startswith("#")
-    names = {key.rsplit(".", 1)[-1] for key in _keys_of(Config) | _keys_of(RouteConfig)}
+    every = _keys_of(Config).union(*(_keys_of(model) for model in ROUTE_MODELS.values()))
+    names = {key.rsplit(".", 1)[-1] for key in every}
     assert sorted(name for name in names if not first.get(name)) == []

@@ -107,6 +107,23 @@ def test_the_reference_lists_every_key_and_no_other() -> None:
     assert "routes[].max_size" in rows and "identity.auth_request.path" in rows
 
 
+def test_the_reference_says_which_protocol_each_route_key_is_for() -> None:
+    """The routes section names the keys each protocol adds, and the rows of those keys say
+    which protocol takes them; the keys of every route carry no such note."""
+    text = REFERENCE.read_text(encoding="utf-8")
+    assert (
+        "Its `protocol` decides which other keys it takes: `endpoints` with `protocol: "
+        "fineuploader` only, `multipart_threshold` and `part_size` with `protocol: api` only "
+        "(`protocol: uppy` adds none). A route refuses the keys of another protocol."
+    ) in text
+    rows = dict(re.findall(r"^\| `(routes\[\][^`]*)` \|(.*)$", text, flags=re.MULTILINE))
+    notes = {path: re.findall(r"`protocol: (\w+)` only\.", row) for path, row in rows.items()}
+    assert notes["routes[].part_size"] == notes["routes[].multipart_threshold"] == ["api"]
+    assert notes["routes[].endpoints.signature"] == []  # its section says it
+    assert notes["routes[].max_size"] == notes["routes[].protocol"] == []
+    assert "`protocol: fineuploader` only. Paths a page" in text  # the endpoints section
+
+
 def test_the_reference_shows_types_and_defaults() -> None:
     """A few rows, spelled out: the type, the default and the meaning come from the models."""
     text = REFERENCE.read_text(encoding="utf-8")
@@ -147,6 +164,20 @@ def test_example_config_names_the_schema_and_validates_against_it() -> None:
     assert errors == []
 
 
+def test_the_kubernetes_config_validates_against_the_schema() -> None:
+    """The config in deploy/kubernetes/configmap.yaml, as written, is valid under the schema
+    (its api route's part_size included)."""
+    manifest = ROOT / "deploy" / "kubernetes" / "configmap.yaml"
+    configmap = next(
+        doc
+        for doc in yaml.safe_load_all(manifest.read_text(encoding="utf-8"))
+        if doc and doc.get("kind") == "ConfigMap"
+    )
+    tree = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert any("part_size" in route for route in tree["routes"])
+    assert [e.message for e in _validator().iter_errors(tree)] == []
+
+
 def _set(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
     """A copy of ``tree`` with ``value`` at ``path`` (copying only the nodes on the path)."""
     out = copy.copy(tree)
@@ -175,6 +206,15 @@ REFUSED_SHAPES = [
     pytest.param(("upstream", "connect_timeout"), 0, id="timeout-zero"),
     pytest.param(("upstream", "connect_timeout"), "soon", id="timeout-not-a-number"),
     pytest.param(("routes", 0, "protocol"), "ftp", id="protocol-not-a-choice"),
+    pytest.param(("routes", 0, "protocol"), _DELETE, id="protocol-missing"),
+    pytest.param(("routes", 0, "protocol"), ["fineuploader"], id="protocol-a-list"),
+    pytest.param(("routes", 0, "protocol"), 5, id="protocol-a-number"),
+    pytest.param(("routes", 0, "protocol"), None, id="protocol-null"),
+    pytest.param(("routes", 0, "part_size"), "16MiB", id="api-key-on-a-fineuploader-route"),
+    pytest.param(("routes", 2, "multipart_threshold"), "64MiB", id="api-key-on-an-uppy-route"),
+    pytest.param(("routes", 3, "endpoints"), None, id="fineuploader-key-on-an-api-route"),
+    pytest.param(("routes", 1, "protocol"), "api", id="fineuploader-route-made-api"),
+    pytest.param(("routes", 0), None, id="route-null"),
     pytest.param(("routes", 0, "max_size"), "20 potatoes", id="size-not-a-size"),
     pytest.param(("routes", 0, "max_size"), 0, id="size-zero"),
     pytest.param(("routes", 0, "signature_ttl"), 604801, id="ttl-above-sigv4"),
@@ -238,6 +278,14 @@ def test_the_schema_accepts_every_value_check_config_accepts() -> None:
     assert tried > 3000 and accepted > 500, (tried, accepted)
 
 
+def test_the_schema_takes_a_protocol_from_the_environment() -> None:
+    """A route's protocol written as ${VAR} is valid for the schema, as for check-config: the
+    route's keys decide which protocol's keys it may have (the api route keeps part_size)."""
+    tree = _set(_example(), ("routes", 3, "protocol"), "${PROTOCOL}")
+    assert list(_validator().iter_errors(tree)) == []
+    assert _validator().is_valid(_set(tree, ("routes", 0, "protocol"), "${PROTOCOL}"))
+
+
 # --------------------------------------------------------------------------- in an editor
 
 YAML_LANGUAGE_SERVER = ROOT / "tests" / "support" / "yaml_language_server.cjs"
@@ -289,3 +337,32 @@ def test_an_editor_checks_a_config_against_the_schema_as_it_is_typed(tmp_path: P
     assert "max_hedaers" in flagged[_line_of(broken, "max_hedaers")]
     assert not _accepted_by_check_config(yaml.safe_load(broken))
 
+
+
+def test_an_editor_flags_a_key_of_another_protocol_on_its_line(tmp_path: Path) -> None:
+    """yaml-language-server flags part_size on a fineuploader route and endpoints on an api
+    route, each on its line, and not the api route's own part_size; a route without protocol
+    is flagged too."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "$schema=../docs/config.schema.json", f"$schema={SCHEMA_FILE}"
+    )
+    broken = (
+        text.replace(
+            "    forward: /internal/uploads/photos\n",
+            "    forward: /internal/uploads/photos\n    part_size: 8MiB  # api only\n",
+        )
+        .replace(
+            "    forward: /internal/uploads/api\n",
+            "    forward: /internal/uploads/api\n    endpoints: {signature: /x/sign}\n",
+        )
+        .replace("    protocol: uppy\n", "")
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(broken, encoding="utf-8")
+    flagged = {d["line"]: d["message"] for d in _editor(path)["diagnostics"]}
+    assert flagged == {
+        _line_of(broken, "part_size: 8MiB  # api only"): "Property part_size is not allowed.",
+        _line_of(broken, "endpoints: {signature: /x/sign}"): "Property endpoints is not allowed.",
+        _line_of(broken, "- name: documents"): 'Missing property "protocol".',
+    }
+    assert not _accepted_by_check_config(yaml.safe_load(broken))

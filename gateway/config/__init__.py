@@ -13,9 +13,12 @@ from .interpolation import interpolate
 from .loading import load, parse
 from .models import (
     RESERVED_PREFIX,
+    AnyRouteConfig,
+    ApiRouteConfig,
     AuthRequestConfig,
     CompletionConfig,
     Config,
+    FineUploaderRouteConfig,
     IdentityConfig,
     LimitsConfig,
     ListenConfig,
@@ -23,6 +26,7 @@ from .models import (
     RouteConfig,
     S3Config,
     SessionConfig,
+    UppyRouteConfig,
     UpstreamConfig,
     WebhookConfig,
 )
@@ -30,12 +34,15 @@ from .sizes import GiB, MiB, Size, parse_size
 
 __all__ = [
     "RESERVED_PREFIX",
+    "AnyRouteConfig",
+    "ApiRouteConfig",
     "AuthRequestConfig",
     "CompletionConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",
     "CookieName",
+    "FineUploaderRouteConfig",
     "GiB",
     "HeaderName",
     "IdentityConfig",
@@ -47,6 +54,7 @@ __all__ = [
     "S3Config",
     "SessionConfig",
     "Size",
+    "UppyRouteConfig",
     "UpstreamConfig",
     "WebhookConfig",
     "interpolate",

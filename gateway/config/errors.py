@@ -8,6 +8,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from .variants import choices_text, tag_key, variants
+
 
 @dataclass(frozen=True)
 class ConfigProblem:
@@ -52,26 +54,80 @@ def _lookup(tree: Any, loc: tuple[int | str, ...]) -> tuple[bool, Any]:
     return True, node
 
 
-def _is_secret(root: type[BaseModel], loc: tuple[int | str, ...]) -> bool:
-    """Whether ``loc`` names a SecretStr field (or an item of one), whose value is never shown."""
-    model: Any = root
+@dataclass(frozen=True)
+class _Place:
+    """Where a pydantic location points in the models."""
+
+    loc: tuple[int | str, ...]  # the YAML path: pydantic's location without the union tags
+    annotation: Any  # of the last key, None when no model declares it
+    choices: dict[str, type[BaseModel]]  # the tagged union the location ends at ({} if none)
+    chosen: dict[str, type[BaseModel]]  # the union whose tag the location passed last
+    tag: str | None  # that tag, when it is the location's last but one part
+
+
+def _place(root: type[BaseModel], loc: tuple[int | str, ...]) -> _Place:
+    """Walk ``loc`` through the models from ``root``: a tagged union (a route's protocol) adds
+    its tag to pydantic's location (``routes.0.api.part_size``), which no YAML path has."""
+    models: list[type[BaseModel]] = [root]
     annotation: Any = None
-    for part in loc:
+    clean: list[int | str] = []
+    choices: dict[str, type[BaseModel]] = {}
+    chosen: dict[str, type[BaseModel]] = {}
+    tag: str | None = None
+    for at, part in enumerate(loc):
         if isinstance(part, int):
+            clean.append(part)
             continue
-        fields = getattr(model, "model_fields", {})
-        if part not in fields:
-            return False
-        annotation = fields[part].annotation
-        model = next(
-            (t for t in _types_in(annotation) if isinstance(t, type) and issubclass(t, BaseModel)),
-            None,
-        )
-    return SecretStr in _types_in(annotation)
+        if part in choices:
+            models, chosen, choices = [choices[part]], choices, {}
+            tag = part if at == len(loc) - 2 else None
+            continue
+        clean.append(part)
+        field = next((m.model_fields[part] for m in models if part in m.model_fields), None)
+        annotation = None if field is None else field.annotation
+        choices = variants(annotation)
+        models = [
+            t for t in _types_in(annotation) if isinstance(t, type) and issubclass(t, BaseModel)
+        ]
+    return _Place(tuple(clean), annotation, choices, chosen, tag)
+
+
+def _is_secret(place: _Place) -> bool:
+    """Whether the place is a SecretStr field (or an item of one), whose value is never shown."""
+    return SecretStr in _types_in(place.annotation)
 
 
 def _types_in(annotation: Any) -> list[Any]:
     return [annotation, *(t for arg in get_args(annotation) for t in _types_in(arg))]
+
+
+def _other_variant_key(place: _Place, key: int | str) -> str | None:
+    """For a key the chosen variant refuses, which variants take it: "for api routes only"."""
+    if place.tag is None or not isinstance(key, str):
+        return None
+    owners = [t for t, model in place.chosen.items() if key in model.model_fields]
+    if not owners:
+        return None
+    what = tag_key(place.chosen) or "tag"
+    # The list the item is in names what it is: "routes".
+    items = place.loc[-3] if len(place.loc) >= 3 and isinstance(place.loc[-2], int) else ""
+    kind = f" {items}" if isinstance(items, str) and items else ""
+    return f"is for {' and '.join(owners)}{kind} only; this one's {what} is {place.tag}"
+
+
+def _tag_problem(place: _Place, tree: Any) -> ConfigProblem:
+    """A tagged item whose tag picks no model: say what the tag key must be."""
+    key = tag_key(place.choices)
+    allowed = choices_text(list(place.choices))
+    found, item = _lookup(tree, place.loc)
+    if key is None or (found and not isinstance(item, dict)):
+        subject = _subject(found, item, secret=False)
+        return ConfigProblem(_loc_to_path(place.loc), f"{subject} should be a mapping")
+    path = _loc_to_path((*place.loc, key))
+    if not found or key not in item:
+        return ConfigProblem(path, f"is required, one of {allowed}")
+    subject = _subject(True, item[key], secret=False)
+    return ConfigProblem(path, f"{subject} should be {allowed}")
 
 
 # pydantic's own messages start with the kind of thing that failed: replace it by the value.
@@ -99,17 +155,22 @@ def problems_from(error: ValidationError, tree: Any, root: type[BaseModel]) -> l
     problems = []
     for item in error.errors(include_url=False):
         ctx = item.get("ctx") or {}
-        loc = tuple(item["loc"]) + tuple(ctx.get("at", ()))
+        place = _place(root, tuple(item["loc"]) + tuple(ctx.get("at", ())))
+        loc = place.loc
         path = _loc_to_path(loc)
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] in ("union_tag_not_found", "union_tag_invalid") and place.choices:
+            problems.append(_tag_problem(place, tree))
+            continue
         if item["type"] == "extra_forbidden":
-            problems.append(ConfigProblem(path, "unknown key"))
+            elsewhere = _other_variant_key(place, loc[-1]) if loc else None
+            problems.append(ConfigProblem(path, elsewhere or "unknown key"))
             continue
         if item["type"] == "missing":
             problems.append(ConfigProblem(path, "is required"))
             continue
         found, value = _lookup(tree, loc)
-        secret = _is_secret(root, loc)
+        secret = _is_secret(place)
         subject = _subject(found, value, secret)
         for pattern, words in _PYDANTIC_WORDS:
             message = pattern.sub(words, message)

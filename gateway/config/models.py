@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -437,6 +439,13 @@ class FineUploaderEndpoints(StrictModel):
 _STORAGE_KEY_FIELDS = frozenset({"route", "user_hash", "uuid", "filename", "ext", "date"})
 
 
+# What the route's `protocol` says, the same on the common model and on each protocol's own.
+_PROTOCOL = (
+    "The client it speaks to: Fine Uploader's S3 mode, Uppy's @uppy/aws-s3 (Companion's S3 API), "
+    "or programs (presigned PUT and multipart). It decides which other keys the route takes."
+)
+
+
 class RouteConfig(StrictModel):
     """One upload route the gateway answers itself, at its `path`; docs/protocols/ has each
     protocol's endpoints."""
@@ -445,10 +454,7 @@ class RouteConfig(StrictModel):
         description="Names the route in logs, metrics and messages: letters, digits, _ and -; "
         "unique."
     )
-    protocol: Literal["fineuploader", "uppy", "api"] = Field(
-        description="The client it speaks to: Fine Uploader's S3 mode, Uppy's @uppy/aws-s3 "
-        "(Companion's S3 API), or programs (presigned PUT and multipart)."
-    )
+    protocol: Literal["fineuploader", "uppy", "api"] = Field(description=_PROTOCOL)
     path: str = Field(
         description="Where the route's endpoints live: starts with /, no trailing /, unique, "
         "not inside another route's path nor under ops_prefix."
@@ -485,24 +491,6 @@ class RouteConfig(StrictModel):
         description="Path on the app that receives this route's completion and deletion "
         "messages: starts with /, no trailing /. Clients asking for it get 404."
     )
-    endpoints: FineUploaderEndpoints | None = Field(
-        None,
-        description="fineuploader routes: absolute paths for some or all of the endpoints, for "
-        "pages that cannot move them under path (keys signature, success, delete, blank). Each "
-        "is the gateway's own in every spelling, is refused to clients on the app, and must not "
-        "overlap any route's path or forward, another endpoint or ops_prefix. null: all under "
-        "path.",
-    )
-    multipart_threshold: Size = Field(
-        64 * MiB,
-        description="api routes: files above this size are uploaded in parts; at most 5GiB "
-        "(S3's largest single PUT).",
-    )
-    part_size: Size = Field(
-        8 * MiB,
-        description="api routes: size of each part, 8MiB to 5GiB, with part_size * 10000 >= "
-        "max_size (S3 allows 10000 parts).",
-    )
 
     @field_validator("name")
     @classmethod
@@ -537,6 +525,62 @@ class RouteConfig(StrictModel):
                 raise ValueError(f"must put {late} after {{uuid}}")
         return value
 
+    @property
+    def explicit_endpoints(self) -> dict[str, str]:
+        """The endpoints named outside ``path``, by name: only a fineuploader route has any."""
+        return {}
+
+    @property
+    def own_paths(self) -> tuple[str, ...]:
+        """Every path the route answers below: ``path`` and its explicit endpoints (the delete
+        endpoint without a trailing / so that <endpoint>/<uuid> is below it too)."""
+        return (self.path, *(p.rstrip("/") or p for p in self.explicit_endpoints.values()))
+
+
+class FineUploaderRouteConfig(RouteConfig):
+    """A route for Fine Uploader in S3 mode (docs/protocols/fineuploader.md)."""
+
+    protocol: Literal["fineuploader"] = Field(description=_PROTOCOL)
+    endpoints: FineUploaderEndpoints | None = Field(
+        None,
+        description="Absolute paths for some or all of Fine Uploader's endpoints, for pages that "
+        "cannot move them under path (keys signature, success, delete, blank). Each is the "
+        "gateway's own in every spelling, is refused to clients on the app, and must not "
+        "overlap any route's path or forward, another endpoint or ops_prefix. null: all under "
+        "path.",
+    )
+
+    @property
+    def explicit_endpoints(self) -> dict[str, str]:
+        """The endpoints named outside ``path`` (``endpoints``), by name."""
+        if self.endpoints is None:
+            return {}
+        named = self.endpoints.model_dump()
+        return {name: value for name, value in named.items() if value is not None}
+
+
+class UppyRouteConfig(RouteConfig):
+    """A route for Uppy's @uppy/aws-s3 with companionEndpoint (docs/protocols/uppy.md)."""
+
+    protocol: Literal["uppy"] = Field(description=_PROTOCOL)
+
+
+class ApiRouteConfig(RouteConfig):
+    """A route for programs and `upload-gateway upload`: presigned PUT and multipart
+    (docs/protocols/api.md)."""
+
+    protocol: Literal["api"] = Field(description=_PROTOCOL)
+    multipart_threshold: Size = Field(
+        64 * MiB,
+        description="Files above this size are uploaded in parts; at most 5GiB (S3's largest "
+        "single PUT).",
+    )
+    part_size: Size = Field(
+        8 * MiB,
+        description="Size of each part, 8MiB to 5GiB, with part_size * 10000 >= max_size (S3 "
+        "allows 10000 parts).",
+    )
+
     @field_validator("multipart_threshold")
     @classmethod
     def _threshold(cls, value: int) -> int:
@@ -553,32 +597,31 @@ class RouteConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _endpoints_fineuploader_only(self) -> RouteConfig:
-        if self.endpoints is not None and self.protocol != "fineuploader":
-            raise rule("is for fineuploader routes only", "endpoints")
-        return self
-
-    @property
-    def explicit_endpoints(self) -> dict[str, str]:
-        """The endpoints named outside ``path`` (``endpoints``), by name."""
-        if self.endpoints is None:
-            return {}
-        named = self.endpoints.model_dump()
-        return {name: value for name, value in named.items() if value is not None}
-
-    @property
-    def own_paths(self) -> tuple[str, ...]:
-        """Every path the route answers below: ``path`` and its explicit endpoints (the delete
-        endpoint without a trailing / so that <endpoint>/<uuid> is below it too)."""
-        return (self.path, *(p.rstrip("/") or p for p in self.explicit_endpoints.values()))
-
-    @model_validator(mode="after")
-    def _enough_parts(self) -> RouteConfig:
+    def _enough_parts(self) -> ApiRouteConfig:
         if self.part_size * 10_000 < self.max_size:
             raise rule(
                 "is too small: max_size would need over 10000 parts (S3's limit)", "part_size"
             )
         return self
+
+
+def _protocol_of(route: Any) -> str | None:
+    """The tag that picks a route's model: its ``protocol`` when that is text (anything else
+    matches no model, and errors.py words the problem from the YAML)."""
+    tag = route.get("protocol") if isinstance(route, dict) else getattr(route, "protocol", None)
+    return tag if isinstance(tag, str) else None
+
+
+# A route as the config holds it: the model of its protocol, chosen by the `protocol` key, so a
+# key of one protocol is an unknown key on a route of another. A function picks the model, not
+# pydantic's discriminator="protocol", which refuses the before-validator every StrictModel
+# field has.
+AnyRouteConfig = Annotated[
+    Annotated[FineUploaderRouteConfig, Tag("fineuploader")]
+    | Annotated[UppyRouteConfig, Tag("uppy")]
+    | Annotated[ApiRouteConfig, Tag("api")],
+    Discriminator(_protocol_of),
+]
 
 
 class Config(StrictModel):
@@ -624,7 +667,7 @@ class Config(StrictModel):
         default_factory=LimitsConfig,  # type: ignore[arg-type]
         description="What one client connection may cost.",
     )
-    routes: list[RouteConfig] = Field(
+    routes: list[AnyRouteConfig] = Field(
         default_factory=list,
         description="The upload routes; every other path goes to the app.",
     )

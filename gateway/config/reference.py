@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 
 from .models import Config
 from .sizes import GiB, MiB, parse_size
+from .variants import common_base, tag_key, variants
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,16 @@ class Key:
     field: FieldInfo
     model: type[BaseModel]  # the model the field belongs to
     section: type[BaseModel] | None  # the model it holds, when it is a section
+    # The variants that take the key (("protocol: api",)), when not every one does.
+    only: tuple[str, ...] = ()
 
 
 def _section_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """The model a field holds (alone, optional, or as list items), and whether it is a list."""
+    """The model a field holds (alone, optional, or as list items; for a tagged union, what
+    every variant has in common), and whether it is a list."""
+    choices = variants(annotation)
+    if choices:
+        return common_base(list(choices.values())), get_origin(annotation) is list
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
     origin = get_origin(annotation)
@@ -41,14 +48,39 @@ def _section_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
-def keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Key]:
-    """Every key below ``model``, depth first, in the order the model declares them."""
+def _own_keys(annotation: Any, common: type[BaseModel]) -> dict[str, list[str]]:
+    """The keys of a tagged union's variants that not every variant has: name -> tags."""
+    own: dict[str, list[str]] = {}
+    for tag, variant in variants(annotation).items():
+        for name in variant.model_fields:
+            if name not in common.model_fields:
+                own.setdefault(name, []).append(tag)
+    return own
+
+
+def keys(
+    model: type[BaseModel] = Config,
+    prefix: str = "",
+    only: tuple[str, ...] = (),
+    names: frozenset[str] | None = None,
+) -> Iterator[Key]:
+    """Every key below ``model``, depth first, in the order the model declares them; after a
+    tagged union's common keys, each variant's own, marked with the variants that take them."""
     for name, field in model.model_fields.items():
+        if names is not None and name not in names:
+            continue
         section, is_list = _section_model(field.annotation)
         path = f"{prefix}{name}"
-        yield Key(path, field, model, section)
-        if section is not None:
-            yield from keys(section, f"{path}[]." if is_list else f"{path}.")
+        yield Key(path, field, model, section, only)
+        if section is None:
+            continue
+        inner = f"{path}[]." if is_list else f"{path}."
+        yield from keys(section, inner, only)
+        choices = variants(field.annotation)
+        tag = tag_key(choices)
+        for own, tags in _own_keys(field.annotation, section).items():
+            marks = tuple(f"{tag}: {t}" for t in tags)
+            yield from keys(choices[tags[0]], inner, marks, frozenset({own}))
 
 
 def _is_size(field: FieldInfo) -> bool:
@@ -84,10 +116,11 @@ def _type_text(prop: dict[str, Any], field: FieldInfo | None = None) -> str:
         return _with_bounds("size", prop, _size)
     if "$ref" in prop:
         return "mapping"
-    if "anyOf" in prop:
-        options = [o for o in prop["anyOf"] if o.get("type") != "null"]
-        text = " or ".join(_type_text(o) for o in options)
-        return f"{text} or null" if len(options) < len(prop["anyOf"]) else text
+    alternatives = prop.get("anyOf") or prop.get("oneOf")
+    if alternatives:
+        options = [o for o in alternatives if o.get("type") != "null"]
+        text = " or ".join(dict.fromkeys(_type_text(o) for o in options))
+        return f"{text} or null" if len(options) < len(alternatives) else text
     if "enum" in prop:
         return " | ".join(f"`{v}`" for v in prop["enum"])
     kind = prop.get("type")
@@ -143,12 +176,19 @@ def _property(model: type[BaseModel], name: str) -> dict[str, Any]:
     return prop
 
 
-def _row(key: Key) -> str:
+def _only(key: Key) -> str:
+    return " or ".join(f"`{mark}`" for mark in key.only) + " only." if key.only else ""
+
+
+def _row(key: Key, said: tuple[str, ...] = ()) -> str:
+    """A key's row; its note of the variants that take it, unless its section ``said`` it."""
     name = key.path.rsplit(".", 1)[-1]
     prop = _property(key.model, name)
+    only = _only(key) if key.only != said else ""
+    meaning = " ".join(filter(None, [only, key.field.description]))
     return (
         f"| `{key.path}` | {_cell(_type_text(prop, key.field))} | {_default(key)} "
-        f"| {_cell(key.field.description or '')} |"
+        f"| {_cell(meaning)} |"
     )
 
 
@@ -166,8 +206,31 @@ def _heading(key: Key) -> str:
         default = "optional: leave it out and each key has its default"
     elif default != "required":
         default = f"default {default}"
-    intro = _cell(section.__doc__ or key.field.description or "")
-    return f"### `{key.path}`\n\n{kind}, {default}. {intro}"
+    intro = _cell(" ".join(filter(None, [_only(key), section.__doc__ or key.field.description])))
+    return f"### `{key.path}`\n\n{kind}, {default}. {intro}{_by_variant(key)}"
+
+
+def _by_variant(key: Key) -> str:
+    """For a tagged union (routes): which keys each variant adds to the common ones."""
+    section = key.section
+    choices = variants(key.field.annotation)
+    if section is None or not choices:
+        return ""
+    tag = tag_key(choices)
+    own = _own_keys(key.field.annotation, section)
+    adds, none = [], []
+    for value in choices:
+        names = [f"`{name}`" for name, tags in own.items() if value in tags]
+        if not names:
+            none.append(f"`{tag}: {value}`")
+            continue
+        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        adds.append(f"{listed} with `{tag}: {value}` only")
+    rest = f" ({' and '.join(none)} adds none)" if none else ""
+    return (
+        f" Its `{tag}` decides which other keys it takes: {', '.join(adds)}{rest}. A route "
+        f"refuses the keys of another {tag}."
+    )
 
 
 def markdown() -> str:
@@ -181,9 +244,11 @@ def markdown() -> str:
         inside = [
             k
             for k in all_keys
-            if k.model is key.section and k.path.startswith(key.path) and k.section is None
+            if issubclass(k.model, key.section)
+            and k.path.startswith(key.path)
+            and k.section is None
         ]
-        parts += ["", _heading(key), "", _table([_row(k) for k in inside])]
+        parts += ["", _heading(key), "", _table([_row(k, key.only) for k in inside])]
     return "\n".join(parts) + "\n"
 
 

@@ -78,6 +78,12 @@ class _Generator(GenerateJsonSchema):
         # An editor checks format: uri, which "${UPSTREAM_URL}" is not.
         return {"anyOf": [super().url_schema(schema), _INTERPOLATION_ONLY]}
 
+    def tagged_union_schema(self, schema: core_schema.TaggedUnionSchema) -> JsonSchemaValue:
+        # A route's model is the one its protocol names. Draft-07 has no discriminator, and
+        # oneOf would refuse a protocol written as ${VAR}, which every model's protocol admits;
+        # the protocols' consts keep the models apart anyway.
+        return {"anyOf": super().tagged_union_schema(schema)["oneOf"]}
+
     def function_before_schema(
         self, schema: core_schema.BeforeValidatorFunctionSchema
     ) -> JsonSchemaValue:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 from aiohttp import web
 
-from ..config import RouteConfig
 from . import api, fineuploader, uppy
 
-AddRoutes = Callable[[web.Application, RouteConfig], None]
+# Each adapter takes its own protocol's route model (config.AnyRouteConfig), which the route's
+# protocol, the key below, picked when the config was read; a Callable cannot say so, hence Any.
+AddRoutes = Callable[[web.Application, Any], None]
 
 ADAPTERS: Mapping[str, AddRoutes] = MappingProxyType(
     {

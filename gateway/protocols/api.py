@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..appkeys import CLOCK, COMPLETION, CONFIG, METRICS, STORAGE, TOKENS
 from ..completion import CompletionRequest
-from ..config import RouteConfig
+from ..config import ApiRouteConfig
 from ..jsonbody import parse_json
 from ..problems import BadRequest, GatewayError, NotFound
 from ..render import route_handler
@@ -83,12 +83,12 @@ def _check_declared(size: int, content_type: str, ctx: SigningContext) -> None:
         raise
 
 
-def part_size_for(size: int, route: RouteConfig) -> int:
+def part_size_for(size: int, route: ApiRouteConfig) -> int:
     """The route's part size, grown when needed so no upload takes more than 10,000 parts."""
     return max(route.part_size, math.ceil(size / MAX_PARTS))
 
 
-def add_routes(app: web.Application, route: RouteConfig) -> None:
+def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
     """Register ``POST P``, ``POST P/{upload_id}/complete``, ``DELETE P/{upload_id}`` (abort)
     and ``DELETE P/files?key=`` (a completed upload)."""
     handle = route_handler(route.name)

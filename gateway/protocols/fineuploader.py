@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, REQUEST_ID, SIGNING_KEYS
 from ..completion import CompletionRequest
-from ..config import Config, RouteConfig
+from ..config import Config, FineUploaderRouteConfig
 from ..endpoints import browser_bucket
 from ..forms import FormValue, parse_form
 from ..identity import Identity
@@ -45,7 +45,7 @@ MAX_BODY = 64 * 1024
 PART_SIZE = 5 * 1024 * 1024
 # What the success request carries besides the page's own params (uploader.basic.api.js).
 _PROTOCOL_FIELDS = ("key", "uuid", "name", "bucket", "etag")
-# The endpoints a route may place elsewhere (RouteConfig.endpoints), and their default under P.
+# The endpoints a route may place elsewhere (FineUploaderRouteConfig.endpoints); default under P.
 _DEFAULTS = {"signature": "signature", "success": "success", "delete": "files", "blank": "blank"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,7 +64,7 @@ def _success_fields(exc: GatewayError) -> dict[str, Any]:
     return {"success": False, "error": exc.detail, "preventRetry": is_final(exc)}
 
 
-def endpoint_paths(route: RouteConfig) -> dict[str, str]:
+def endpoint_paths(route: FineUploaderRouteConfig) -> dict[str, str]:
     """Where each endpoint of ``route`` is: its explicit path, else its default under P."""
     explicit = route.explicit_endpoints
     return {name: explicit.get(name, f"{route.path}/{tail}") for name, tail in _DEFAULTS.items()}
@@ -81,7 +81,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
 class FineUploaderRoute:
     """The handlers of one ``protocol: fineuploader`` route."""
 
-    def __init__(self, config: Config, route: RouteConfig) -> None:
+    def __init__(self, config: Config, route: FineUploaderRouteConfig) -> None:
         self.config = config
         self.route = route
         self.bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
@@ -316,7 +316,7 @@ def _credential_date(policy: dict[str, Any]) -> str:
     raise PolicyRefused("a v4 policy needs an x-amz-credential", reason="credential-missing")
 
 
-def add_routes(app: web.Application, route: RouteConfig) -> None:
+def add_routes(app: web.Application, route: FineUploaderRouteConfig) -> None:
     """Register the Fine Uploader endpoints of ``route``: under its path, or where its
     ``endpoints`` name them."""
     handlers = FineUploaderRoute(app[CONFIG], route)
