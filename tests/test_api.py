@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient as _TestClient
 from botocore.config import Config as BotoConfig
 from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.buckets import BucketNames
 from gateway.config import Config
@@ -482,6 +483,33 @@ async def test_grant_from_a_foreign_origin_is_refused(gateway: TestClient) -> No
     )
     assert resp.status == 403
     assert (await problem(resp))["reason"] == "origin-refused"
+
+
+async def test_grants_count_as_signatures_refused_by_reason_and_issued(
+    gateway: TestClient,
+) -> None:
+    """A grant is a signing request: each refused one counts once in gateway_signatures_total
+    with its reason, as Fine Uploader's and Uppy's refusals do, and an issued one as issued."""
+
+    async def signatures() -> dict[tuple[str, str], float]:
+        resp = await gateway.get("/-/metrics")
+        assert resp.status == 200
+        return {
+            (s.labels["outcome"], s.labels["reason"]): s.value
+            for family in text_string_to_metric_families(await resp.text())
+            for s in family.samples
+            if s.name == "gateway_signatures_total" and s.labels["route"] == "files"
+        }
+
+    before = await signatures()
+    too_large = {"filename": "big.bin", "content_type": "text/plain", "size": 64 * MiB + 1}
+    assert (await create(gateway, too_large)).status == 413
+    small = {"filename": "a.txt", "content_type": "text/plain", "size": 1}
+    assert (await create(gateway, small, headers={})).status == 401
+    assert (await create(gateway, small)).status == 201
+    after = await signatures()
+    moved = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+    assert moved == {("refused", "too-large"): 1, ("refused", "no-identity"): 1, ("issued", ""): 1}
 
 
 # --- checks at the completion --------------------------------------------------------------------
