@@ -614,6 +614,29 @@ async def test_part_list_is_checked_against_what_s3_holds(
     assert len(await s3.keys(s3.names.storage)) == 1
 
 
+async def test_a_short_middle_part_is_refused_naming_the_parts(
+    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+) -> None:
+    """Parts that hold the declared size but whose middle part is short of ``part_size`` are
+    refused by the gateway (400 ``part-size-mismatch``, field ``parts``), not left to S3's
+    less readable refusal at CompleteMultipartUpload. moto ignores the signed Content-Length,
+    so the short part reaches it as a client bypassing the URLs' lengths would."""
+    data = payload(17 * MiB)
+    granted = await grant(gateway, data)
+    assert granted["part_size"] == 8 * MiB
+    bounds = [(0, 7 * MiB), (7 * MiB, 15 * MiB), (15 * MiB, 17 * MiB)]
+    parts = []
+    for part, (start, end) in zip(granted["parts"], bounds, strict=True):
+        async with http.put(part["url"], data=io.BytesIO(data[start:end])) as put:
+            assert put.status == 200, await put.text()
+            parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+    resp = await complete(gateway, granted["upload_id"], parts)
+    answer = await problem(resp)
+    assert (resp.status, answer["reason"], answer["field"]) == (400, "part-size-mismatch", "parts")
+    assert await s3.keys(s3.names.storage) == []
+    assert recorded.completions == []
+
+
 async def test_completion_retried_after_an_upstream_failure_stores_once(
     gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
 ) -> None:

@@ -13,8 +13,8 @@ import aiohttp
 import aiohttp.web_app
 
 from gateway.app import create_app
-from gateway.services import SERVICES
 from gateway.config import Config
+from gateway.services import SERVICES
 from tests.support.gateway import gateway_app
 from tests.support.processes import GatewayServer, ServeGateway, serving
 

@@ -28,8 +28,6 @@ from ..services import Services
 from ..tokens import UploadToken
 from .common import forward_headers, invalid_field, read_limited
 
-log = logging.getLogger(__name__)
-
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -84,6 +82,8 @@ class UploadRoute:
         self.route = route
         self.clock = services.clock
         self.metrics = services.metrics
+        # The protocol's own logger (gateway.protocols.fineuploader...), as its lines always had.
+        self.log = logging.getLogger(type(self).__module__)
 
     def table(self) -> Sequence[RouteEntry]:
         """The routes, in the order the router tries them."""
@@ -130,7 +130,7 @@ class UploadRoute:
         try:
             yield
         except GatewayError as exc:
-            log.info(
+            self.log.info(
                 "signature_refused",
                 extra={"route": self.route.name, "reason": exc.reason, "status": exc.status},
             )
