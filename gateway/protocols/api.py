@@ -102,7 +102,7 @@ class ApiRoute(UploadRoute):
 
     async def create(self, request: web.Request) -> web.Response:
         """Grant an upload: a presigned PUT, or a multipart upload's presigned parts."""
-        with self.signing():
+        with self.signing:
             answer = await self._grant(request)
         return web.json_response(answer, status=201)
 

@@ -3,16 +3,16 @@ the protocols share (the caller, reading a JSON body, counting signatures, openi
 token, finishing a multipart upload).
 
 A protocol is one subclass of ``UploadRoute`` that fills in ``table()`` (method, path, handler)
-and, when its clients read errors their own way, its ``rendering``; then
-one entry in ``protocols.ADAPTERS`` and one name in the config's ``protocol`` choices.
+and, when its clients read errors their own way, its ``rendering``; then one entry in
+``protocols.ADAPTERS`` and one name in the config's ``protocol`` choices.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import ClassVar, TypeVar
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from ..config import RouteConfig
 from ..identity import Identity
 from ..jsonbody import parse_json
+from ..metrics import Metrics
 from ..origins import check_origin
 from ..problems import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge
 from ..render import Handler, ProblemFields, StatusText, route_handler
@@ -69,6 +70,43 @@ class Rendering:
     status_text: StatusText | None = None
 
 
+class SignatureCounter:
+    """Counts a signing request as issued, or as refused with its reason (and logs that), in
+    ``gateway_signatures_total``: ``with counter:`` around everything the request does.
+
+    One object per route, reused by every request (it keeps no state between them): a signing
+    request (every chunk of an upload signs) costs no generator or allocation here.
+    """
+
+    __slots__ = ("_log", "_metrics", "_route")
+
+    def __init__(self, route: str, metrics: Metrics, logger: str) -> None:
+        self._route = route
+        self._metrics = metrics
+        # The protocol's own logger (gateway.protocols.fineuploader...), as its lines always had.
+        self._log = logging.getLogger(logger)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            # The request's access line (route, user hash, status) already records the issue.
+            self._metrics.signature_issued(self._route)
+        elif isinstance(exc, GatewayError):
+            self._log.info(
+                "signature_refused",
+                extra={"route": self._route, "reason": exc.reason, "status": exc.status},
+            )
+            self._metrics.signature_refused(self._route, exc.reason)
+        # Anything else (a bug, a cancellation) is neither; it propagates either way.
+
+
 class UploadRoute:
     """The handlers of one upload route, given the app's services and the route's config."""
 
@@ -82,8 +120,8 @@ class UploadRoute:
         self.route = route
         self.clock = services.clock
         self.metrics = services.metrics
-        # The protocol's own logger (gateway.protocols.fineuploader...), as its lines always had.
-        self.log = logging.getLogger(type(self).__module__)
+        # ``with self.signing:`` around a signing request counts it; one for the route.
+        self.signing = SignatureCounter(route.name, services.metrics, type(self).__module__)
 
     def table(self) -> Sequence[RouteEntry]:
         """The routes, in the order the router tries them."""
@@ -123,21 +161,6 @@ class UploadRoute:
             return model.model_validate(data)
         except ValidationError as exc:
             raise invalid_field(exc) from None
-
-    @contextmanager
-    def signing(self) -> Iterator[None]:
-        """Count a signing request as issued, or as refused with its reason (and log that)."""
-        try:
-            yield
-        except GatewayError as exc:
-            self.log.info(
-                "signature_refused",
-                extra={"route": self.route.name, "reason": exc.reason, "status": exc.status},
-            )
-            self.metrics.signature_refused(self.route.name, exc.reason)
-            raise
-        # The request's access line (route, user hash, status) already records the issue.
-        self.metrics.signature_issued(self.route.name)
 
     async def open_upload(
         self, request: web.Request, *, key_param: str | None = None, multipart: bool = False

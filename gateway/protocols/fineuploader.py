@@ -136,7 +136,7 @@ class FineUploaderRoute(UploadRoute):
 
     async def signature(self, request: web.Request) -> web.Response:
         """Sign a tightened copy of a POST policy, or a checked chunked REST request."""
-        with self.signing():
+        with self.signing:
             identity = await self.caller(request)
             # Parsed whatever the Content-Type: IE8/9's XDomainRequest sends text/plain or none.
             document = _json_object(await read_limited(request, MAX_BODY))

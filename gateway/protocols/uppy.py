@@ -135,7 +135,7 @@ class UppyRoute(UploadRoute):
 
     async def params(self, request: web.Request) -> web.Response:
         """Form-POST parameters of a single-request upload: a tightened, signed POST policy."""
-        with self.signing():
+        with self.signing:
             identity = await self.caller(request)
             query = request.query
             filename, content_type = query.get("filename", ""), query.get("type", "").lower()
@@ -255,14 +255,14 @@ class UppyRoute(UploadRoute):
 
     async def sign_part(self, request: web.Request) -> web.Response:
         """A presigned PUT URL for one part of the caller's own upload."""
-        with self.signing():
+        with self.signing:
             _identity, token, upload_id = await self._open(request)
             url = self._part_url(request, token, upload_id, request.match_info["part_number"])
         return web.json_response({"url": url, "expires": self.route.signature_ttl})
 
     async def batch(self, request: web.Request) -> web.Response:
         """Companion's batch signing (``?partNumbers=1,2``), which older Uppy versions use."""
-        with self.signing():
+        with self.signing:
             _identity, token, upload_id = await self._open(request)
             numbers = request.query.get("partNumbers", "").split(",")
             if len(numbers) > max_part_number(token):
