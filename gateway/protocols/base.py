@@ -166,7 +166,7 @@ class UploadRoute:
         self, request: web.Request, *, key_param: str | None = None, multipart: bool = False
     ) -> tuple[Identity, UploadToken]:
         """The caller, and their upload: the token in ``{upload_id}`` opens for this user and
-        route, unexpired (403 otherwise); with ``key_param``, the query names the token's key
+        route (403 otherwise), unexpired (410); with ``key_param``, the query names the token's key
         (400 ``key-missing`` without it); with ``multipart``, the token is a multipart
         upload's. Otherwise 403 ``key-mismatch``.
 
