@@ -10,6 +10,7 @@ checks them (``lint-imports``); docs/architecture.md explains them.
 2. Infrastructure: appkeys, requestkeys, sessions, logs, metrics.
 3. I/O: completion, identity, storage, upstream, forwarding, _fast (aiohttp internals in
    quarantine), buckets, client, localnames.
+3b. The services: services (built once per app, passed to each constructor).
 4. HTTP surface: front, proxy, guard, ops, protocols, render, origins.
 5. Running it: __main__, cli, server, app, listen, demo, docgen.
 """

@@ -1,4 +1,10 @@
-"""Typed keys for the state ``create_app`` builds; the per-request keys live in ``requestkeys``."""
+"""Typed keys for what is still read from the app by key; the per-request keys live in
+``requestkeys``.
+
+The services are built once (gateway/services.py) and passed to constructors; the app holds
+them under ``services.SERVICES`` for tests and tools. These three remain for the modules that
+still read them from the app: the server (config, front), the proxy and identity (upstream).
+"""
 
 from __future__ import annotations
 
@@ -10,44 +16,22 @@ from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME, SESSION, USER
 from .values import Clock
 
 if TYPE_CHECKING:
-    from .completion import Completion
-    from .completion.owners import OwnerBook
     from .config import Config
     from .front import Front
-    from .identity import IdentityService
-    from .metrics import Metrics
-    from .signing import SigningKeys
-    from .storage import Storage
-    from .tokens import TokenSealer
     from .upstream import Upstream
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
-STORAGE: web.AppKey[Storage] = web.AppKey("storage")
-COMPLETION: web.AppKey[Completion] = web.AppKey("completion")
-OWNERS: web.AppKey[OwnerBook] = web.AppKey("owners")
-IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity")
-SIGNING_KEYS: web.AppKey[SigningKeys] = web.AppKey("signing_keys")
-TOKENS: web.AppKey[TokenSealer] = web.AppKey("tokens")
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 FRONT: web.AppKey[Front] = web.AppKey("front")
 
 # Re-exported: the per-request keys and the clock's type were defined here before.
 __all__ = [
-    "CLOCK",
-    "COMPLETION",
     "CONFIG",
     "FRONT",
-    "IDENTITY",
-    "METRICS",
     "OPS_LISTENER",
     "REQUEST_ID",
     "ROUTE_NAME",
     "SESSION",
-    "SIGNING_KEYS",
-    "STORAGE",
-    "TOKENS",
     "UPSTREAM",
     "USER",
     "Clock",

@@ -11,12 +11,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from . import keys
-from .completion import ID_PURPOSE, Completion
 from .completion.owners import OwnerBook
 from .completion.sweep import UNKNOWN_ROUTE, Sweeper
 from .config import Config
-from .storage import Storage, open_s3_client
+from .services import completion_for, storage_for
+from .storage import open_s3_client
 from .upstream import Upstream
 
 
@@ -24,20 +23,10 @@ from .upstream import Upstream
 async def sweeper(config: Config) -> AsyncIterator[Sweeper]:
     """A sweeper over the config's buckets and upstream, as ``serve`` runs it."""
     async with open_s3_client(config.s3) as client, Upstream.open(config.upstream) as upstream:
-        storage = Storage(
-            client,
-            uploads_bucket=config.s3.uploads_bucket,
-            storage_bucket=config.s3.storage_bucket,
-        )
-        session_keys = [k.get_secret_value() for k in config.session.keys]
-        completion = Completion(
-            storage,
-            upstream,
-            webhook_secret=config.webhook.secret.get_secret_value(),
-            id_key=keys.derive(session_keys[0], ID_PURPOSE),
-            webhook_timeout=config.webhook.timeout,
-        )
-        yield Sweeper(config, storage, completion, OwnerBook(session_keys))
+        storage = storage_for(config, client)
+        completion = completion_for(config, storage, upstream)
+        owners = OwnerBook([k.get_secret_value() for k in config.session.keys])
+        yield Sweeper(config, storage, completion, owners)
 
 
 async def status(config: Config, *, show_users: bool) -> list[str]:

@@ -13,10 +13,11 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from .appkeys import METRICS, OPS_LISTENER, STORAGE, UPSTREAM
-from .metrics import CONTENT_TYPE
+from .metrics import CONTENT_TYPE, Metrics
 from .problems import GatewayError, NotFound
 from .render import Handler, route_handler
+from .requestkeys import OPS_LISTENER
+from .services import Services
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,14 @@ class Readiness:
     keeps a burst of probes (or a client hammering the endpoint) from multiplying that load.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, services: Services) -> None:
+        self._services = services
         self._round: asyncio.Future[dict[str, str]] | None = None
 
     async def __call__(self, request: web.Request) -> web.Response:
         """Ready: upstream and S3 both answer within a short timeout; 503 names which is down."""
         if self._round is None or self._round.done():
-            self._round = asyncio.ensure_future(_probe(request.app))
+            self._round = asyncio.ensure_future(_probe(self._services))
         # Shielded: one waiting client that goes away must not cancel the round for the others.
         results = await asyncio.shield(self._round)
         down = [name for name, state in results.items() if state != "ok"]
@@ -68,12 +70,12 @@ class Readiness:
         return web.json_response(body, status=503 if down else 200)
 
 
-async def _probe(app: web.Application) -> dict[str, str]:
+async def _probe(services: Services) -> dict[str, str]:
     """One round: both dependencies at once, each within READY_TIMEOUT; logs what is down."""
     names = ("upstream", "s3")
     states = await asyncio.gather(
-        _check("upstream", app[UPSTREAM].ping(timeout=READY_TIMEOUT)),
-        _check("s3", app[STORAGE].ping()),
+        _check("upstream", services.upstream.ping(timeout=READY_TIMEOUT)),
+        _check("s3", services.storage.ping()),
     )
     results = dict(zip(names, states, strict=True))
     down = [name for name in names if results[name] != "ok"]
@@ -85,12 +87,17 @@ async def _probe(app: web.Application) -> dict[str, str]:
     return results
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition (with ``serve --workers N``, the sum over every worker)."""
-    body = request.app[METRICS].render()
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE
-    return response
+class MetricsPage:
+    """``/-/metrics``: Prometheus text exposition (with ``serve --workers N``, the sum over
+    every worker)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -112,11 +119,13 @@ def _ops_listener_only(handler: Handler) -> Handler:
     return private
 
 
-def add_routes(app: web.Application, prefix: str, *, separate: bool = False) -> None:
+def add_routes(
+    router: web.UrlDispatcher, services: Services, prefix: str, *, separate: bool = False
+) -> None:
     """The endpoints under ``prefix``; ``separate``: readyz and metrics only on the ops listener."""
     named = route_handler(ROUTE)
     private = _ops_listener_only if separate else (lambda handler: handler)
-    app.router.add_get(prefix + "/healthz", named(healthz))
-    app.router.add_get(prefix + "/readyz", named(private(Readiness())))
-    app.router.add_get(prefix + "/metrics", named(private(metrics)))
-    app.router.add_route("*", prefix + "/{tail:.*}", named(not_found))
+    router.add_get(prefix + "/healthz", named(healthz))
+    router.add_get(prefix + "/readyz", named(private(Readiness(services))))
+    router.add_get(prefix + "/metrics", named(private(MetricsPage(services.metrics))))
+    router.add_route("*", prefix + "/{tail:.*}", named(not_found))

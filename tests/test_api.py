@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient as _TestClient
 from botocore.config import Config as BotoConfig
 from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.buckets import BucketNames
 from gateway.config import Config
@@ -484,6 +485,33 @@ async def test_grant_from_a_foreign_origin_is_refused(gateway: TestClient) -> No
     assert (await problem(resp))["reason"] == "origin-refused"
 
 
+async def test_grants_count_as_signatures_refused_by_reason_and_issued(
+    gateway: TestClient,
+) -> None:
+    """A grant is a signing request: each refused one counts once in gateway_signatures_total
+    with its reason, as Fine Uploader's and Uppy's refusals do, and an issued one as issued."""
+
+    async def signatures() -> dict[tuple[str, str], float]:
+        resp = await gateway.get("/-/metrics")
+        assert resp.status == 200
+        return {
+            (s.labels["outcome"], s.labels["reason"]): s.value
+            for family in text_string_to_metric_families(await resp.text())
+            for s in family.samples
+            if s.name == "gateway_signatures_total" and s.labels["route"] == "files"
+        }
+
+    before = await signatures()
+    too_large = {"filename": "big.bin", "content_type": "text/plain", "size": 64 * MiB + 1}
+    assert (await create(gateway, too_large)).status == 413
+    small = {"filename": "a.txt", "content_type": "text/plain", "size": 1}
+    assert (await create(gateway, small, headers={})).status == 401
+    assert (await create(gateway, small)).status == 201
+    after = await signatures()
+    moved = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+    assert moved == {("refused", "too-large"): 1, ("refused", "no-identity"): 1, ("issued", ""): 1}
+
+
 # --- checks at the completion --------------------------------------------------------------------
 
 
@@ -584,6 +612,29 @@ async def test_part_list_is_checked_against_what_s3_holds(
     resp = await complete(gateway, upload_id, parts)
     assert resp.status == 200, await resp.text()
     assert len(await s3.keys(s3.names.storage)) == 1
+
+
+async def test_a_short_middle_part_is_refused_naming_the_parts(
+    gateway: TestClient, http: aiohttp.ClientSession, s3: Bucket, recorded: Recorded
+) -> None:
+    """Parts that hold the declared size but whose middle part is short of ``part_size`` are
+    refused by the gateway (400 ``part-size-mismatch``, field ``parts``), not left to S3's
+    less readable refusal at CompleteMultipartUpload. moto ignores the signed Content-Length,
+    so the short part reaches it as a client bypassing the URLs' lengths would."""
+    data = payload(17 * MiB)
+    granted = await grant(gateway, data)
+    assert granted["part_size"] == 8 * MiB
+    bounds = [(0, 7 * MiB), (7 * MiB, 15 * MiB), (15 * MiB, 17 * MiB)]
+    parts = []
+    for part, (start, end) in zip(granted["parts"], bounds, strict=True):
+        async with http.put(part["url"], data=io.BytesIO(data[start:end])) as put:
+            assert put.status == 200, await put.text()
+            parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+    resp = await complete(gateway, granted["upload_id"], parts)
+    answer = await problem(resp)
+    assert (resp.status, answer["reason"], answer["field"]) == (400, "part-size-mismatch", "parts")
+    assert await s3.keys(s3.names.storage) == []
+    assert recorded.completions == []
 
 
 async def test_completion_retried_after_an_upstream_failure_stores_once(

@@ -32,7 +32,6 @@ GATEWAY = ROOT / "gateway"
 REVIEWED_PASS_THROUGHS = {
     ("gateway/rules/context.py", "reason"): "refuse(reason, ...) calls, scanned as literals",
     ("gateway/completion/pipeline.py", "exc.reason"): "check_key's refusals, all 400",
-    ("gateway/protocols/uppy.py", "exc.reason"): "check_key's refusals, all 400",
     ("gateway/guard.py", "reason"): "targets.REFUSALS and guard.PARSER_DETAILS keys, read below",
     ("gateway/storage.py", "reason"): "the _CLIENT_FAULTS table, scanned as tuples",
     ("gateway/front.py", "_http_reason(exc.status)"): "_http_reason's table, scanned below",

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         META_SOURCE,
         META_STORED_AT,
         Completion,
+        check_own_key,
     )
 
 # The pipeline's names load on first use, so that importing the pure ``completion.naming``
@@ -68,6 +69,7 @@ _LAZY = {
     "META_SOURCE": "pipeline",
     "META_STORED_AT": "pipeline",
     "Completion": "pipeline",
+    "check_own_key": "pipeline",
 }
 
 
@@ -92,6 +94,7 @@ __all__ = [
     "CompletionResult",
     "CompletionStorage",
     "CompletionUpstream",
+    "check_own_key",
     "check_upload",
     "etag_value",
     "extension",

@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from typing import NoReturn
 from urllib.parse import quote, unquote
 
-from aiohttp import web
-
-from .. import keys, sniff
-from ..appkeys import CLOCK, CONFIG, METRICS, STORAGE, UPSTREAM
+from .. import sniff
 from ..config import RouteConfig
 from ..identity import Identity
 from ..jsonbody import check_params
@@ -57,7 +54,8 @@ _MAX_METADATA_BYTES = 2048  # S3's limit on user metadata, names and values in U
 
 
 class Completion:
-    """Runs completions and deletions for every route; one per app (``Completion.from_app``)."""
+    """Runs completions and deletions for every route; one per app, built in its wiring
+    (gateway/services.py ``completion_for``)."""
 
     def __init__(
         self,
@@ -77,25 +75,6 @@ class Completion:
         self._metrics = metrics
         self._sniff_bytes = sniff_bytes
         self._clock = clock or (lambda: datetime.now(UTC))
-
-    @classmethod
-    def from_app(cls, app: web.Application) -> Completion:
-        """The app's completion, over its storage and upstream; refuses unusable storage keys."""
-        config = app[CONFIG]
-        for index, route in enumerate(config.routes):
-            try:
-                stable_prefix(route.storage_key, route="r", user_hash="h", uuid_text="u")
-            except ValueError as exc:
-                raise ValueError(f"routes[{index}].storage_key: {exc}") from None
-        return cls(
-            app[STORAGE],
-            app[UPSTREAM],
-            webhook_secret=config.webhook.secret.get_secret_value(),
-            id_key=keys.derive(config.session.keys[0].get_secret_value(), ID_PURPOSE),
-            webhook_timeout=config.webhook.timeout,
-            metrics=app[METRICS],
-            clock=app[CLOCK],
-        )
 
     def idempotency_key(
         self, route: RouteConfig, identity: Identity, upload_key: str, etag: str
@@ -172,13 +151,10 @@ class Completion:
 
     def _check_key(self, route: RouteConfig, identity: Identity, key: str) -> None:
         try:
-            check_key(key, identity.key_prefix)
-        except PolicyRefused as exc:
+            check_own_key(key, identity)
+        except GatewayError as exc:
             log.info("completion_refused", extra={"route": route.name, "reason": exc.reason})
-            if exc.reason == "key-outside-prefix":
-                # Someone else's object: refused before anything is read or touched.
-                raise Forbidden("this object is not yours", reason="key-not-yours") from None
-            raise BadRequest(exc.detail, reason=exc.reason) from None
+            raise
 
     async def _verify(self, req: CompletionRequest, upload: StoredObject) -> str:
         """Check the upload against the route, removing it if it breaks a rule; its stored type."""
@@ -410,6 +386,18 @@ class Completion:
     def _count(self, route: RouteConfig, outcome: str, trigger: str) -> None:
         if self._metrics is not None:
             self._metrics.completions.labels(route.name, outcome, trigger).inc()
+
+
+def check_own_key(key: str, identity: Identity) -> None:
+    """A key a client names must be this user's: 403 ``key-not-yours`` outside their prefix
+    (someone else's object, refused before anything is read or touched), 400 with check_key's
+    reason when it is no key the gateway would grant. Every protocol answers it alike."""
+    try:
+        check_key(key, identity.key_prefix)
+    except PolicyRefused as exc:
+        if exc.reason == "key-outside-prefix":
+            raise Forbidden("this object is not yours", reason="key-not-yours") from None
+        raise BadRequest(exc.detail, reason=exc.reason) from None
 
 
 def _outcome(exc: GatewayError) -> str:

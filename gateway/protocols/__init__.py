@@ -1,28 +1,28 @@
 """One adapter per client protocol: parse the client's request, call the core, shape the answer.
 
-``ADAPTERS`` is the static registry: a route's ``protocol`` (config) names the function that
-adds its routes. A new protocol is one module here, one entry below and one name in the
-config's ``protocol`` choices.
+Every adapter is a ``base.UploadRoute``: constructed with the app's services and one route's
+config, it fills in a routes table that the base registers. ``ADAPTERS`` is the static
+registry: a route's ``protocol`` (config) names its adapter class. A new protocol is one
+subclass here, one entry below and one name in the config's ``protocol`` choices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from aiohttp import web
+from .api import ApiRoute
+from .base import UploadRoute
+from .fineuploader import FineUploaderRoute
+from .uppy import UppyRoute
 
-from . import api, fineuploader, uppy
-
-# Each adapter takes its own protocol's route model (config.AnyRouteConfig), which the route's
-# protocol, the key below, picked when the config was read; a Callable cannot say so, hence Any.
-AddRoutes = Callable[[web.Application, Any], None]
-
-ADAPTERS: Mapping[str, AddRoutes] = MappingProxyType(
+ADAPTERS: Mapping[str, type[UploadRoute[Any]]] = MappingProxyType(
     {
-        "fineuploader": fineuploader.add_routes,
-        "uppy": uppy.add_routes,
-        "api": api.add_routes,
+        "fineuploader": FineUploaderRoute,
+        "uppy": UppyRoute,
+        "api": ApiRoute,
     }
 )
+
+__all__ = ["ADAPTERS", "UploadRoute"]

@@ -14,33 +14,26 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..appkeys import CLOCK, COMPLETION, CONFIG, METRICS, STORAGE, TOKENS
 from ..completion import CompletionRequest
 from ..config import ApiRouteConfig
-from ..jsonbody import parse_json
-from ..problems import BadRequest, GatewayError, NotFound
-from ..render import route_handler
+from ..problems import BadRequest, GatewayError
 from ..rules import MAX_PARTS, SigningContext, check_declared_file
+from ..services import Services
 from ..storage import Storage
 from ..tokens import UploadToken
+from .base import PartRules, RouteEntry, UploadRoute
 from .common import (
     TOKEN_LIFETIME,
     Presigner,
-    caller,
-    delete_by_key,
     forward_headers,
     grant,
-    invalid_field,
     new_key,
-    note_owner,
-    open_upload,
-    read_limited,
     signing_context,
 )
 
-__all__ = ["TOKEN_LIFETIME", "add_routes", "part_size_for"]
+__all__ = ["TOKEN_LIFETIME", "ApiRoute", "part_size_for"]
 
 # A grant request is a few hundred bytes; a completion lists up to 10,000 parts of ~80 bytes.
 MAX_CREATE_BODY = 16 * 1024
@@ -66,14 +59,6 @@ class _CompleteBody(BaseModel):
     parts: list[_PartBody] = Field(default_factory=list, max_length=MAX_PARTS)
 
 
-async def _json_body(request: web.Request, model: type[BaseModel], limit: int) -> Any:
-    data = parse_json(await read_limited(request, limit) or b"{}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_field(exc) from None
-
-
 def _check_declared(size: int, content_type: str, ctx: SigningContext) -> None:
     """The route's rules on the declared file, the refusal naming the field it is about."""
     try:
@@ -88,20 +73,46 @@ def part_size_for(size: int, route: ApiRouteConfig) -> int:
     return max(route.part_size, math.ceil(size / MAX_PARTS))
 
 
-def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
-    """Register ``POST P``, ``POST P/{upload_id}/complete``, ``DELETE P/{upload_id}`` (abort)
-    and ``DELETE P/files?key=`` (a completed upload)."""
-    handle = route_handler(route.name)
-    presigner = Presigner(app)
+# API clients may list parts in any order; the parts hold exactly the declared size.
+_PARTS = PartRules(
+    sort=True, numbering="parts must be numbered 1..N without gaps", field="parts", exact_size=True
+)
 
-    @handle
-    async def create(request: web.Request) -> web.StreamResponse:
-        config = request.app[CONFIG]
-        identity = await caller(request, config)
-        body: _CreateBody = await _json_body(request, _CreateBody, MAX_CREATE_BODY)
+
+class ApiRoute(UploadRoute[ApiRouteConfig]):
+    """``POST P`` (grant), ``POST P/{upload_id}/complete``, ``DELETE P/{upload_id}`` (abort)
+    and ``DELETE P/files?key=`` (a completed upload) of one ``protocol: api`` route."""
+
+    protocol_name = "api"
+
+    def __init__(self, services: Services, route: ApiRouteConfig) -> None:
+        super().__init__(services, route)
+        self.presigner = Presigner(self.config, services.signing_keys)
+
+    def table(self) -> list[RouteEntry]:
+        path = self.route.path
+        return [
+            RouteEntry("POST", path, self.create),
+            RouteEntry("POST", path + "/{upload_id}/complete", self.complete),
+            # Before P/{upload_id}: an upload id is a sealed token, never "files".
+            RouteEntry("DELETE", path + "/files", self.delete_by_key),
+            RouteEntry("DELETE", path + "/{upload_id}", self.abort),
+            RouteEntry("*", path + "/{tail:.*}", self.not_found),
+        ]
+
+    async def create(self, request: web.Request) -> web.Response:
+        """Grant an upload: a presigned PUT, or a multipart upload's presigned parts."""
+        with self.signing:
+            answer = await self._grant(request)
+        return web.json_response(answer, status=201)
+
+    async def _grant(self, request: web.Request) -> dict[str, Any]:
+        route = self.route
+        identity = await self.caller(request)
+        body = await self.read_json(request, _CreateBody, MAX_CREATE_BODY)
         content_type = body.content_type.lower()
-        _check_declared(body.size, content_type, signing_context(config, route, identity))
-        now = request.app[CLOCK]()
+        _check_declared(body.size, content_type, signing_context(self.config, route, identity))
+        now = self.clock()
         key = new_key(identity, body.filename)
         url_expiry = now + timedelta(seconds=route.signature_ttl)
         token = grant(
@@ -114,8 +125,8 @@ def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
             filename=body.filename,
             sha256=body.sha256.lower() if body.sha256 else None,
         )
-        tokens = request.app[TOKENS]
-        await note_owner(request, route, identity)
+        tokens = self.services.tokens
+        await self.note_owner(identity)
         if body.size <= route.multipart_threshold:
             headers = {"Content-Type": content_type}
             if body.sha256:
@@ -128,8 +139,8 @@ def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
             # Content-Length themselves (browsers must), so it is not among the headers to send.
             signed = {k.lower(): v for k, v in headers.items()}
             signed["content-length"] = str(body.size)
-            url = presigner.url(key, now=now, expires=route.signature_ttl, headers=signed)
-            answer: dict[str, Any] = {
+            url = self.presigner.url(key, now=now, expires=route.signature_ttl, headers=signed)
+            return {
                 "upload_id": tokens.seal(token),
                 "key": key,
                 "method": "PUT",
@@ -137,19 +148,17 @@ def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
                 "headers": headers,
                 "expires_at": url_expiry.isoformat().replace("+00:00", "Z"),
             }
-            request.app[METRICS].signature_issued(route.name)
-            return web.json_response(answer, status=201)
 
         part_size = part_size_for(body.size, route)
         count = math.ceil(body.size / part_size)
-        s3_upload_id = await request.app[STORAGE].create_multipart(
+        s3_upload_id = await self.services.storage.create_multipart(
             key, content_type=content_type, metadata={"gateway-route": route.name}
         )
         token = dataclasses.replace(token, s3_upload_id=s3_upload_id, part_size=part_size)
         parts = [
             {
                 "part_number": number,
-                "url": presigner.part_url(
+                "url": self.presigner.part_url(
                     key,
                     s3_upload_id,
                     number,
@@ -160,35 +169,27 @@ def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
             }
             for number in range(1, count + 1)
         ]
-        request.app[METRICS].signature_issued(route.name)
-        return web.json_response(
-            {
-                "upload_id": tokens.seal(token),
-                "key": key,
-                "part_size": part_size,
-                "parts": parts,
-                "expires_at": url_expiry.isoformat().replace("+00:00", "Z"),
-            },
-            status=201,
-        )
+        return {
+            "upload_id": tokens.seal(token),
+            "key": key,
+            "part_size": part_size,
+            "parts": parts,
+            "expires_at": url_expiry.isoformat().replace("+00:00", "Z"),
+        }
 
-    @handle
-    async def complete(request: web.Request) -> web.StreamResponse:
-        identity, token = await open_upload(request, request.app[CONFIG], route)
-        body: _CompleteBody = await _json_body(request, _CompleteBody, MAX_COMPLETE_BODY)
-        storage = request.app[STORAGE]
-        completion = request.app[COMPLETION]
+    async def complete(self, request: web.Request) -> web.Response:
+        """Finish the caller's upload (its parts, its checksum), then run the completion."""
+        identity, token = await self.open_upload(request)
+        body = await self.read_json(request, _CompleteBody, MAX_COMPLETE_BODY)
+        storage = self.services.storage
         if token.s3_upload_id is not None:
-            done_before = (
-                await storage.head(storage.uploads_bucket, token.key) is not None
-                or await completion.find_stored(route, identity, token.key) is not None
-            )
-            await _finish_multipart(storage, done_before, token, body)
+            parts = [(p.part_number, p.etag) for p in body.parts]
+            await self.finish_multipart(identity, token, parts, _PARTS)
         if token.sha256 is not None:
             await _check_checksum(storage, token)
-        result = await completion.complete(
+        result = await self.services.completion.complete(
             CompletionRequest(
-                route=route,
+                route=self.route,
                 identity=identity,
                 key=token.key,
                 filename=token.filename,
@@ -196,79 +197,19 @@ def add_routes(app: web.Application, route: ApiRouteConfig) -> None:
                 declared_size=token.size,
                 declared_content_type=token.content_type,
                 etag=None,
-                forward_headers=forward_headers(request, request.app[CONFIG]),
+                forward_headers=forward_headers(request, self.config),
             )
         )
         return web.json_response(result.body, status=result.status)
 
-    @handle
-    async def abort(request: web.Request) -> web.StreamResponse:
-        _identity, token = await open_upload(request, request.app[CONFIG], route)
-        storage = request.app[STORAGE]
+    async def abort(self, request: web.Request) -> web.Response:
+        """Abort the caller's upload and drop anything it stored in the uploads bucket."""
+        _identity, token = await self.open_upload(request)
+        storage = self.services.storage
         if token.s3_upload_id is not None:
             await storage.abort_multipart(token.key, token.s3_upload_id)
         await storage.delete(storage.uploads_bucket, token.key)
         return web.Response(status=204)
-
-    @handle
-    async def delete(request: web.Request) -> web.StreamResponse:
-        return await delete_by_key(request, request.app[CONFIG], route)
-
-    @handle
-    async def unknown(request: web.Request) -> web.StreamResponse:
-        raise NotFound("no such api endpoint", reason="not-found")
-
-    app.router.add_post(route.path, create)
-    app.router.add_post(route.path + "/{upload_id}/complete", complete)
-    # Before P/{upload_id}: an upload id is a sealed token, never "files".
-    app.router.add_delete(route.path + "/files", delete)
-    app.router.add_delete(route.path + "/{upload_id}", abort)
-    app.router.add_route("*", route.path + "/{tail:.*}", unknown)
-
-
-async def _finish_multipart(
-    storage: Storage, done_before: bool, token: UploadToken, body: _CompleteBody
-) -> None:
-    """Complete the multipart upload from the client's part list, checked against ListParts.
-
-    ``done_before``: an earlier attempt completed it (its object is in the uploads bucket, or
-    already stored), and that attempt failed upstream or its answer was lost; S3 no longer
-    knows the upload id, and the completion checks the object all the same.
-    """
-    assert token.s3_upload_id is not None  # noqa: S101 - callers check
-    if done_before:
-        return
-    claimed = sorted(body.parts, key=lambda p: p.part_number)
-    numbers = [p.part_number for p in claimed]
-    if not claimed or numbers != list(range(1, len(claimed) + 1)):
-        raise BadRequest(
-            "parts must be numbered 1..N without gaps", reason="parts-invalid", field="parts"
-        )
-    listed = {part.number: part for part in await storage.list_parts(token.key, token.s3_upload_id)}
-    for part in claimed:
-        held = listed.get(part.part_number)
-        if held is None or held.etag.strip('"') != part.etag.strip('"'):
-            raise BadRequest(
-                f"part {part.part_number} was not uploaded with that ETag",
-                reason="part-mismatch",
-                field="parts",
-            )
-    total = sum(listed[n].size for n in numbers)
-    if total != token.size:
-        raise BadRequest(
-            f"the parts hold {total} bytes, the upload declared {token.size}",
-            reason="size-mismatch",
-        )
-    if token.part_size is not None and any(listed[n].size != token.part_size for n in numbers[:-1]):
-        # S3 would refuse a short middle part only at CompleteMultipartUpload, less readably.
-        raise BadRequest(
-            f"every part but the last must hold {token.part_size} bytes",
-            reason="part-size-mismatch",
-            field="parts",
-        )
-    await storage.complete_multipart(
-        token.key, token.s3_upload_id, [(p.part_number, p.etag) for p in claimed]
-    )
 
 
 async def _check_checksum(storage: Storage, token: UploadToken) -> None:

@@ -1,4 +1,5 @@
-"""What the adapters share: the caller, body reading, key choice, upload tokens, presigned URLs."""
+"""What the adapters share without the app's services: body reading, key choice, upload tokens,
+presigned URLs. The steps that use services are ``base.UploadRoute``'s."""
 
 from __future__ import annotations
 
@@ -9,43 +10,19 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..appkeys import (
-    CLOCK,
-    COMPLETION,
-    CONFIG,
-    IDENTITY,
-    OWNERS,
-    SIGNING_KEYS,
-    STORAGE,
-    TOKENS,
-)
 from ..completion import extension
 from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
 from ..headers import upstream_cookie
 from ..identity import Identity
-from ..origins import check_origin
-from ..problems import BadRequest, NotFound, PayloadTooLarge
+from ..problems import BadRequest, PayloadTooLarge
 from ..rules import SigningContext
-from ..signing import presign_v4
+from ..signing import SigningKeys, presign_v4
 from ..tokens import UploadToken
 
 # A granted upload may be completed for a day: the uploads bucket's lifecycle rule removes what
 # is left after that anyway (`upload-gateway s3 setup`).
 TOKEN_LIFETIME = timedelta(days=1)
-
-
-async def caller(request: web.Request, config: Config) -> Identity:
-    """The identity of a caller whose Origin (if any) is one of ours; 401/403 otherwise."""
-    check_origin(request, config.origins)
-    return await request.app[IDENTITY].require(request)
-
-
-async def note_owner(request: web.Request, route: RouteConfig, identity: Identity) -> None:
-    """Record whose uploads this user's hash names on ``route``, for the sweep: one S3 request
-    the first time a process signs or grants for this user and route, none after
-    (gateway/completion/owners.py)."""
-    await request.app[OWNERS].note(request.app[STORAGE], identity, route.name)
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -110,22 +87,6 @@ def forward_headers(request: web.Request, config: Config) -> dict[str, str]:
     return headers
 
 
-async def delete_by_key(request: web.Request, config: Config, route: RouteConfig) -> web.Response:
-    """``DELETE P/files?key=<upload key>``: remove the caller's completed upload (or what is left
-    of it in the uploads bucket); the upstream is told with ``upload.deleted``. 204, or 404."""
-    identity = await caller(request, config)
-    key = request.query.get("key")
-    if not key:
-        raise BadRequest("the upload's key must be passed as ?key=", reason="key-missing")
-    # The completion checks the prefix before it reads or touches anything.
-    deleted = await request.app[COMPLETION].delete_upload(
-        route, identity, key, forward_headers(request, config)
-    )
-    if not deleted:
-        raise NotFound("no such upload: it was never completed, or is already deleted")
-    return web.Response(status=204)
-
-
 def grant(
     route: RouteConfig,
     identity: Identity,
@@ -154,30 +115,15 @@ def grant(
     )
 
 
-async def open_upload(
-    request: web.Request, config: Config, route: RouteConfig
-) -> tuple[Identity, UploadToken]:
-    """The caller, and the token in ``{upload_id}``: theirs, this route's, unexpired."""
-    identity = await caller(request, config)
-    token = request.app[TOKENS].open(
-        request.match_info["upload_id"],
-        route=route.name,
-        user=identity.user,
-        now=request.app[CLOCK](),
-    )
-    return identity, token
-
-
 class Presigner:
     """Presigned PUT URLs into the uploads bucket, with the project's own SigV4 signer."""
 
-    def __init__(self, app: web.Application) -> None:
-        config = app[CONFIG]
+    def __init__(self, config: Config, keys: SigningKeys) -> None:
         bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
         parts = urlsplit(bucket.url)
         self._endpoint = f"{parts.scheme}://{parts.netloc}"
         self._path_prefix = parts.path.rstrip("/")
-        self._app = app
+        self._keys = keys
         self._config = config
 
     def url(
@@ -195,7 +141,7 @@ class Presigner:
             endpoint=self._endpoint,
             path=f"{self._path_prefix}/{key}",
             access_key_id=self._config.s3.access_key_id,
-            keys=self._app[SIGNING_KEYS],
+            keys=self._keys,
             region=self._config.s3.region,
             now=now,
             expires=expires,

@@ -10,15 +10,12 @@ describes the requests Fine Uploader sends and the answers.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, REQUEST_ID, SIGNING_KEYS
 from ..completion import CompletionRequest
-from ..config import Config, FineUploaderRouteConfig
+from ..config import FineUploaderRouteConfig
 from ..endpoints import browser_bucket
 from ..forms import FormValue, parse_form
 from ..identity import Identity
@@ -31,12 +28,12 @@ from ..problems import (
     PolicyRefused,
     is_final,
 )
-from ..render import ProblemFields, route_handler
+from ..requestkeys import REQUEST_ID
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
+from ..services import Services
 from ..signing import encode_policy, sign_v2, sign_v4
-from .common import caller, forward_headers, note_owner, read_limited
-
-log = logging.getLogger(__name__)
+from .base import Rendering, RouteEntry, UploadRoute
+from .common import forward_headers, read_limited
 
 # Signature bodies are a policy of a few conditions or one canonical request; success bodies a
 # handful of fields. Anything larger is not Fine Uploader.
@@ -45,10 +42,8 @@ MAX_BODY = 64 * 1024
 PART_SIZE = 5 * 1024 * 1024
 # What the success request carries besides the page's own params (uploader.basic.api.js).
 _PROTOCOL_FIELDS = ("key", "uuid", "name", "bucket", "etag")
-# The endpoints a route may place elsewhere (FineUploaderRouteConfig.endpoints); default under P.
+# The endpoints a route may place elsewhere (its `endpoints`), and their default under P.
 _DEFAULTS = {"signature": "signature", "success": "success", "delete": "files", "blank": "blank"}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _signature_fields(exc: GatewayError) -> dict[str, Any]:
@@ -78,17 +73,38 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-class FineUploaderRoute:
-    """The handlers of one ``protocol: fineuploader`` route."""
+class FineUploaderRoute(UploadRoute[FineUploaderRouteConfig]):
+    """The handlers of one ``protocol: fineuploader`` route: under its path, or where its
+    ``endpoints`` name them."""
 
-    def __init__(self, config: Config, route: FineUploaderRouteConfig) -> None:
-        self.config = config
-        self.route = route
+    # Every endpoint but the signature's answers as the success endpoint does.
+    rendering = Rendering(_success_fields)
+    protocol_name = "Fine Uploader"
+
+    def __init__(self, services: Services, route: FineUploaderRouteConfig) -> None:
+        super().__init__(services, route)
+        config = self.config
         self.bucket = browser_bucket(config.s3, config.s3.uploads_bucket)
         self.paths = endpoint_paths(route)
         # Fixed for the process: made once here, not for every signature (every chunk signs).
         self._public_origins = [str(o) for o in config.public_origins]
         self._content_types = tuple(route.content_types)
+
+    def table(self) -> list[RouteEntry]:
+        path, paths = self.route.path, self.paths
+        # Fine Uploader appends "/" and the uuid to the endpoint as written, trailing / or not.
+        delete = paths["delete"]
+        # An endpoint placed elsewhere, in another method or spelling, and all below it, reach
+        # the proxy, which refuses them as reserved paths (gateway/app.py): never the app.
+        return [
+            RouteEntry("POST", paths["signature"], self.signature, _signature_fields),
+            RouteEntry("POST", paths["success"], self.success),
+            RouteEntry("DELETE", f"{delete}/{{uuid}}", self.delete),
+            RouteEntry("POST", delete, self.delete_post),
+            RouteEntry("GET", paths["blank"], self.blank),
+            RouteEntry("GET", f"{path}/config", self.options),
+            RouteEntry("*", f"{path}/{{tail:.*}}", self.not_found),
+        ]
 
     def _context(self, request: web.Request, identity: Identity) -> SigningContext:
         # The iframe path's success_action_redirect is the blank page made absolute against the
@@ -116,36 +132,23 @@ class FineUploaderRoute:
             part_size=PART_SIZE,
         )
 
-    async def _identity(self, request: web.Request) -> Identity:
-        return await caller(request, self.config)
-
     # ------------------------------------------------------------------ POST P/signature
 
     async def signature(self, request: web.Request) -> web.Response:
         """Sign a tightened copy of a POST policy, or a checked chunked REST request."""
-        metrics = request.app[METRICS]
-        try:
-            identity = await self._identity(request)
+        with self.signing:
+            identity = await self.caller(request)
             # Parsed whatever the Content-Type: IE8/9's XDomainRequest sends text/plain or none.
             document = _json_object(await read_limited(request, MAX_BODY))
             answer = self._sign(request, identity, document)
-            await note_owner(request, self.route, identity)
-        except GatewayError as exc:
-            log.info(
-                "signature_refused",
-                extra={"route": self.route.name, "reason": exc.reason, "status": exc.status},
-            )
-            metrics.signature_refused(self.route.name, exc.reason)
-            raise
-        # The request's access line (route, user hash, status 200) already records the issue.
-        metrics.signature_issued(self.route.name)
+            await self.note_owner(identity)
         return web.json_response(answer)
 
     def _sign(
         self, request: web.Request, identity: Identity, document: dict[str, Any]
     ) -> dict[str, str]:
         v4 = request.query.get("v4") == "true"
-        now = request.app[CLOCK]()
+        now = self.clock()
         context = self._context(request, identity)
         secret = self.config.s3.secret_access_key.get_secret_value()
         if "headers" in document:
@@ -160,14 +163,14 @@ class FineUploaderRoute:
             string_to_sign = check_rest_v4(raw, context, now=now)
             # Line 3 is the scope <YYYYMMDD>/<region>/s3/aws4_request, checked by the rules.
             date = string_to_sign.split("\n")[2].split("/", 1)[0]
-            key = request.app[SIGNING_KEYS].get(date, self.config.s3.region)
+            key = self.services.signing_keys.get(date, self.config.s3.region)
             return {"signature": sign_v4(key, string_to_sign)}
         if "conditions" in document or "expiration" in document:
             policy = tighten_policy(document, context, version=4 if v4 else 2, now=now)
             encoded = encode_policy(policy)
             if not v4:
                 return {"policy": encoded, "signature": sign_v2(secret, encoded)}
-            key = request.app[SIGNING_KEYS].get(_credential_date(policy), self.config.s3.region)
+            key = self.services.signing_keys.get(_credential_date(policy), self.config.s3.region)
             return {"policy": encoded, "signature": sign_v4(key, encoded)}
         raise PolicyRefused(
             "the body is neither a POST policy nor a REST signing request",
@@ -178,7 +181,7 @@ class FineUploaderRoute:
 
     async def success(self, request: web.Request) -> web.Response:
         """Complete an upload Fine Uploader reports done, and relay the upstream's answer."""
-        identity = await self._identity(request)
+        identity = await self.caller(request)
         body = await read_limited(request, MAX_BODY)
         if request.content_type == "application/json":
             fields: dict[str, Any] = _json_object(body)
@@ -190,7 +193,7 @@ class FineUploaderRoute:
             raise BadRequest("etag must be a string", reason="form-invalid")
         self._check_bucket(bucket)
         params = {k: v for k, v in fields.items() if k not in _PROTOCOL_FIELDS}
-        result = await request.app[COMPLETION].complete(
+        result = await self.services.completion.complete(
             CompletionRequest(
                 route=self.route,
                 identity=identity,
@@ -229,12 +232,12 @@ class FineUploaderRoute:
 
     async def delete(self, request: web.Request) -> web.Response:
         """deleteFile in DELETE mode: ``?key=&bucket=`` name the user's own object."""
-        identity = await self._identity(request)
+        identity = await self.caller(request)
         return await self._delete(request, identity, dict(request.query))
 
     async def delete_post(self, request: web.Request) -> web.Response:
         """deleteFile in POST mode (old browsers): a form with ``_method=DELETE``."""
-        identity = await self._identity(request)
+        identity = await self.caller(request)
         fields: dict[str, FormValue] = parse_form(await read_limited(request, MAX_BODY))
         if fields.get("_method") != "DELETE":
             raise BadRequest("POST P/files only deletes (_method=DELETE)", reason="form-invalid")
@@ -245,7 +248,7 @@ class FineUploaderRoute:
     ) -> web.Response:
         key, bucket = _required(fields, "key"), _required(fields, "bucket")
         self._check_bucket(bucket)
-        deleted = await request.app[COMPLETION].delete_upload(
+        deleted = await self.services.completion.delete_upload(
             self.route, identity, key, self._forward_headers(request)
         )
         if not deleted:
@@ -264,7 +267,7 @@ class FineUploaderRoute:
 
     async def options(self, request: web.Request) -> web.Response:
         """This user's Fine Uploader options (qq.s3.FineUploader), for the page to build from."""
-        identity = await request.app[IDENTITY].require(request)
+        identity = await self.services.identity.require(request)
         s3 = self.config.s3
         paths = self.paths
         validation: dict[str, Any] = {"sizeLimit": self.route.max_size}
@@ -290,13 +293,9 @@ class FineUploaderRoute:
             "keyPrefix": identity.key_prefix,
             "maxSize": self.route.max_size,
             # For request.clockDrift (serverTime - Date.now()): S3 refuses skewed clocks.
-            "serverTime": int(request.app[CLOCK]().timestamp() * 1000),
+            "serverTime": int(self.clock().timestamp() * 1000),
         }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
-
-    async def not_found(self, request: web.Request) -> web.Response:
-        """Everything else under P is the gateway's namespace: never proxied."""
-        raise NotFound("no such Fine Uploader endpoint", reason="not-found")
 
 
 def _required(fields: dict[str, Any], name: str) -> str:
@@ -314,25 +313,3 @@ def _credential_date(policy: dict[str, Any]) -> str:
             if len(parts) == 5:
                 return str(parts[1])
     raise PolicyRefused("a v4 policy needs an x-amz-credential", reason="credential-missing")
-
-
-def add_routes(app: web.Application, route: FineUploaderRouteConfig) -> None:
-    """Register the Fine Uploader endpoints of ``route``: under its path, or where its
-    ``endpoints`` name them."""
-    handlers = FineUploaderRoute(app[CONFIG], route)
-    path, paths = route.path, handlers.paths
-
-    def named(handler: Handler, fields: ProblemFields) -> Handler:
-        return route_handler(route.name, fields)(handler)
-
-    app.router.add_post(paths["signature"], named(handlers.signature, _signature_fields))
-    app.router.add_post(paths["success"], named(handlers.success, _success_fields))
-    # Fine Uploader appends "/" and the uuid to the endpoint as written, trailing / or not.
-    delete = paths["delete"]
-    app.router.add_delete(f"{delete}/{{uuid}}", named(handlers.delete, _success_fields))
-    app.router.add_post(delete, named(handlers.delete_post, _success_fields))
-    app.router.add_get(paths["blank"], named(handlers.blank, _success_fields))
-    app.router.add_get(f"{path}/config", named(handlers.options, _success_fields))
-    app.router.add_route("*", f"{path}/{{tail:.*}}", named(handlers.not_found, _success_fields))
-    # An endpoint placed elsewhere, in another method or spelling, and all below it, reach the
-    # proxy, which refuses them as reserved paths (gateway/app.py): never the app.

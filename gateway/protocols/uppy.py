@@ -14,39 +14,23 @@ tells the upstream.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS, STORAGE, TOKENS
-from ..completion import CompletionRequest, CompletionResult
-from ..config import RouteConfig
+from ..completion import CompletionRequest, CompletionResult, check_own_key
+from ..config import UppyRouteConfig
 from ..endpoints import browser_bucket
 from ..identity import Identity
-from ..jsonbody import parse_json
-from ..problems import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge, PolicyRefused
-from ..render import route_handler
-from ..rules import MAX_PARTS, SigningContext, check_declared_file, check_key, tighten_policy
+from ..problems import BadRequest, GatewayError, PolicyRefused
+from ..rules import MAX_PARTS, SigningContext, check_declared_file, tighten_policy
+from ..services import Services
 from ..signing import amz_date, encode_policy, format_expiration, scope, sign_v4
-from ..storage import Storage
 from ..tokens import UploadToken
-from .common import (
-    Presigner,
-    caller,
-    delete_by_key,
-    forward_headers,
-    grant,
-    invalid_field,
-    new_key,
-    note_owner,
-    open_upload,
-    read_limited,
-    signing_context,
-)
+from .base import PartRules, Rendering, RouteEntry, UploadRoute
+from .common import Presigner, forward_headers, grant, new_key, signing_context
 from .uppy_metadata import object_metadata, query_metadata, read_object_metadata, uppy_params
 
 MAX_BODY = 64 * 1024
@@ -94,14 +78,6 @@ def _status_text(exc: GatewayError) -> str:
     return exc.detail
 
 
-async def _parse(request: web.Request, model: type[BaseModel], limit: int = MAX_BODY) -> Any:
-    data = parse_json(await read_limited(request, limit) or b"{}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_field(exc) from None
-
-
 def _declared_size(text: str | None) -> int | None:
     if text is None:
         return None
@@ -115,38 +91,52 @@ def max_part_number(token: UploadToken) -> int:
     return max(1, min(MAX_PARTS, math.ceil(token.size / MIN_PART)))
 
 
-class UppyRoute:
-    """The handlers of one ``protocol: uppy`` route."""
+# Uppy lists its parts in order; without a declared size the route's limit bounds them, and a
+# list over it aborts the upload.
+_PARTS = PartRules(
+    sort=False, numbering="parts must be numbered 1..N in order", field=None, exact_size=False
+)
 
-    def __init__(self, app: web.Application, route: RouteConfig) -> None:
-        self.config = app[CONFIG]
-        self.route = route
+
+class UppyRoute(UploadRoute[UppyRouteConfig]):
+    """The handlers of one ``protocol: uppy`` route: Companion's S3 endpoints, ``P/complete``,
+    ``P/files`` (delete) and ``P/config`` under its path."""
+
+    rendering = Rendering(_problem_fields, status_text=_status_text)
+    protocol_name = "Uppy"
+
+    def __init__(self, services: Services, route: UppyRouteConfig) -> None:
+        super().__init__(services, route)
         self.bucket = browser_bucket(self.config.s3, self.config.s3.uploads_bucket)
-        self.presigner = Presigner(app)
+        self.presigner = Presigner(self.config, services.signing_keys)
 
-    async def _identity(self, request: web.Request) -> Identity:
-        return await caller(request, self.config)
+    def table(self) -> list[RouteEntry]:
+        path, multipart = self.route.path, f"{self.route.path}/s3/multipart/{{upload_id}}"
+        return [
+            RouteEntry("GET", f"{path}/config", self.options),
+            RouteEntry("POST", f"{path}/complete", self.complete_single),
+            RouteEntry("DELETE", f"{path}/files", self.delete_by_key),
+            RouteEntry("GET", f"{path}/s3/params", self.params),
+            RouteEntry("POST", f"{path}/s3/multipart", self.create),
+            # Before {part_number}: Companion's routes match "batch" first too.
+            RouteEntry("GET", f"{multipart}/batch", self.batch),
+            RouteEntry("GET", f"{multipart}/{{part_number:[0-9]+}}", self.sign_part),
+            RouteEntry("POST", f"{multipart}/complete", self.complete_multipart),
+            RouteEntry("GET", multipart, self.list_parts),
+            RouteEntry("DELETE", multipart, self.abort),
+            # Anything else under P (Companion's /s3/sts too) is the gateway's: never proxied.
+            RouteEntry("*", f"{path}/{{tail:.*}}", self.not_found),
+        ]
 
     def _context(self, identity: Identity) -> SigningContext:
         return signing_context(self.config, self.route, identity)
-
-    @contextmanager
-    def _signing(self, request: web.Request) -> Iterator[None]:
-        """Count a signing request as issued or refused, with the refusal's reason."""
-        metrics = request.app[METRICS]
-        try:
-            yield
-        except GatewayError as exc:
-            metrics.signature_refused(self.route.name, exc.reason)
-            raise
-        metrics.signature_issued(self.route.name)
 
     # ------------------------------------------------------------------ GET P/s3/params
 
     async def params(self, request: web.Request) -> web.Response:
         """Form-POST parameters of a single-request upload: a tightened, signed POST policy."""
-        with self._signing(request):
-            identity = await self._identity(request)
+        with self.signing:
+            identity = await self.caller(request)
             query = request.query
             filename, content_type = query.get("filename", ""), query.get("type", "").lower()
             if not 0 < len(filename) <= 255:
@@ -158,7 +148,7 @@ class UppyRoute:
             stored = object_metadata(self.route, filename, metadata)
             key = new_key(identity, filename)
             answer = self._post_form(request, ctx, key, content_type, stored, size)
-            await note_owner(request, self.route, identity)
+            await self.note_owner(identity)
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
     def _post_form(
@@ -170,7 +160,7 @@ class UppyRoute:
         metadata: dict[str, str],
         size: int | None,
     ) -> dict[str, Any]:
-        now = request.app[CLOCK]()
+        now = self.clock()
         s3 = self.config.s3
         stamp = amz_date(now)
         fields = {
@@ -195,7 +185,7 @@ class UppyRoute:
             ],
         }
         policy = encode_policy(tighten_policy(document, ctx, version=4, now=now))
-        signature = sign_v4(request.app[SIGNING_KEYS].get(stamp[:8], s3.region), policy)
+        signature = sign_v4(self.services.signing_keys.get(stamp[:8], s3.region), policy)
         return {
             "method": "POST",
             "url": self.bucket.url,
@@ -207,8 +197,8 @@ class UppyRoute:
 
     async def create(self, request: web.Request) -> web.Response:
         """Start a multipart upload at a key of the gateway's choosing; the uploadId is a token."""
-        identity = await self._identity(request)
-        body: _CreateBody = await _parse(request, _CreateBody)
+        identity = await self.caller(request)
+        body = await self.read_json(request, _CreateBody, MAX_BODY)
         content_type = body.type.lower()
         ctx = self._context(identity)
         check_declared_file(size=body.size or 0, content_type=content_type, ctx=ctx)
@@ -217,9 +207,9 @@ class UppyRoute:
         if sum(len(k) + len(v) for k, v in metadata.items()) > ctx.max_meta_bytes:
             raise PolicyRefused("the metadata is too large", reason="meta-too-large")
         key = new_key(identity, body.filename)
-        now = request.app[CLOCK]()
-        await note_owner(request, self.route, identity)
-        upload_id = await request.app[STORAGE].create_multipart(
+        now = self.clock()
+        await self.note_owner(identity)
+        upload_id = await self.services.storage.create_multipart(
             key, content_type=content_type, metadata=metadata
         )
         token = grant(
@@ -234,19 +224,15 @@ class UppyRoute:
             filename=body.filename,
             part_size=MIN_PART,
         )
-        sealed = request.app[TOKENS].seal(token)
+        sealed = self.services.tokens.seal(token)
         return web.json_response(
             {"key": key, "uploadId": sealed, "bucket": self.config.s3.uploads_bucket}
         )
 
     async def _open(self, request: web.Request) -> tuple[Identity, UploadToken, str]:
-        """The caller's own upload: its token must open for this user and name ``?key=``."""
-        identity, token = await open_upload(request, self.config, self.route)
-        key = request.query.get("key")
-        if key is None:
-            raise BadRequest("the object key must be passed as ?key=", reason="key-missing")
-        if key != token.key or token.s3_upload_id is None:
-            raise Forbidden("the key is not this upload's", reason="key-mismatch")
+        """The caller's own multipart upload, named by its token and ``?key=``."""
+        identity, token = await self.open_upload(request, key_param="key", multipart=True)
+        assert token.s3_upload_id is not None  # noqa: S101 - open_upload checked
         return identity, token, token.s3_upload_id
 
     def _part_url(self, request: web.Request, token: UploadToken, upload_id: str, text: str) -> str:
@@ -261,7 +247,7 @@ class UppyRoute:
             token.key,
             upload_id,
             int(text),
-            now=request.app[CLOCK](),
+            now=self.clock(),
             expires=self.route.signature_ttl,
         )
 
@@ -269,14 +255,14 @@ class UppyRoute:
 
     async def sign_part(self, request: web.Request) -> web.Response:
         """A presigned PUT URL for one part of the caller's own upload."""
-        with self._signing(request):
+        with self.signing:
             _identity, token, upload_id = await self._open(request)
             url = self._part_url(request, token, upload_id, request.match_info["part_number"])
         return web.json_response({"url": url, "expires": self.route.signature_ttl})
 
     async def batch(self, request: web.Request) -> web.Response:
         """Companion's batch signing (``?partNumbers=1,2``), which older Uppy versions use."""
-        with self._signing(request):
+        with self.signing:
             _identity, token, upload_id = await self._open(request)
             numbers = request.query.get("partNumbers", "").split(",")
             if len(numbers) > max_part_number(token):
@@ -287,7 +273,7 @@ class UppyRoute:
     async def list_parts(self, request: web.Request) -> web.Response:
         """The parts S3 holds so far, as Companion lists them (resuming uploads)."""
         _identity, token, upload_id = await self._open(request)
-        parts = await request.app[STORAGE].list_parts(token.key, upload_id)
+        parts = await self.services.storage.list_parts(token.key, upload_id)
         return web.json_response(
             [{"PartNumber": p.number, "ETag": p.etag, "Size": p.size} for p in parts]
         )
@@ -295,7 +281,7 @@ class UppyRoute:
     async def abort(self, request: web.Request) -> web.Response:
         """Abort the caller's own multipart upload and drop anything it stored."""
         _identity, token, upload_id = await self._open(request)
-        storage = request.app[STORAGE]
+        storage = self.services.storage
         await storage.abort_multipart(token.key, upload_id)
         await storage.delete(storage.uploads_bucket, token.key)
         return web.json_response({})
@@ -304,16 +290,10 @@ class UppyRoute:
 
     async def complete_multipart(self, request: web.Request) -> web.Response:
         """Complete the S3 upload from the client's checked parts, then run the completion."""
-        identity, token, upload_id = await self._open(request)
-        body: _CompleteBody = await _parse(request, _CompleteBody, MAX_COMPLETE_BODY)
-        storage = request.app[STORAGE]
-        # A retry: an earlier attempt completed it in S3, and maybe stored it, then failed
-        # upstream or lost its answer; S3 no longer knows the upload id.
-        done = await storage.head(storage.uploads_bucket, token.key) is not None or (
-            await request.app[COMPLETION].find_stored(self.route, identity, token.key) is not None
-        )
-        if not done:
-            await _finish_multipart(storage, token, upload_id, body.parts)
+        identity, token, _upload_id = await self._open(request)
+        body = await self.read_json(request, _CompleteBody, MAX_COMPLETE_BODY)
+        parts = [(p.PartNumber, p.ETag) for p in body.parts]
+        await self.finish_multipart(identity, token, parts, _PARTS)
         result = await self._complete(request, identity, token.key, token.filename)
         answer = result.body if isinstance(result.body, dict) else {}
         if 200 <= result.status < 300 and result.stored is not None:
@@ -324,15 +304,10 @@ class UppyRoute:
 
     async def complete_single(self, request: web.Request) -> web.Response:
         """``POST P/complete {"key"}``: complete a form-POSTed upload; relay the answer."""
-        identity = await self._identity(request)
-        body: _KeyBody = await _parse(request, _KeyBody)
-        try:
-            check_key(body.key, identity.key_prefix)
-        except PolicyRefused as exc:
-            if exc.reason == "key-outside-prefix":
-                # As the completion answers it: someone else's object, nothing touched.
-                raise Forbidden("this object is not yours", reason="key-not-yours") from None
-            raise BadRequest(exc.detail, reason=exc.reason) from None
+        identity = await self.caller(request)
+        body = await self.read_json(request, _KeyBody, MAX_BODY)
+        # Before the object's metadata is read: someone else's object is not even looked at.
+        check_own_key(body.key, identity)
         result = await self._complete(request, identity, body.key, None)
         return web.json_response(result.body, status=result.status)
 
@@ -340,7 +315,7 @@ class UppyRoute:
         self, request: web.Request, identity: Identity, key: str, filename: str | None
     ) -> CompletionResult:
         """The shared completion, with the file name and params the gateway stored on the object."""
-        storage, completion = request.app[STORAGE], request.app[COMPLETION]
+        storage, completion = self.services.storage, self.services.completion
         found = await storage.head(storage.uploads_bucket, key)
         if found is None:
             found = await completion.find_stored(self.route, identity, key)
@@ -364,7 +339,7 @@ class UppyRoute:
 
     async def options(self, request: web.Request) -> web.Response:
         """What this user's Uppy page needs: endpoints, restrictions, key prefix."""
-        identity = await request.app[IDENTITY].require(request)
+        identity = await self.services.identity.require(request)
         path, types = self.route.path, list(self.route.content_types)
         body = {
             "companionEndpoint": path,
@@ -379,56 +354,3 @@ class UppyRoute:
             "minPartSize": MIN_PART,
         }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
-
-    async def delete(self, request: web.Request) -> web.Response:
-        """``DELETE P/files?key=``: the caller's completed upload, removed (ours)."""
-        return await delete_by_key(request, self.config, self.route)
-
-    async def not_found(self, request: web.Request) -> web.Response:
-        """Anything else under P (Companion's /s3/sts too) is the gateway's: never proxied."""
-        raise NotFound("no such Uppy endpoint", reason="not-found")
-
-
-async def _finish_multipart(
-    storage: Storage, token: UploadToken, upload_id: str, parts: list[_Part]
-) -> None:
-    """Complete in S3 only the parts S3 holds with those ETags, within the upload's size bound."""
-    listed = {part.number: part for part in await storage.list_parts(token.key, upload_id)}
-    numbers = [p.PartNumber for p in parts]
-    if numbers != list(range(1, len(parts) + 1)):
-        raise BadRequest("parts must be numbered 1..N in order", reason="parts-invalid")
-    for part in parts:
-        held = listed.get(part.PartNumber)
-        if held is None or held.etag.strip('"') != part.ETag.strip('"'):
-            raise BadRequest(
-                f"part {part.PartNumber} was not uploaded with that ETag", reason="part-mismatch"
-            )
-    total = sum(listed[n].size for n in numbers)
-    if total > token.size:
-        # It can never be completed here: free the parts now rather than in a day.
-        await storage.abort_multipart(token.key, upload_id)
-        raise PayloadTooLarge(f"the parts hold more than {token.size} bytes", reason="too-large")
-    await storage.complete_multipart(
-        token.key, upload_id, [(p.PartNumber, listed[p.PartNumber].etag) for p in parts]
-    )
-
-
-def add_routes(app: web.Application, route: RouteConfig) -> None:
-    """Register Companion's S3 endpoints, ``P/complete``, ``P/files`` (delete) and ``P/config``
-    under ``route.path``."""
-    handlers = UppyRoute(app, route)
-    named = route_handler(route.name, _problem_fields, status_text=_status_text)
-    path, multipart = route.path, f"{route.path}/s3/multipart/{{upload_id}}"
-    router = app.router
-    router.add_get(f"{path}/config", named(handlers.options))
-    router.add_post(f"{path}/complete", named(handlers.complete_single))
-    router.add_delete(f"{path}/files", named(handlers.delete))
-    router.add_get(f"{path}/s3/params", named(handlers.params))
-    router.add_post(f"{path}/s3/multipart", named(handlers.create))
-    # Before {part_number}: Companion's routes match "batch" first too.
-    router.add_get(f"{multipart}/batch", named(handlers.batch))
-    router.add_get(f"{multipart}/{{part_number:[0-9]+}}", named(handlers.sign_part))
-    router.add_post(f"{multipart}/complete", named(handlers.complete_multipart))
-    router.add_get(multipart, named(handlers.list_parts))
-    router.add_delete(multipart, named(handlers.abort))
-    router.add_route("*", f"{path}/{{tail:.*}}", named(handlers.not_found))
