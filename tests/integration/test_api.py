@@ -51,7 +51,7 @@ FILES = {
     "content_types": ["text/plain", "application/octet-stream"],
     "forward": "/internal/uploads/files",
     # Small, so multipart is exercised with a few MiB; the 70 MiB run with the default
-    # threshold is in tests/test_upload_cli.py.
+    # threshold is in tests/integration/test_upload_cli.py.
     "multipart_threshold": "6MiB",
     "part_size": "8MiB",
 }
@@ -338,8 +338,8 @@ async def test_grant_urls_equal_botocores_presigned_urls(
     """The URLs granted come from our signer and equal botocore's for the same inputs and clock,
     with the declared size (of the file, of each part) signed as Content-Length.
 
-    tests/test_signing.py compares the signer with botocore over generated calls; this checks the
-    api adapter feeds it the bucket, key, headers and query botocore would sign.
+    tests/unit/test_signing.py compares the signer with botocore over generated calls; this checks
+    the api adapter feeds it the bucket, key, headers and query botocore would sign.
     """
     data = b"x" * 1000
     single = await grant(gateway, data)

@@ -327,61 +327,7 @@ async def test_doctor_changes_nothing(s3_client: Any, buckets: BucketNames) -> N
     assert await doctor(s3_client, buckets, origins=ORIGINS) == first
 
 
-# ----------------------------------------------------------------------------- CORS
-
-
-def test_desired_cors_names_the_origins_the_verbs_and_etag() -> None:
-    """One rule: each origin once without a slash, POST/PUT/DELETE only, ETag exposed."""
-    [rule] = desired_cors(["https://b.example/", "https://a.example", "https://b.example"])
-    assert rule["AllowedOrigins"] == ["https://a.example", "https://b.example"]
-    assert sorted(rule["AllowedMethods"]) == ["DELETE", "POST", "PUT"]
-    assert rule["ExposeHeaders"] == ["ETag"]
-    # "*" never covers Authorization (Fetch standard), which chunked uploads send.
-    assert {"*", "Authorization"} <= set(rule.get("AllowedHeaders", []))
-    assert desired_cors([]) == []
-
-
-# ----------------------------------------------------------------------------- IAM policy
-
-
-def test_iam_policy_lists_exactly_these_actions() -> None:
-    """The policy grants these actions on these resources, and nothing else."""
-    policy = iam_policy(BucketNames(uploads="ex-uploads", storage="ex-storage"))
-    assert policy == {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "UploadsBucketObjects",
-                "Effect": "Allow",
-                "Action": [
-                    "s3:AbortMultipartUpload",
-                    "s3:DeleteObject",
-                    "s3:GetObject",
-                    "s3:ListMultipartUploadParts",
-                    "s3:PutObject",
-                    "s3:PutObjectAcl",
-                ],
-                "Resource": "arn:aws:s3:::ex-uploads/*",
-            },
-            {
-                "Sid": "StorageBucketObjects",
-                "Effect": "Allow",
-                "Action": [
-                    "s3:AbortMultipartUpload",
-                    "s3:DeleteObject",
-                    "s3:GetObject",
-                    "s3:PutObject",
-                ],
-                "Resource": "arn:aws:s3:::ex-storage/*",
-            },
-            {
-                "Sid": "Buckets",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": ["arn:aws:s3:::ex-uploads", "arn:aws:s3:::ex-storage"],
-            },
-        ],
-    }
+# ------------------------- IAM policy (the policy itself: tests/unit/test_buckets.py)
 
 
 def _granted(policy: dict[str, Any]) -> set[tuple[str, str]]:

@@ -1,15 +1,16 @@
 """The command line as a whole, run as real processes: each command's expected failures are one
 line on stderr, no traceback, and the exit code README's table gives.
 
-``upload`` has its own file (tests/test_upload_cli.py); check-config's config problems and the
-s3 commands' normal work are in tests/test_cli_config.py and tests/test_cli_s3.py, demo's busy
-port in tests/test_demo.py. Here: the parser, ``serve`` (ports, config files, signals), and the
-failures of S3 itself under ``s3 setup``/``doctor`` (error answers from a fault proxy, Ctrl-C).
+``upload`` has its own file (tests/integration/test_upload_cli.py); check-config's config
+problems and the s3 commands' normal work are in tests/integration/test_cli_config.py and
+tests/integration/test_cli_s3.py, demo's busy port in tests/system/test_demo.py. Here: the
+parser's use (its descriptions: tests/unit/test_cli.py), ``serve`` (ports, config files,
+signals), and the failures of S3 itself under ``s3 setup``/``doctor`` (error answers from a
+fault proxy, Ctrl-C).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -28,7 +29,6 @@ import pytest
 import yaml
 
 from gateway.buckets import BucketNames
-from gateway.cli import build_parser
 from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
 from tests.support.gateway import config_dict
 from tests.support.processes import SECRET_ENV, free_port, subprocess_config
@@ -127,26 +127,6 @@ def test_version_is_the_installed_package_version() -> None:
     assert done.stdout == f"upload-gateway {metadata.version('upload-gateway')}\n"
 
 
-def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield f"{prefix}{name}", sub
-                yield from _commands(sub, f"{prefix}{name} ")
-
-
-def test_every_command_has_a_description() -> None:
-    """``upload-gateway COMMAND --help`` says what each command does, s3's actions included."""
-    commands = dict(_commands(build_parser()))
-    assert {"serve", "demo", "check-config", "s3", "s3 setup", "s3 doctor", "upload"} <= set(
-        commands
-    )
-    assert "s3 iam-policy" in commands
-    for name, parser in commands.items():
-        assert parser.description and len(parser.description) > 20, name
-        assert parser.description[0].isupper() and parser.description.endswith("."), name
-
-
 @pytest.mark.parametrize(
     ("args", "line"),
     [
@@ -174,7 +154,7 @@ async def test_usage_mistakes_are_one_line_and_exit_2(args: list[str], line: str
 async def test_busy_port_is_one_line_and_exit_1(tmp_path: Path, workers: str) -> None:
     """A port another process listens on: one line naming the address, exit 1, and nothing
     logged as listening (with --workers, said once by the parent, no worker started). demo's
-    own busy port: tests/test_demo.py."""
+    own busy port: tests/system/test_demo.py."""
     config = write_config(tmp_path)
     with listening() as port:
         run = await cli(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 ENV = {
     "GATEWAY_SESSION_KEY": Fernet.generate_key().decode(),
     "GATEWAY_WEBHOOK_SECRET": "webhook-secret-0123456789",

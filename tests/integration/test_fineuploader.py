@@ -957,7 +957,7 @@ async def test_success_params_nested_too_deep_are_refused_before_anything_is_sto
     naming the limit, before any S3 work: nothing stored, the upload untouched, the app never
     told. (975 levels, the review's payload, parse in a `serve` process and used to fail only
     when the message was encoded; under pytest's deeper stack the parser may give up first, so
-    tests/test_hostile.py runs that case against a real process.)"""
+    tests/integration/test_hostile.py runs that case against a real process.)"""
     key = f"{alice.prefix}{uuid.uuid4()}.jpg"
     etag = await upload_via_policy(s3_client, alice, server, buckets, key, JPEG)
     headers = {**origin(server), "Content-Type": "application/json"}

@@ -1,7 +1,8 @@
 """Load: 1,000 concurrent keep-alive connections against a real ``python -m gateway serve``.
 
-The load generator runs in its own process (this module run as ``python -m tests.test_load``),
-so the gateway process, the generator and the in-process upstream each get their own event loop.
+The load generator runs in its own process (this module run as
+``python -m tests.system.test_load``), so the gateway process, the generator and the in-process
+upstream each get their own event loop.
 Every request carries a unique X-Request-ID, which the gateway passes on: the upstream counts
 each id it receives, so a request lost or sent twice shows up as a figure, not a guess.
 
@@ -49,7 +50,7 @@ GENERATOR_DEADLINE = LOAD_SECONDS + 120
 RSS_LIMIT = 200 * 1000 * 1000
 GROWTH_LIMIT = 64 * 1000 * 1000
 P = "/uploads/photos"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- the upstream
@@ -328,7 +329,7 @@ async def _run_generator(spec: dict[str, Any], gateway: GatewayProcess, tmp: Pat
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.test_load",
+            "tests.system.test_load",
             str(spec_path),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,

@@ -31,7 +31,7 @@ from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
 from tests.support.gateway import SECRET_ACCESS_KEY
 from tests.support.processes import GatewayProcess, RssSampler
 from tests.support.upstream import Recorded
-from tests.test_faults import (
+from tests.system.test_faults import (
     BOUND,
     FORWARD,
     JPEG,

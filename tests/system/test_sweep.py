@@ -22,7 +22,7 @@ import pytest
 from gateway import keys
 from gateway.buckets import BucketNames, doctor, lifecycle_days, setup_buckets
 from gateway.completion import ID_PURPOSE, idempotency_key
-from gateway.completion.sweep import DEAD_PREFIX, backoff, hash_pattern
+from gateway.completion.sweep import DEAD_PREFIX
 from gateway.config import ConfigError, parse
 from tests.support.gateway import SESSION_KEY, config_dict
 from tests.support.processes import (
@@ -556,22 +556,7 @@ async def test_a_delivery_given_up_is_a_dead_letter_listed_and_retried(
     assert "dead letters: 0" in await cli(gateway, "status")
 
 
-# ----------------------------------------------------------------------------- pure parts
-
-
-def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
-    """Each failed attempt doubles the wait up to retry_max; jitter keeps it in the upper half."""
-    waits = [backoff(n, 1.0, 8.0, lambda: 1.0) for n in range(1, 7)]
-    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    assert backoff(3, 1.0, 8.0, lambda: 0.0) == 2.0
-
-
-def test_the_user_hash_is_read_from_a_key_by_the_configured_prefix() -> None:
-    """The sweep finds the user hash where the key prefix puts it, and nothing else matches."""
-    pattern = hash_pattern("u/{user_hash}/")
-    match = pattern.match("u/0123456789abcdef/x.png")
-    assert match is not None and match.group(1) == "0123456789abcdef"
-    assert pattern.match("0123456789abcdef/x.png") is None
+# ------------------ config and setup (backoff and hash pattern: tests/unit/test_sweep.py)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from gateway.config import (
     parse_size,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 SESSION_KEY = Fernet.generate_key().decode()
 WEBHOOK_SECRET = "webhook-secret-0123456789"
 ENV = {

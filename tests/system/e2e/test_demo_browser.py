@@ -30,7 +30,7 @@ from tests.support.demo import DemoProcess, demo_environment, start_demo
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # The README's picture; rewritten only when asked (``DEMO_SCREENSHOT=1``), so a test run leaves
 # the tree as it was.
 README_SCREENSHOT = ROOT / "docs" / "demo.png"

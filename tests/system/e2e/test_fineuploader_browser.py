@@ -1,11 +1,12 @@
 """Fine Uploader 5.16.2 in headless Chromium, through the gateway, into moto, to the upstream.
 
-The page (tests/e2e/pages/fineuploader.html) and Fine Uploader's S3 build are served by the
+The page (tests/system/e2e/pages/fineuploader.html) and Fine Uploader's S3 build are served by the
 upstream app and reach the browser through the gateway, as an app behind the gateway would.
 The page builds ``qq.s3.FineUploaderBasic`` from ``GET P/config`` and names each object with the
 prefix cookie. moto answers the browser at ``http://<bucket>.localhost:<port>`` (Chromium sends
 every ``*.localhost`` to loopback), while the gateway's own client uses ``127.0.0.1``.
-moto checks no signatures: tests/test_fineuploader.py checks those; here the whole flow runs.
+moto checks no signatures: tests/integration/test_fineuploader.py checks those; here the whole
+flow runs.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.browser
 P = "/uploads/photos"
 MiB = 1024 * 1024
 MAX_SIZE = 15 * MiB
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PAGES = Path(__file__).resolve().parent / "pages"
 FINE_UPLOADER = ROOT / "node_modules" / "fine-uploader" / "s3.fine-uploader"
 # Bounded waits: a broken flow fails within these, it never hangs the suite.

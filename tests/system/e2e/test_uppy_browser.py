@@ -27,7 +27,7 @@ from tests.support.upstream import RECORDED, Recorded, make_upstream_app
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PAGE_DIR = Path(__file__).resolve().parent / "uppy"
 ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
 P = "/uploads/uppy"
