@@ -4,7 +4,7 @@
 - docs/errors.md, between its markers: the catalogue of reasons (reasons.py);
 - docs/config.schema.json: the config's JSON Schema, as ``upload-gateway config-schema`` prints.
 
-tests/test_docs.py fails when a committed file differs from what this would write, and names
+tests/unit/test_docs.py fails when a committed file differs from what this would write, and names
 this command. ``--check`` only reports (exit 1 when something is stale).
 """
 

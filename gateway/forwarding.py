@@ -3,7 +3,7 @@
 Two implementations keep the same interface (``Pool``): the fast one (gateway/_fast/forwarder.py,
 on aiohttp's private client protocol) and ``StandardForwarder`` here, on public API only. Config
 ``upstream.forwarder`` picks one; the standard one is the fallback for an aiohttp release whose
-internals the fast one no longer fits (tests/test_internals.py names the internal that moved).
+internals the fast one no longer fits (tests/unit/test_internals.py names the internal that moved).
 Both: at most ``limit`` requests at once, the rest queued first come first served for at most
 ``pool_timeout`` (then ``PoolTimeout``, the 503), connect failures as ``UpstreamConnectError``
 (the 502), ``TimeoutError`` kinds past ``connect_timeout`` or ``read_timeout`` (the 504), the

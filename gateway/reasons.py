@@ -5,8 +5,8 @@ dashboard and an operator all key on it. RFC 9457 (3.1.3) wants one title per pr
 this catalogue is where that title lives: ``GatewayError.to_problem`` takes it from here. A
 reason keeps one status, except the few whose ``also`` names a second one and says when.
 
-``tests/test_reasons.py`` fails on a reason raised anywhere in ``gateway/`` that is missing here,
-or raised with a status the entry does not give; docs/errors.md prints the table
+``tests/unit/test_reasons.py`` fails on a reason raised anywhere in ``gateway/`` that is missing
+here, or raised with a status the entry does not give; docs/errors.md prints the table
 (``python -m gateway.docgen`` writes it).
 """
 
@@ -555,7 +555,7 @@ def _cell(text: str) -> str:
 
 def markdown_table() -> str:
     """The catalogue as docs/errors.md prints it: one table per group, then any reason no group
-    lists yet (tests/test_reasons.py asks for it to be grouped)."""
+    lists yet (tests/unit/test_reasons.py asks for it to be grouped)."""
     listed = {code for codes in GROUPS.values() for code in codes}
     groups = {**GROUPS, "Other": tuple(code for code in REASONS if code not in listed)}
     parts = []

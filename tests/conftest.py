@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.radosgw",
     "tests.support.browser",
     "tests.support.processes",
+    "pytester",  # tests/unit/test_tiers.py runs the unit guard on sample tests
 ]

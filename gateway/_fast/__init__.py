@@ -3,7 +3,7 @@
 Verified on aiohttp 3.14.5 and aiohttp-session 2.12.1. Internals change even between aiohttp
 patch releases, so an upgrade (a security release included) is a checklist:
 
-1. Run ``tests/test_internals.py``: one test per internal below, named for it; a failure names
+1. Run ``tests/unit/test_internals.py``: one test per internal below, named for it; a failure names
    what moved.
 2. If one failed and the fix is not obvious, set ``upstream.forwarder: standard`` (the pools on
    aiohttp's public ``ClientSession``, gateway/forwarding.py) and ship; the proxy and forwarder

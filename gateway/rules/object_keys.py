@@ -9,7 +9,7 @@ from .context import refuse
 # Control characters (Cc), surrogates (Cs, not encodable) and the line and paragraph separators
 # (Zl, Zp) break logs and headers; a backslash becomes a path separator on the Windows side of
 # some consumers. Unicode's stability policy fixes these categories' members, so one C-level
-# search replaces a per-character lookup (tests/test_rules.py compares the two over every code
+# search replaces a per-character lookup (tests/unit/test_rules.py compares the two over every code
 # point).
 _BAD_KEY_CHARS = re.compile(r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 

@@ -100,7 +100,7 @@ def release_apps() -> None:
     """Let go of the apps aiohttp remembers: it caches each handler's middleware chain, keyed by
     its apps, in one module-level LRU cache of 1024 entries, a cache made for one app per
     process. A run making an app per test would keep the last 1024 of them alive, each with its
-    S3 client, connection pools and botocore model (the 600 MB of tests/test_api.py)."""
+    S3 client, connection pools and botocore model (the 600 MB of tests/integration/test_api.py)."""
     aiohttp.web_app._cached_build_middleware.cache_clear()
 
 
