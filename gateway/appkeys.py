@@ -1,4 +1,4 @@
-"""Typed keys for the state ``create_app`` builds; the per-request keys live in ``requestkeys``."""
+"""Typed keys for the state ``create_app`` builds; the per-request scope is in ``requestkeys``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME, SESSION, USER
 from .values import Clock
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ TOKENS: web.AppKey[TokenSealer] = web.AppKey("tokens")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 FRONT: web.AppKey[Front] = web.AppKey("front")
 
-# Re-exported: the per-request keys and the clock's type were defined here before.
+# Re-exported: the clock's type was defined here before.
 __all__ = [
     "CLOCK",
     "COMPLETION",
@@ -41,14 +40,9 @@ __all__ = [
     "FRONT",
     "IDENTITY",
     "METRICS",
-    "OPS_LISTENER",
-    "REQUEST_ID",
-    "ROUTE_NAME",
-    "SESSION",
     "SIGNING_KEYS",
     "STORAGE",
     "TOKENS",
     "UPSTREAM",
-    "USER",
     "Clock",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, REQUEST_ID, SIGNING_KEYS
+from ..appkeys import CLOCK, COMPLETION, CONFIG, IDENTITY, METRICS, SIGNING_KEYS
 from ..completion import CompletionRequest
 from ..config import Config, RouteConfig
 from ..endpoints import browser_bucket
@@ -32,6 +32,7 @@ from ..problems import (
     is_final,
 )
 from ..render import ProblemFields, route_handler
+from ..requestkeys import SCOPE
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..signing import encode_policy, sign_v2, sign_v4
 from .common import caller, forward_headers, note_owner, read_limited
@@ -223,7 +224,7 @@ class FineUploaderRoute:
 
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         """The client's Cookie (without the gateway's session) and Authorization, and the id."""
-        return {"X-Request-ID": request[REQUEST_ID], **forward_headers(request, self.config)}
+        return {"X-Request-ID": request[SCOPE].request_id, **forward_headers(request, self.config)}
 
     # ------------------------------------------------------------------ DELETE P/files/{uuid}
 
