@@ -9,14 +9,18 @@ import asyncio
 import inspect
 from typing import Any
 
+import aiohttp
 import aiohttp_session
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_parser import RawResponseMessage
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_urldispatcher import Resource
 
 from gateway._fast.connection import ClientConnection, install
+from gateway._fast.dispatch import Handler, dispatcher
+from gateway.requestkeys import RequestScope
 
 
 def _params(func: Any) -> list[str]:
@@ -128,6 +132,77 @@ async def test_web_server_call_builds_the_protocol_from_kwargs() -> None:
     assert isinstance(protocol, ClientConnection)
     assert server.request_handler is handler
     await server.shutdown()
+
+
+async def test_app_runner_server_is_the_apps_handler_and_request_factory() -> None:
+    """An ``AppRunner``'s server hands requests to the Application's own handler and makes them
+    with the Application's factory: what the dispatcher passes on, and the ops listener reuses."""
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        server = runner.server
+        assert server is not None
+        assert server.request_handler == app._handle
+        assert server.request_factory == app._make_request
+        assert inspect.signature(app._make_request).parameters["_cls"].default is web.Request
+    finally:
+        await runner.cleanup()
+
+
+async def test_request_without_match_info_prepares_without_the_signal() -> None:
+    """Past the Application, a request made by its factory is a ``web.Request`` with no match
+    info, and ``_prepare_hook`` then sends no ``on_response_prepare`` (the proxied answer is
+    prepared without it); the Application's own paths still get their router and signal."""
+    seen: list[tuple[type, object]] = []
+
+    async def signal(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Signal"] = "sent"
+
+    async def own(request: web.Request) -> web.Response:
+        return web.Response(text="own")
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        seen.append((type(request), request._match_info))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write_eof(b"proxied")
+        return response
+
+    async def around(
+        request: web.Request, handler: Handler, scope: RequestScope | None
+    ) -> web.StreamResponse:
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_get("/own", own)
+    app.on_response_prepare.append(signal)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    server = runner.server
+    assert server is not None
+    server.request_handler = dispatcher(
+        server.request_handler, own=("/own",), around=around, proxy=proxy
+    )
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as client:
+            async with client.get(f"http://127.0.0.1:{port}/elsewhere") as resp:
+                assert (resp.status, await resp.text()) == (200, "proxied")
+                assert "X-Signal" not in resp.headers
+            async with client.get(f"http://127.0.0.1:{port}/own") as resp:
+                assert (resp.status, resp.headers.get("X-Signal")) == (200, "sent")
+        assert seen == [(web.Request, None)]
+    finally:
+        await runner.cleanup()
+
+
+def test_router_resources_match_on_path_safe() -> None:
+    """The router's resources match ``request.rel_url.path_safe`` (decoded, %2F kept): the
+    dispatcher compares the gateway's own prefixes on the same reading of the path."""
+    assert "request.rel_url.path_safe" in inspect.getsource(Resource.resolve)
 
 
 def test_aiohttp_session_changed_flag() -> None:
