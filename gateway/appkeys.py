@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME, SESSION, USER
 from .values import Clock
 
 if TYPE_CHECKING:
@@ -24,15 +23,10 @@ CONFIG: web.AppKey[Config] = web.AppKey("config")
 UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
 FRONT: web.AppKey[Front] = web.AppKey("front")
 
-# Re-exported: the per-request keys and the clock's type were defined here before.
+# Re-exported: the clock's type was defined here before.
 __all__ = [
     "CONFIG",
     "FRONT",
-    "OPS_LISTENER",
-    "REQUEST_ID",
-    "ROUTE_NAME",
-    "SESSION",
     "UPSTREAM",
-    "USER",
     "Clock",
 ]

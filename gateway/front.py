@@ -1,22 +1,25 @@
 """What every request meets first: the request id, request hygiene, problem+json and the count.
 
-``Front.around`` wraps a handler with all of it in one call. The gateway's own routes reach it as
-the Application's one middleware; every other request (most of an app's traffic) is sent by
+``Front.around`` wraps a handler with all of it in one call, and makes the request's scope
+(gateway/requestkeys.py) the handlers and logs read. The gateway's own routes reach it as the
+Application's one middleware; every other request (most of an app's traffic) is sent by
 ``Front.dispatcher`` straight to the proxy, past aiohttp's router, match info, middleware chain
-and response signal, which cost a proxied request about a fifth of its CPU (bench/PROFILE.md).
-Both ways run the same code, so a proxied answer is the same whichever way it came.
+and response signal, which cost a proxied request about a fifth of its CPU (bench/PROFILE.md);
+that dispatch builds on aiohttp's server internals and lives in the speed layer
+(gateway/_fast/dispatch.py). Both ways run the same code, so a proxied answer is the same
+whichever way it came.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import guard
+from ._fast import dispatch
 from .config import Config
 from .identity import IdentityService
 from .logs import RequestIds, request_id_var
@@ -24,12 +27,12 @@ from .metrics import Metrics
 from .problems import GatewayError
 from .reasons import title_of
 from .render import problem_for, problem_response
-from .requestkeys import OPS_LISTENER, REQUEST_ID, ROUTE_NAME
+from .requestkeys import SCOPE, RequestScope
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ServerHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+ServerHandler = dispatch.ServerHandler
 
 
 class Front:
@@ -53,30 +56,20 @@ class Front:
 
         @web.middleware
         async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await self.around(request, handler)
+            # A scope already there was made by the ops listener's dispatcher.
+            return await self.around(request, handler, request.get(SCOPE))
 
         return front
 
     def dispatcher(self, application: ServerHandler) -> ServerHandler:
         """The server's handler: the Application's own paths to ``application`` (aiohttp's
-        handler of the app), every other request to the proxy through ``around``."""
-        own = self._own
+        handler of the app), every other request to the proxy through ``around``
+        (gateway/_fast/dispatch.py)."""
         proxy = self.proxy
         if proxy is None:
             raise RuntimeError("the proxy handler is not set")
         self._application = application
-
-        # Not a coroutine itself: it hands aiohttp the one to await, one frame fewer for each
-        # suspension of the request.
-        def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
-            if request.rel_url.path_safe.startswith(own) or "Expect" in request.headers:
-                # The app's handler also answers Expect (100-continue or 417) before its route
-                # runs; such requests are rare enough to take the long way.
-                return application(request)
-            # The app's request factory made it, so it is a web.Request (without match info).
-            return self.around(cast(web.Request, request), proxy)
-
-        return dispatch
+        return dispatch.dispatcher(application, own=self._own, around=self.around, proxy=proxy)
 
     def ops_dispatcher(self, elsewhere: Handler) -> ServerHandler:
         """The ops listener's handler (config ``ops_listen``; after ``dispatcher``): paths under
@@ -85,22 +78,22 @@ class Front:
         application = self._application
         if application is None:
             raise RuntimeError("dispatcher() has not been made")
-        below = self._ops_below
+        return dispatch.ops_dispatcher(
+            application, below=self._ops_below, around=self.around, elsewhere=elsewhere
+        )
 
-        def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
-            request[OPS_LISTENER] = True
-            if request.rel_url.path_safe.startswith(below):
-                return application(request)
-            return self.around(cast(web.Request, request), elsewhere)
-
-        return dispatch
-
-    async def around(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Run ``handler`` with a request id, behind the guard (gateway/guard.py, called inline
-        rather than wrapped: a coroutine frame less for each suspension); render the gateway's
-        errors as problem+json; finish and count every answer."""
+    async def around(
+        self, request: web.Request, handler: Handler, scope: RequestScope | None = None
+    ) -> web.StreamResponse:
+        """Run ``handler`` with the request's scope (``scope``, or a new one) and its request
+        id, behind the guard (gateway/guard.py, called inline rather than wrapped: a coroutine
+        frame less for each suspension); render the gateway's errors as problem+json; finish
+        and count every answer."""
         request_id = self._ids(request.headers.get("X-Request-ID"))
-        request[REQUEST_ID] = request_id
+        if scope is None:
+            scope = request[SCOPE] = RequestScope(request_id)
+        else:
+            scope.request_id = request_id
         token = request_id_var.set(request_id)
         try:
             try:
@@ -120,13 +113,13 @@ class Front:
                         if watch is not None:
                             watch.cancel()
             except GatewayError as exc:
-                _log_problem(request, exc.status, exc.reason)
+                _log_problem(request, scope, exc.status, exc.reason)
                 response = problem_for(request, exc)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
                 error = GatewayError(exc.reason, reason=_http_reason(exc.status))
-                _log_problem(request, exc.status, error.reason)
+                _log_problem(request, scope, exc.status, error.reason)
                 # A catalogued reason keeps its one title; http-<status> gets aiohttp's phrase.
                 title = None if title_of(error.reason) else exc.reason
                 response = problem_response(error, None, status=exc.status, title=title)
@@ -141,7 +134,7 @@ class Front:
                 except Exception:
                     response = _bug(request)
                     response.headers["X-Request-ID"] = request_id
-            self._metrics.count_request(request.get(ROUTE_NAME, "proxy"), response.status)
+            self._metrics.count_request(scope.route_name, response.status)
             return response
         finally:
             request_id_var.reset(token)
@@ -149,7 +142,7 @@ class Front:
     async def finish(self, request: web.Request, response: web.StreamResponse) -> None:
         """What every answer gets before its head is sent: the request id and what the
         identity learnt (session and prefix cookies, login/logout headers taken out)."""
-        response.headers["X-Request-ID"] = request[REQUEST_ID]
+        response.headers["X-Request-ID"] = request[SCOPE].request_id
         if self._identity.has_news(request, response):
             await self._identity.on_prepare(request, response)
 
@@ -162,7 +155,7 @@ def _bug(request: web.Request) -> web.Response:
     )
 
 
-def _log_problem(request: web.Request, status: int, reason: str) -> None:
+def _log_problem(request: web.Request, scope: RequestScope, status: int, reason: str) -> None:
     """One line per refusal (info) or failure (warning), with its reason, beside the access line."""
     log.log(
         logging.WARNING if status >= 500 else logging.INFO,
@@ -171,7 +164,7 @@ def _log_problem(request: web.Request, status: int, reason: str) -> None:
             "reason": reason,
             "status": status,
             "path": request.path,
-            "route": request.get(ROUTE_NAME, "proxy"),
+            "route": scope.route_name,
         },
     )
 

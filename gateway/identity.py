@@ -25,7 +25,7 @@ from .appkeys import UPSTREAM
 from .config import Config
 from .keys import hash_user, user_hash_key
 from .problems import NotAuthenticated, UpstreamUnavailable
-from .requestkeys import REQUEST_ID, SESSION, USER
+from .requestkeys import SCOPE
 from .requestkeys import SessionData as SessionData
 from .sessions import COOKIE_HEADER_CACHE_SIZE as COOKIE_HEADER_CACHE_SIZE
 from .sessions import SESSION_CACHE_SIZE as SESSION_CACHE_SIZE
@@ -82,16 +82,16 @@ class IdentityService:
 
     async def session(self, request: web.Request) -> SessionData:
         """The request's session, decrypted on first use."""
-        session = request.get(SESSION)
+        scope = request[SCOPE]
+        session = scope.session
         if session is None:
-            session = await self.storage.load_session(request)
-            request[SESSION] = session
+            session = scope.session = await self.storage.load_session(request)
         return session
 
     async def identify(self, request: web.Request) -> Identity | None:
         """The caller's identity from the session, else from auth_request, else anonymous."""
         identity = await self._identify(request)
-        request[USER] = identity
+        request[SCOPE].user = identity
         return identity
 
     async def _identify(self, request: web.Request) -> Identity | None:
@@ -155,7 +155,7 @@ class IdentityService:
     async def _ask_upstream(self, request: web.Request) -> str | None:
         auth = self._identity.auth_request
         assert auth is not None  # noqa: S101
-        headers = {"Accept": "application/json", "X-Request-ID": request[REQUEST_ID]}
+        headers = {"Accept": "application/json", "X-Request-ID": request[SCOPE].request_id}
         cookies = request.headers.getall("Cookie", None)
         if cookies:
             joined = hdr.upstream_cookie(cookies, self._config.session.cookie_name)
@@ -186,7 +186,11 @@ class IdentityService:
         """Whether ``on_prepare`` has work: a session was loaded, or the answer logs a user in
         or out. Most proxied answers have none, and skip making a coroutine."""
         headers = response.headers
-        return request.get(SESSION) is not None or self._login in headers or self._logout in headers
+        return (
+            request[SCOPE].session is not None
+            or self._login in headers
+            or self._logout in headers
+        )
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Apply login/logout headers from the upstream, save the session, set the prefix."""
@@ -195,7 +199,8 @@ class IdentityService:
         logout = self._logout in headers
         # (Their spellings with _ never reach here: the proxy drops them with the hop-by-hop
         # headers, in the one pass it makes over the upstream's headers.)
-        session = request.get(SESSION)
+        scope = request[SCOPE]
+        session = scope.session
         if session is None and not login and not logout:
             # The common proxied answer: no session was loaded and nothing to learn from it.
             return
@@ -222,10 +227,10 @@ class IdentityService:
                 await self.storage.save_session(request, jar, session)
             user = session.get("user") if not session.empty else None
             if isinstance(user, str) and user:
-                known = request.get(USER)
+                known = scope.user
                 if known is None or known.user != user:
                     # Who the answer was for, as the access line names them (a login, say).
-                    known = request[USER] = self.identity_for(user)
+                    known = scope.user = self.identity_for(user)
                 value = self._prefix_value(request, known)
                 if value is not None:
                     jar = jar or web.StreamResponse()

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-from .requestkeys import REQUEST_ID, ROUTE_NAME, USER
+from .requestkeys import SCOPE, RequestScope
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -244,14 +244,14 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     access.propagate = False
 
 
-def _user_hash(request: BaseRequest) -> str | None:
+def _user_hash(scope: RequestScope | None) -> str | None:
     """The caller's user hash when this request knew who it was, else None.
 
     Set on upload routes (identified) and on answers that carried a session user (a login, a
     refreshed session); a plain proxied request leaves the cookie undecrypted, and logging is
     no reason to pay for that on every request.
     """
-    identity = request.get(USER)
+    identity = None if scope is None else scope.user
     return None if identity is None else str(identity.user_hash)
 
 
@@ -281,8 +281,12 @@ class AccessLogger(AbstractAccessLogger):
         # Written out rather than built as a dict for json.dumps: the same text (ASCII only,
         # ", " and ": ", the same key order), every string through json's own C escaping, in
         # a fraction of the time (bench/PROFILE.md).
-        request_id = request.get(REQUEST_ID)
-        user_hash = _user_hash(request)
+        # None when refused before the front ran (by aiohttp's parser).
+        scope = request.get(SCOPE)
+        if scope is None:
+            request_id, route, user_hash = None, "proxy", None
+        else:
+            request_id, route, user_hash = scope.request_id, scope.route_name, _user_hash(scope)
         buffer.append(
             f'{{"time": "{buffer.timestamp(time.time())}", '
             f'"level": "{"info" if level == logging.INFO else "warning"}", '
@@ -291,7 +295,7 @@ class AccessLogger(AbstractAccessLogger):
             + ("" if request_id is None else f'"request_id": {_json_text(request_id)}, ')
             + f'"pid": {self._pid}, "method": {_json_text(request.method)}, '
             f'"path": {_json_text(request.path.split("?", 1)[0])}, '
-            f'"route": {_json_text(request.get(ROUTE_NAME, "proxy"))}, '
+            f'"route": {_json_text(route)}, '
             f'"status": {status}, "bytes": {response.body_length}, '
             f'"duration_ms": {round(elapsed * 1000, 2)!r}, '
             f'"user_hash": {"null" if user_hash is None else _json_text(user_hash)}}}'
@@ -299,13 +303,14 @@ class AccessLogger(AbstractAccessLogger):
 
     @staticmethod
     def _fields(request: BaseRequest, response: StreamResponse, elapsed: float) -> dict[str, Any]:
+        scope = request.get(SCOPE)
         return {
-            "request_id": request.get(REQUEST_ID),
+            "request_id": None if scope is None else scope.request_id,
             "method": request.method,
             "path": request.path,
-            "route": request.get(ROUTE_NAME, "proxy"),
+            "route": "proxy" if scope is None else scope.route_name,
             "status": response.status,
             "bytes": response.body_length,
             "duration_ms": round(elapsed * 1000, 2),
-            "user_hash": _user_hash(request),
+            "user_hash": _user_hash(scope),
         }

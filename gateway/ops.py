@@ -1,8 +1,8 @@
 """The gateway's own endpoints under ``ops_prefix``: liveness, readiness, metrics.
 
-With ``ops_listen`` set, readiness and metrics answer only on that address (a request marked
-OPS_LISTENER by the front's ops dispatcher) and are a 404 on the public one; liveness answers on
-both, for load balancers.
+With ``ops_listen`` set, readiness and metrics answer only on that address (a request whose
+scope the front's ops dispatcher marked ``ops_listener``) and are a 404 on the public one;
+liveness answers on both, for load balancers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 from .metrics import CONTENT_TYPE, Metrics
 from .problems import GatewayError, NotFound
 from .render import Handler, route_handler
-from .requestkeys import OPS_LISTENER
+from .requestkeys import SCOPE
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def _ops_listener_only(handler: Handler) -> Handler:
     """``handler`` on the ops listener, a 404 elsewhere (as if the endpoint did not exist)."""
 
     async def private(request: web.Request) -> web.StreamResponse:
-        if OPS_LISTENER not in request:
+        if not request[SCOPE].ops_listener:
             raise NotFound("no such operations endpoint", reason="not-found")
         return await handler(request)
 

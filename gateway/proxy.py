@@ -15,9 +15,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 
 from . import headers as hdr
-from .appkeys import CONFIG, REQUEST_ID, UPSTREAM
+from .appkeys import CONFIG, UPSTREAM
 from .forwarding import Answer
 from .problems import BadRequest, NotFound
+from .requestkeys import SCOPE
 from .targets import Reserved, origin_form
 from .upstream import Upstream, map_client_errors
 
@@ -127,7 +128,7 @@ class Proxy:
                 trusted=trusted,
             )
         )
-        out["X-Request-ID"] = request[REQUEST_ID]
+        out["X-Request-ID"] = request[SCOPE].request_id
         return out
 
     async def _relay(

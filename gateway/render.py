@@ -5,18 +5,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from .problems import GatewayError
-from .requestkeys import ROUTE_NAME
-
-ProblemFields = Callable[[GatewayError], dict[str, Any]]
-PROBLEM_FIELDS: web.RequestKey[ProblemFields] = web.RequestKey("problem_fields")
-# For clients that show the status line's text and never read the body (Uppy's aws-s3).
-StatusText = Callable[[GatewayError], str]
-PROBLEM_STATUS_TEXT: web.RequestKey[StatusText] = web.RequestKey("problem_status_text")
+from .requestkeys import SCOPE
+from .requestkeys import ProblemFields as ProblemFields
+from .requestkeys import StatusText as StatusText
 
 PROBLEM_JSON = "application/problem+json"
 REASON_PHRASE_LIMIT = 200
@@ -61,9 +56,8 @@ def problem_response(
 
 def problem_for(request: web.Request, exc: GatewayError) -> web.Response:
     """``exc`` rendered the way the request's route asked (``route_handler``)."""
-    return problem_response(
-        exc, request.get(PROBLEM_FIELDS), status_text=request.get(PROBLEM_STATUS_TEXT)
-    )
+    scope = request[SCOPE]
+    return problem_response(exc, scope.problem_fields, status_text=scope.status_text)
 
 
 def route_handler(
@@ -74,11 +68,10 @@ def route_handler(
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            request[ROUTE_NAME] = route_name
-            if fields is not None:
-                request[PROBLEM_FIELDS] = fields
-            if status_text is not None:
-                request[PROBLEM_STATUS_TEXT] = status_text
+            scope = request[SCOPE]
+            scope.route_name = route_name
+            scope.problem_fields = fields
+            scope.status_text = status_text
             return await handler(request)
 
         return wrapped

@@ -1,18 +1,28 @@
-"""Typed keys for the per-request values the front and the handlers set on a request.
+"""The per-request scope: what the front and the handlers learn about one request, in one object
+under one request key (``SCOPE``).
 
-Apart from ``appkeys`` (which names every service class) so that the modules setting these,
-the front, logs, render and the session storage, do not depend on the wiring that depends on them.
+Apart from ``appkeys`` (which names every service class) so that the modules reading it, the
+front, logs, render, identity and ops, do not depend on the wiring that depends on them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 from aiohttp_session import Session
 
+from .problems import GatewayError
 from .values import Identity
 
+# A route's own fields in its problem+json answers (``invalid``, ``success``...).
+ProblemFields = Callable[[GatewayError], dict[str, Any]]
+# For clients that show the status line's text and never read the body (Uppy's aws-s3).
+StatusText = Callable[[GatewayError], str]
 
-# Defined here, with the key it is kept under, so that the key module depends on no service.
+
+# Defined here, with the scope that holds it, so that this module depends on no service.
 class SessionData(Session):
     """aiohttp-session's Session with its "changed" flag readable.
 
@@ -25,9 +35,33 @@ class SessionData(Session):
         return bool(self._changed)
 
 
-REQUEST_ID = web.RequestKey("request_id", str)
-SESSION: web.RequestKey[SessionData] = web.RequestKey("session")
-USER: web.RequestKey[Identity | None] = web.RequestKey("user")
-ROUTE_NAME = web.RequestKey("route_name", str)
-# Set on requests that came in on the ops listener (config ``ops_listen``).
-OPS_LISTENER = web.RequestKey("ops_listener", bool)
+class RequestScope:
+    """One request's values: made by the front for every request (gateway/front.py), before
+    any handler runs; a request refused by aiohttp's parser has none."""
+
+    __slots__ = (
+        "ops_listener",
+        "problem_fields",
+        "request_id",
+        "route_name",
+        "session",
+        "status_text",
+        "user",
+    )
+
+    def __init__(self, request_id: str, *, ops_listener: bool = False) -> None:
+        self.request_id = request_id
+        # Set on requests that came in on the ops listener (config ``ops_listen``).
+        self.ops_listener = ops_listener
+        # The upload route's name for logs and metrics; "proxy" for everything proxied.
+        self.route_name = "proxy"
+        # How the route renders its problems (render.route_handler).
+        self.problem_fields: ProblemFields | None = None
+        self.status_text: StatusText | None = None
+        # The session cookie, once decrypted (only requests that need it pay for that).
+        self.session: SessionData | None = None
+        # Who the caller is, once known (an upload route, or an answer that logs a user in).
+        self.user: Identity | None = None
+
+
+SCOPE = web.RequestKey("scope", RequestScope)

@@ -21,7 +21,7 @@ from aiohttp_session import AbstractStorage, Session
 from aiohttp_session import SessionData as StoredSession
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from .requestkeys import REQUEST_ID, SessionData
+from .requestkeys import SCOPE, SessionData
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,9 @@ class RotatingCookieStorage(AbstractStorage):
                 raise InvalidToken
         except (InvalidToken, ValueError):
             # A tampered, expired or foreign cookie is no session, never an error page.
-            log.info("session_cookie_rejected", extra={"request_id": request.get(REQUEST_ID)})
+            scope = request.get(SCOPE)  # None: a storage used without the front
+            request_id = None if scope is None else scope.request_id
+            log.info("session_cookie_rejected", extra={"request_id": request_id})
             return SessionData(None, data=None, new=True, max_age=self.max_age)
         # Session copies the stored mapping, so the cached data is never changed through it.
         session = SessionData(

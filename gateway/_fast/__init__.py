@@ -1,10 +1,10 @@
 """The speed layer: every use of aiohttp's private internals, in quarantine.
 
-Verified on aiohttp 3.14.5 and aiohttp-session 2.12.1. Internals change even between aiohttp
-patch releases, so an upgrade (a security release included) is a checklist:
+Verified on aiohttp 3.14.5 (yarl 1.25.1) and aiohttp-session 2.12.1. Internals change even
+between aiohttp patch releases, so an upgrade (a security release included) is a checklist:
 
-1. Run ``tests/unit/test_internals.py``: one test per internal below, named for it; a failure names
-   what moved.
+1. Run ``tests/unit/test_internals.py`` and ``tests/integration/test_dispatch.py``: one test per
+   internal below, named for it; a failure names what moved.
 2. If one failed and the fix is not obvious, set ``upstream.forwarder: standard`` (the pools on
    aiohttp's public ``ClientSession``, gateway/forwarding.py) and ship; the proxy and forwarder
    tests run under both forwarders (the ``forwarder_kind`` fixture).
@@ -36,8 +36,17 @@ What is used, and where:
     from), ``__call__`` as the protocol factory the event loop calls, ``request_handler`` read
     by each new ``RequestHandler``; ``install`` assigns the server's ``__class__`` (used by
     gateway/server.py for the public listener and the ops runner) and its ``request_handler``
-    (the front's dispatcher, gateway/front.py, which relies on the Application's request
-    factory making ``web.Request`` objects).
+    (the dispatcher below).
+
+``dispatch.py``: the server's handlers (made by gateway/front.py), past the Application.
+  - ``web.AppRunner``'s server: ``request_handler`` is the Application's own handler (router,
+    match info, middleware chain, Expect) and ``request_factory`` makes ``web.Request`` objects
+    (gateway/server.py gives the same factory to the ops listener's ``web.Server``).
+  - ``web.Request`` answering without match info: ``_prepare_hook`` (called by
+    ``StreamResponse.prepare``) sends no ``on_response_prepare`` signal when ``_match_info`` is
+    None; the proxy never reads ``request.app`` or ``match_info`` (they assert it is set).
+  - the router's comparison: resources match on ``request.rel_url.path_safe`` (yarl's decoded
+    path with %2F kept), as the dispatcher's prefix test does.
 
 Outside this package, on purpose (small and read-only):
   - gateway/identity.py: aiohttp-session's ``Session._changed`` (the flag its own middleware

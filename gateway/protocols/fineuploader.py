@@ -28,7 +28,7 @@ from ..problems import (
     PolicyRefused,
     is_final,
 )
-from ..requestkeys import REQUEST_ID
+from ..requestkeys import SCOPE
 from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..services import Services
 from ..signing import encode_policy, sign_v2, sign_v4
@@ -226,7 +226,7 @@ class FineUploaderRoute(UploadRoute[FineUploaderRouteConfig]):
 
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         """The client's Cookie (without the gateway's session) and Authorization, and the id."""
-        return {"X-Request-ID": request[REQUEST_ID], **forward_headers(request, self.config)}
+        return {"X-Request-ID": request[SCOPE].request_id, **forward_headers(request, self.config)}
 
     # ------------------------------------------------------------------ DELETE P/files/{uuid}
 

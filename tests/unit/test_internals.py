@@ -15,6 +15,7 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_parser import RawResponseMessage
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_urldispatcher import Resource
 
 from gateway._fast.connection import ClientConnection, install
 
@@ -128,6 +129,28 @@ async def test_web_server_call_builds_the_protocol_from_kwargs() -> None:
     assert isinstance(protocol, ClientConnection)
     assert server.request_handler is handler
     await server.shutdown()
+
+
+async def test_app_runner_server_is_the_apps_handler_and_request_factory() -> None:
+    """An ``AppRunner``'s server hands requests to the Application's own handler and makes them
+    with the Application's factory: what the dispatcher passes on, and the ops listener reuses."""
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        server = runner.server
+        assert server is not None
+        assert server.request_handler == app._handle
+        assert server.request_factory == app._make_request
+        assert inspect.signature(app._make_request).parameters["_cls"].default is web.Request
+    finally:
+        await runner.cleanup()
+
+
+def test_router_resources_match_on_path_safe() -> None:
+    """The router's resources match ``request.rel_url.path_safe`` (decoded, %2F kept): the
+    dispatcher compares the gateway's own prefixes on the same reading of the path."""
+    assert "request.rel_url.path_safe" in inspect.getsource(Resource.resolve)
 
 
 def test_aiohttp_session_changed_flag() -> None:
