@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from http.cookies import Morsel, SimpleCookie
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import aiohttp
@@ -520,9 +520,13 @@ async def test_rotation_keeps_the_sessions_issue_time(
     assert Fernet(OTHER_SESSION_KEY.encode()).extract_timestamp(renewed.encode()) == issued
 
 
+def _no_upstream() -> NoReturn:
+    raise AssertionError("deriving an identity asks no upstream")
+
+
 def test_identity_is_derived_once_per_user(make_config: Callable[..., Config]) -> None:
     """The cached Identity is the one the key derivation gives (hash and prefix), per user."""
-    service = IdentityService(make_config())
+    service = IdentityService(make_config(), upstream=_no_upstream)
     alice = service.identity_for("alice")
     assert service.identity_for("alice") is alice
     assert alice.user_hash == user_hash(SESSION_KEY, "alice")
