@@ -534,15 +534,6 @@ def test_identity_is_derived_once_per_user(make_config: Callable[..., Config]) -
     assert service.identity_for("bob").user_hash == user_hash(SESSION_KEY, "bob")
 
 
-def test_user_hash_is_a_keyed_16_hex_digest() -> None:
-    """16 hex characters, different per user and per (first) key: not guessable from the name."""
-    alice = user_hash(SESSION_KEY, "alice")
-    assert len(alice) == 16 and int(alice, 16) >= 0
-    assert alice != user_hash(SESSION_KEY, "bob")
-    assert alice != user_hash(OTHER_SESSION_KEY, "alice")
-    assert alice == user_hash(SESSION_KEY, "alice")
-
-
 # ------------------------------------------------------------------ auth_request
 
 
