@@ -142,4 +142,3 @@ class Services:
                 self.config, storage, upstream, metrics=self.metrics, clock=self.clock
             )
             yield self
-
