@@ -1,7 +1,9 @@
 """Builds the ``web.Application`` from a Config: the front, routes, shared clients.
 
 The services (gateway/services.py) are built here once and passed to each constructor: the
-upload adapters, the ops endpoints, the sweep. Nothing is global.
+upload adapters, the ops endpoints, the sweep, the proxy, identity. Nothing is global; the app
+holds what was built under one key (``GATEWAY``) for what runs it (gateway/server.py), tests
+and tools.
 """
 
 from __future__ import annotations
@@ -9,21 +11,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
 
 from . import ops
-from .appkeys import CONFIG, FRONT, UPSTREAM, Clock
 from .config import Config
 from .front import Front
 from .logs import flush_access_log
 from .metrics import Metrics
 from .protocols import ADAPTERS
 from .proxy import Proxy
-from .services import SERVICES, Services
+from .services import Services
 from .storage import S3ClientFactory, open_s3_client
+from .values import Clock
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What ``create_app`` built: the services, and the front that the server installs as its
+    connections' handler (gateway/server.py)."""
+
+    services: Services
+    front: Front
+
+
+# The one app key: for the server's runner, and for tests and tools that hold only the app.
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 
 
 def utc_now() -> datetime:
@@ -55,11 +71,7 @@ def create_app(
     )
     front = Front(config, metrics=services.metrics, identity=services.identity)
     app = web.Application(middlewares=[front.middleware()])
-    app[SERVICES] = services
-    # Still read by key by the server (config, front) and by the proxy and identity (the
-    # upstream, set once it is open): those take their services by constructor next.
-    app[CONFIG] = config
-    app[FRONT] = front
+    app[GATEWAY] = Gateway(services, front)
     app.cleanup_ctx.append(partial(_clients, services=services))
     if sweep and config.completion.sweep:
         app.cleanup_ctx.append(partial(_sweeping, services=services))
@@ -75,7 +87,7 @@ def create_app(
     reserved = tuple(
         p for r in config.routes for p in (r.forward, *r.explicit_endpoints.values())
     )
-    proxy = Proxy(app, reserved=reserved, finish=front.finish)
+    proxy = Proxy(services, reserved=reserved, finish=front.finish)
     # The catch-all serves what the front sends to the app below its own paths, and every
     # request when the app runs without the front (aiohttp's test server).
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
@@ -86,7 +98,6 @@ def create_app(
 async def _clients(app: web.Application, *, services: Services) -> AsyncIterator[None]:
     """Open the upstream pool and the S3 client for the app's lifetime, and close them after."""
     async with services.opened():
-        app[UPSTREAM] = services.upstream
         yield
 
 

@@ -22,11 +22,11 @@ from . import guard
 from ._fast import dispatch
 from .config import Config
 from .identity import IdentityService
-from .logs import RequestIds, request_id_var
 from .metrics import Metrics
 from .problems import GatewayError
 from .reasons import title_of
 from .render import problem_for, problem_response
+from .requestids import RequestIds, request_id_var
 from .requestkeys import SCOPE, RequestScope
 
 log = logging.getLogger(__name__)

@@ -13,15 +13,15 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
 from aiohttp_session import Session
 
 from . import headers as hdr
-from .appkeys import UPSTREAM
 from .config import Config
 from .keys import hash_user, user_hash_key
 from .problems import NotAuthenticated, UpstreamUnavailable
@@ -32,6 +32,9 @@ from .sessions import SESSION_CACHE_SIZE as SESSION_CACHE_SIZE
 from .sessions import RotatingCookieStorage as RotatingCookieStorage
 from .values import Clock
 from .values import Identity as Identity
+
+if TYPE_CHECKING:
+    from .upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,18 @@ def _cookie_value(key_prefix: str) -> str:
 class IdentityService:
     """Loads, learns and saves who the caller is; one per app."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
-        """``clock``: the app's (tests move it), for the auth_request cache and login times."""
+    def __init__(
+        self,
+        config: Config,
+        *,
+        upstream: Callable[[], Upstream],
+        clock: Clock | None = None,
+    ) -> None:
+        """``upstream``: gives the app's upstream pool, which auth_request asks; a provider, as
+        the pool opens when the app starts, after this is built (``Services.upstream``).
+        ``clock``: the app's (tests move it), for the auth_request cache and login times."""
         self._config = config
+        self._upstream = upstream
         self._now = clock or _utc_now
         self._identity = config.identity
         keys = [k.get_secret_value() for k in config.session.keys]
@@ -165,7 +177,7 @@ class IdentityService:
             headers["Authorization"] = request.headers["Authorization"]
         if "Cookie" not in headers and "Authorization" not in headers:
             return None
-        answer = await request.app[UPSTREAM].call("GET", auth.path, headers=headers)
+        answer = await self._upstream().call("GET", auth.path, headers=headers)
         if answer.status in (401, 403, 404):
             return None
         if answer.status >= 300:

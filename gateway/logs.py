@@ -1,4 +1,5 @@
-"""JSON log lines: one object a line, allow-listed fields, the request id from a contextvar.
+"""JSON log lines: one object a line, allow-listed fields, the request id read from its contextvar
+(gateway/requestids.py).
 
 Access lines skip stdlib logging's per-record machinery (a LogRecord, a stack walk, a locked
 write and flush per line): they are formatted as JSON text directly and written in batches by an
@@ -8,12 +9,9 @@ write and flush per line): they are formatted as JSON text directly and written 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import itertools
 import json
 import logging
 import os
-import re
 import select
 import sys
 import time
@@ -23,11 +21,8 @@ from typing import Any, TextIO
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from .requestids import request_id_var
 from .requestkeys import SCOPE, RequestScope
-
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
 
 # Only these extra fields ever reach a log line: cookies, signatures, policies, presigned
 # queries and keys have no field here, so they cannot be logged by accident.
@@ -56,35 +51,6 @@ ACCESS_LOGGER = "aiohttp.access"
 # A write of at most PIPE_BUF bytes to a pipe is atomic (POSIX): with ``serve --workers N``
 # every worker writes to one stderr pipe, so a batch goes out in whole-line pieces this size.
 _ATOMIC_WRITE = getattr(select, "PIPE_BUF", 4096)
-
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def valid_request_id(value: str | None) -> str:
-    """The client's X-Request-ID when it is a sane token, else a fresh random one."""
-    if value and _REQUEST_ID_RE.match(value):
-        return value
-    # 128 random bits, as uuid4().hex gave, without building a UUID object per request.
-    return os.urandom(16).hex()
-
-
-class RequestIds:
-    """``valid_request_id`` for the request path: fresh ids are a random prefix and a counter.
-
-    One per app (so per worker process): the 64-bit random prefix keeps ids of workers and
-    restarts apart, and the counter spares a getrandom call on every request.
-    """
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._count = itertools.count(1)
-
-    def __call__(self, value: str | None) -> str:
-        if value and _REQUEST_ID_RE.match(value):
-            return value
-        # 32 hex digits, the shape valid_request_id's ids have.
-        return f"{self._prefix}{next(self._count):016x}"
-
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:

@@ -15,10 +15,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 
 from . import headers as hdr
-from .appkeys import CONFIG, UPSTREAM
 from .forwarding import Answer
 from .problems import BadRequest, NotFound
 from .requestkeys import SCOPE
+from .services import Services
 from .targets import Reserved, origin_form
 from .upstream import Upstream, map_client_errors
 
@@ -31,19 +31,19 @@ _WHOLE_ANSWER_BYTES = 64 * 1024
 
 
 class Proxy:
-    """Request handler bound to one app's config; built once by ``create_app``."""
+    """Request handler bound to one app's services; built once by ``create_app``."""
 
     def __init__(
         self,
-        app: web.Application,
+        services: Services,
         *,
         reserved: tuple[str, ...],
         finish: Callable[[web.Request, web.StreamResponse], Awaitable[None]],
     ) -> None:
         """``finish``: what every answer gets before its head goes out (``Front.finish``); run
         here for the answers this sends itself, streamed ones and WebSockets."""
-        config = app[CONFIG]
-        self._app = app
+        config = services.config
+        self._services = services
         self._finish = finish
         self._upstream: Upstream | None = None
         self._networks = hdr.parse_networks(config.trusted_proxies)
@@ -70,7 +70,7 @@ class Proxy:
         upstream = self._upstream
         if upstream is None:
             # Opened by the app's start-up, after this handler was made.
-            upstream = self._upstream = self._app[UPSTREAM]
+            upstream = self._upstream = self._services.upstream
         headers = self._upstream_headers(request)
         if _is_websocket(request):
             return await self._websocket(request, upstream, headers, target)

@@ -1,8 +1,8 @@
 """The per-request scope: what the front and the handlers learn about one request, in one object
 under one request key (``SCOPE``).
 
-Apart from ``appkeys`` (which names every service class) so that the modules reading it, the
-front, logs, render, identity and ops, do not depend on the wiring that depends on them.
+A module of its own, naming no service, so that the modules reading it, the front, logs,
+render, identity and ops, do not depend on the wiring that depends on them.
 """
 
 from __future__ import annotations

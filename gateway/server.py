@@ -23,8 +23,7 @@ from prometheus_client import multiprocess
 
 from . import ops
 from ._fast import connection
-from .app import create_app
-from .appkeys import CONFIG, FRONT
+from .app import GATEWAY, create_app
 from .config import Config
 from .listen import ListenError, close_all, listen, show
 from .logs import AccessLogger, configure
@@ -121,10 +120,11 @@ async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     server = runner.server
     if server is None:  # pragma: no cover - setup() always makes one
         raise RuntimeError("the runner has no server")
+    gateway = app[GATEWAY]
     connection.install(
         server,
-        send_timeout=app[CONFIG].limits.send_timeout,
-        handler=app[FRONT].dispatcher(server.request_handler),
+        send_timeout=gateway.services.config.limits.send_timeout,
+        handler=gateway.front.dispatcher(server.request_handler),
     )
     return runner
 
@@ -137,16 +137,16 @@ async def start_ops_runner(runner: web.AppRunner, **options: Any) -> web.ServerR
     """The runner of the ops listener (config ``ops_listen``), set up, for a runner made by
     ``start_runner``: the same app's front and endpoints under ``ops_prefix``, a 404 for any
     other path. A server of its own, so the public port's handler tests nothing per request."""
-    app = runner.app
+    gateway = runner.app[GATEWAY]
     server = runner.server
     if server is None:  # pragma: no cover - start_runner set it up
         raise RuntimeError("the runner is not set up")
     ops_server = web.Server(
-        app[FRONT].ops_dispatcher(ops.elsewhere),
+        gateway.front.ops_dispatcher(ops.elsewhere),
         request_factory=server.request_factory,
         **{k: v for k, v in options.items() if k not in _RUNNER_ONLY},
     )
-    connection.install(ops_server, send_timeout=app[CONFIG].limits.send_timeout)
+    connection.install(ops_server, send_timeout=gateway.services.config.limits.send_timeout)
     ops_runner = web.ServerRunner(
         ops_server, **{k: v for k, v in options.items() if k in _RUNNER_ONLY}
     )
@@ -177,9 +177,10 @@ def _run_until_stopped(
             for sock in sockets:
                 host, port = sock.getsockname()[:2]
                 log.info("gateway_listening", extra={"path": f"http://{show(host, port)}"})
+            ops_prefix = app[GATEWAY].services.config.ops_prefix
             for sock in ops_sockets:
                 host, port = sock.getsockname()[:2]
-                path = f"http://{show(host, port)}{app[CONFIG].ops_prefix}"
+                path = f"http://{show(host, port)}{ops_prefix}"
                 log.info("ops_listening", extra={"path": path})
             # Until a stop signal: the runner's handler raises GracefulExit out of the loop.
             await asyncio.Event().wait()

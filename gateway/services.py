@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from . import keys
 from .completion import ID_PURPOSE, Completion, stable_prefix
 from .completion.owners import OwnerBook
@@ -97,7 +95,7 @@ class Services:
         self.clock = clock
         self.metrics = metrics
         session_keys = [k.get_secret_value() for k in config.session.keys]
-        self.identity = IdentityService(config, clock=clock)
+        self.identity = IdentityService(config, upstream=lambda: self.upstream, clock=clock)
         self.signing_keys = SigningKeys(config.s3.secret_access_key.get_secret_value())
         self.tokens = TokenSealer(session_keys)
         self.owners = OwnerBook(session_keys)
@@ -144,7 +142,3 @@ class Services:
                 self.config, storage, upstream, metrics=self.metrics, clock=self.clock
             )
             yield self
-
-
-# The one app key for them, for tests and tools that hold only the app.
-SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

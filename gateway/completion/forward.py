@@ -11,8 +11,8 @@ from typing import Any
 from .. import webhook
 from ..config import RouteConfig
 from ..identity import Identity
-from ..logs import request_id_var, valid_request_id
 from ..problems import GatewayError
+from ..requestids import request_id_var, valid_request_id
 from ..storage import StoredObject
 from ..upstream import UpstreamAnswer
 from .interfaces import CompletionUpstream

@@ -12,9 +12,8 @@ from collections.abc import Callable
 import aiohttp
 import aiohttp.web_app
 
-from gateway.app import create_app
+from gateway.app import GATEWAY, create_app
 from gateway.config import Config
-from gateway.services import SERVICES
 from tests.support.gateway import gateway_app
 from tests.support.processes import GatewayServer, ServeGateway, serving
 
@@ -31,7 +30,7 @@ async def test_a_stopped_gateway_is_garbage(make_config: Callable[..., Config]) 
     app = gateway_app(make_config())
     app_ref = weakref.ref(app)
     async with serving(app) as urls, aiohttp.ClientSession() as session:
-        client_ref = weakref.ref(app[SERVICES].storage.client)
+        client_ref = weakref.ref(app[GATEWAY].services.storage.client)
         async with session.get(urls.url + "/-/healthz") as resp:
             assert resp.status == 200
         # The request went through the cache this test is about (or the test proves nothing).
@@ -52,7 +51,8 @@ async def test_test_gateways_share_one_botocore_model(
     config = make_config()
     first, second, alone = gateway_app(config), gateway_app(config), create_app(config)
     async with serving(first), serving(second), serving(alone):
-        models = [app[SERVICES].storage.client.meta.service_model for app in (first, second, alone)]
+        clients = [app[GATEWAY].services.storage.client for app in (first, second, alone)]
+        models = [client.meta.service_model for client in clients]
         descriptions = [model._service_description for model in models]
     assert descriptions[0] is descriptions[1]
     assert descriptions[2] is not descriptions[0]

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -22,7 +22,6 @@ from yarl import URL
 
 from gateway.buckets import BucketNames
 from gateway.protocols.uppy import MIN_PART
-from gateway.protocols.uppy_metadata import read_object_metadata
 from tests.support.gateway import (
     SettableClock,
     build_config,
@@ -775,12 +774,3 @@ async def test_complete_refuses_keys_that_are_not_plain_paths(
         f"{P}/complete", json={"key": f"{prefix}../x"}, headers=origin(server)
     )
     assert (await json_of(answer, 400))["reason"] == "key-dot-segment"
-
-
-@pytest.mark.parametrize("depth", [7, 1000])
-def test_params_stored_on_an_object_are_read_through_the_bounded_reader(depth: int) -> None:
-    """Whoever wrote the object (another route's policy lets a user set any x-amz-meta-*) may
-    have put nested JSON in uppy-params: it is read as no params, never a RecursionError (a
-    500); 1,000 levels fit in S3's 2 KB of metadata."""
-    stored = {"uppy-params": quote("[" * depth + "]" * depth, safe=""), "gateway-filename": "a"}
-    assert read_object_metadata(stored, "prefix/key.bin") == ("a", {})

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 
 from gateway.app import create_app
-from gateway.appkeys import Clock
 from gateway.buckets import BucketNames
 from gateway.config import Config
+from gateway.values import Clock
 from tests.support.s3 import open_gateway_s3_client
 from tests.support.upstream import RECORDED, WEBHOOK_SECRET, Recorded, make_upstream_app
 

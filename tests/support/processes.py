@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from gateway.appkeys import CONFIG
+from gateway.app import GATEWAY
 from gateway.config import Config
 from gateway.server import runner_options, start_ops_runner, start_runner
 from tests.support.gateway import (
@@ -67,7 +67,7 @@ async def serving(app: web.Application) -> AsyncIterator[Served]:
     ``ops_listen`` port (0: any free one) when set. aiohttp's TestServer cancels a handler when
     its client leaves (handler_cancellation=True), which the gateway in production never does,
     and has no front."""
-    config = app[CONFIG]
+    config = app[GATEWAY].services.config
     options = runner_options(config)
     runner = await start_runner(app, **options)
     ops_runner: web.ServerRunner | None = None
