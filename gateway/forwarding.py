@@ -65,6 +65,10 @@ class Pool(Protocol):
     def in_use(self) -> int:
         """Requests holding a connection (or waiting for one to open)."""
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a connection (all ``limit`` are lent out)."""
+
     async def request(
         self,
         method: str,
@@ -159,11 +163,16 @@ class StandardForwarder:
         )
         self._session: aiohttp.ClientSession | None = None
         self._in_use = 0
+        self._waiting = 0
         self._closed = False
 
     @property
     def in_use(self) -> int:
         return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop.
@@ -183,12 +192,16 @@ class StandardForwarder:
     async def _take(self) -> None:
         if self._closed:
             raise UpstreamConnectError("the upstream pool is closed")
-        if self._pool_timeout is not None and self._slots.locked():
+        if self._slots.locked():
+            # Only a request that has to queue pays for a timer.
+            self._waiting += 1
             try:
                 async with asyncio.timeout(self._pool_timeout):
                     await self._slots.acquire()
             except TimeoutError:
-                raise PoolTimeout(self._pool_timeout) from None
+                raise PoolTimeout(self._pool_timeout or 0.0) from None
+            finally:
+                self._waiting -= 1
         else:
             await self._slots.acquire()
         self._in_use += 1

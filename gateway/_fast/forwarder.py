@@ -212,6 +212,11 @@ class Forwarder:
         """Pooled connections waiting for a request."""
         return len(self._idle)
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a connection."""
+        return len(self._waiters)
+
     # ------------------------------------------------------------------ the pool
 
     async def _acquire(self, *, fresh: bool = False) -> tuple[_Connection, bool]:
