@@ -1306,3 +1306,64 @@ async def test_upstream_that_never_accepts_is_504_after_connect_timeout(
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+async def test_an_answer_before_the_whole_body_never_pools_the_connection(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    """An upstream that answers (413, keep-alive) before a request's body is all sent: the
+    client gets that answer, and the upstream connection, left mid-body, is closed rather than
+    pooled: the next request goes on a new connection instead of being read as the rest of the
+    first one's body (a desync an attacker could use to smuggle a request)."""
+    heads: list[bytes] = []
+    leftovers: list[bytes] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head.split(b"\r\n", 1)[0])
+            if head.startswith(b"POST"):
+                writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nnope")
+                await writer.drain()
+                # All the gateway sends on this connection until it closes it.
+                leftovers.append(await reader.read())
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+                await writer.drain()
+                await reader.read()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        gw = await start_gateway(
+            upstream={"url": f"http://127.0.0.1:{port}", "read_timeout": 2, "max_connections": 1}
+        )
+        gw_port = int(gw.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+        writer.write(
+            b"POST /early HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\n"
+            + b"b" * 1000
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"nope"), 5)
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        writer.close()
+        async with client.get(gw + "/next") as resp:
+            assert (resp.status, await resp.read()) == (200, b"next")
+        assert heads == [b"POST /early HTTP/1.1", b"GET /next HTTP/1.1"]
+        async with asyncio.timeout(5):
+            while not leftovers:
+                await asyncio.sleep(0.01)
+        assert b"GET" not in leftovers[0]
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
