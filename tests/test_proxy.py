@@ -1346,10 +1346,8 @@ async def test_an_answer_before_the_whole_body_never_pools_the_connection(
         )
         gw_port = int(gw.rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
-        writer.write(
-            b"POST /early HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\n"
-            + b"b" * 1000
-        )
+        head = b"POST /early HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\n"
+        writer.write(head + b"b" * 1000)
         await writer.drain()
         answer = await asyncio.wait_for(reader.readuntil(b"nope"), 5)
         assert answer.startswith(b"HTTP/1.1 413"), answer
