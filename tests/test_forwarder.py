@@ -503,8 +503,10 @@ async def test_a_final_answer_stalling_after_a_1xx_times_out(
 ) -> None:
     """The parser drops the deadline at the end of every answer, a 100 Continue's too: the final
     answer still gets read_timeout, so an upstream that says 100 and then nothing is a 504, not
-    a request (and a pooled connection) held for ever. A client's Expect header is forwarded,
-    so any client can make an aiohttp or WSGI upstream send that 100."""
+    a request (and a pooled connection) held for ever. Any upstream may send a 1xx (103 Early
+    Hints, or a 100 to a client's Expect, which the fast pool forwards). The standard pool
+    bounds that wait itself (aiohttp's client leaves it unbounded), from when the request
+    starts: connect_timeout plus read_timeout."""
 
     async def continue_then_nothing(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -514,7 +516,9 @@ async def test_a_final_answer_stalling_after_a_1xx_times_out(
         await writer.drain()
         await asyncio.sleep(10)
 
-    forwarder = make_forwarder(await raw_server(continue_then_nothing), read_timeout=0.3)
+    forwarder = make_forwarder(
+        await raw_server(continue_then_nothing), read_timeout=0.3, connect_timeout=0.5
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(TimeoutError):
@@ -669,3 +673,32 @@ async def test_a_pooled_connection_idle_past_read_timeout_still_serves(
     assert (await _get(forwarder, "/echo/two"))[0] == 200
     assert len(upstream.app[PEERS].ports) == 2
     assert len(set(upstream.app[PEERS].ports)) == 1
+
+
+async def test_a_request_with_expect_is_sent_whole_to_an_upstream_that_never_says_100(
+    raw_server: Callable[[Handler], Awaitable[str]],
+    make_forwarder: MakeForwarder,
+    forwarder_kind: str,
+) -> None:
+    """The gateway has answered a client's ``Expect: 100-continue`` itself and holds the body:
+    it sends it at once, without waiting for a 100 the upstream may never send (RFC 9110
+    10.1.1 lets a server just read the body). Aiohttp's ClientSession waits for that 100, with
+    no read timeout running, so the standard pool drops the header (the fast one forwards it)."""
+
+    heads: list[bytes] = []
+
+    async def reads_the_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await _read_head(reader))
+        body = await reader.readexactly(5)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + body)
+        await writer.drain()
+        await reader.read()
+
+    forwarder = make_forwarder(await raw_server(reads_the_body), read_timeout=2)
+    headers = [("Expect", "100-continue"), ("Content-Length", "5")]
+    response = await asyncio.wait_for(forwarder.request("POST", "/x", headers, b"hello"), 5)
+    try:
+        assert (response.status, await response.content.read()) == (200, b"hello")
+    finally:
+        response.release()
+    assert (b"\r\nExpect: 100-continue\r\n" in heads[0]) == (forwarder_kind == "fast")
