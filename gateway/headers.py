@@ -100,11 +100,6 @@ def normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def _normalised_lower(lower: str) -> str:
-    """``normalise`` of an already lower-cased name; most names have no ``_`` to replace."""
-    return lower.replace("_", "-") if "_" in lower else lower
-
-
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     """Header names listed in Connection, which are hop-by-hop for this one hop."""
     values = headers.getall("Connection", ())
@@ -144,7 +139,7 @@ def request_headers(
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
-        normalised = _normalised_lower(lower)
+        normalised = lower.replace("_", "-")
         # Names are compared normalised: X_Forwarded_For reaches a WSGI/PHP app as
         # HTTP_X_FORWARDED_FOR, the same variable as the gateway's own header.
         # Hop-by-hop: the fixed set, what Connection names, and every Proxy-* header.
@@ -212,7 +207,7 @@ def response_headers(
             lower in HOP_BY_HOP
             or lower in named
             or lower.startswith("proxy-")
-            or (strip and _normalised_lower(lower) in strip)
+            or (strip and lower.replace("_", "-") in strip)
             or ("_" in lower and lower.replace("_", "-") in underscored)
         ):
             continue
