@@ -165,13 +165,9 @@ _LONGEST_HOST = 262
 
 
 def valid_host(value: str) -> bool:
-    """Whether a Host header value is ``host[:port]``; remembered per value (a gateway sees
-    the same few), and a value too long for any host is refused before it is remembered."""
-    return len(value) <= _LONGEST_HOST and _valid_host(value)
-
-
-@functools.lru_cache(maxsize=256)
-def _valid_host(value: str) -> bool:
+    """Whether a Host header value is ``host[:port]`` (and no longer than any host can be)."""
+    if len(value) > _LONGEST_HOST:
+        return False
     match = _HOST_RE.fullmatch(value)
     if match is None:
         return False
