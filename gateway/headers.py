@@ -114,11 +114,10 @@ def _tokens(value: str) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-@functools.lru_cache(maxsize=16)
-def _dropped(extra: tuple[str, ...], trusted: bool) -> frozenset[str]:
+def _dropped(extra: Iterable[str], trusted: bool) -> frozenset[str]:
     """Normalised names no client may send upstream: GATEWAY_ONLY, the config's identity
     headers, the forwarded ones the gateway rebuilds, URL overrides, and the client-connection
-    headers unless ``trusted`` (the same few sets every time)."""
+    headers unless ``trusted``."""
     always = GATEWAY_ONLY.union(map(normalise, extra), FORWARDED, URL_OVERRIDES)
     return always if trusted else always | CLIENT_CONNECTION
 
@@ -133,7 +132,7 @@ def request_headers(
     """Headers to send upstream: no hop-by-hop, no Host, no gateway-only, forwarded or
     URL-override headers, and client-connection headers only from a ``trusted`` proxy."""
     named = connection_tokens(incoming) if "Connection" in incoming else ()
-    dropped = _dropped(tuple(extra_spoofable), trusted)
+    dropped = _dropped(extra_spoofable, trusted)
     prefixes = _PREFIXES_TRUSTED if trusted else _PREFIXES_UNTRUSTED
     strip = {n.lower() for n in strip_names}
     out: CIMultiDict[str] = CIMultiDict()
