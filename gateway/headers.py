@@ -6,7 +6,6 @@ Pure functions over multidicts, so each rule is tested on its own.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -108,9 +107,7 @@ def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froz
     return frozenset().union(*map(_tokens, values))
 
 
-@functools.lru_cache(maxsize=64)
 def _tokens(value: str) -> frozenset[str]:
-    # Nearly every answer says "keep-alive" or "close": the same few values, parsed once.
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
