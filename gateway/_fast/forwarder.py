@@ -57,8 +57,8 @@ class _Connection(ResponseHandler):
         super().data_received(data)
 
     # read_timeout as a lazy timer: ResponseHandler cancels and re-arms a TimerHandle at the
-    # start of every answer and on every read (two of each per small answer, about 2 % of a
-    # proxied request's CPU); here a read only moves the deadline, and the one timer, when it
+    # start of every answer and on every read (two of each per small answer; what that costs:
+    # bench/PROFILE.md); here a read only moves the deadline, and the one timer, when it
     # fires early, re-arms itself for the deadline as it now stands. A deadline only moves
     # later (read_timeout is the same for every answer on a connection), so the armed timer
     # is never late.
