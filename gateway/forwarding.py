@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 import aiohttp
@@ -64,6 +64,10 @@ class Pool(Protocol):
     @property
     def in_use(self) -> int:
         """Requests holding a connection (or waiting for one to open)."""
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a connection (all ``limit`` are lent out)."""
 
     async def request(
         self,
@@ -125,6 +129,37 @@ class _StandardAnswer:
         self._pool.give_back()
 
 
+class _HeadWatch:
+    """``read_timeout`` for the final answer's head, counted from the end of the request.
+
+    aiohttp's own read timeout is stopped at the end of each answer it parses, 1xx ones too,
+    and its client does not start it again for the final answer unless it sent Expect: an
+    upstream that says 103 (or an unasked 100) and then nothing would hold the request and
+    its connection for ever. This bounds that wait (with ``connect_timeout`` more when the
+    request goes out with the connection, whose opening it cannot see); without a 1xx,
+    aiohttp's own timeout comes first.
+    """
+
+    __slots__ = ("_deadline", "_delay", "waiting")
+
+    def __init__(self, deadline: asyncio.Timeout, delay: float) -> None:
+        self._deadline = deadline
+        self._delay = delay
+        self.waiting = True
+
+    def start(self, extra: float = 0.0) -> None:
+        """The request is out (or will be within ``extra`` seconds)."""
+        if self.waiting:
+            self._deadline.reschedule(asyncio.get_running_loop().time() + self._delay + extra)
+
+
+async def _streamed(body: StreamReader, watch: _HeadWatch) -> AsyncIterator[bytes]:
+    """The client's body as it comes; its end starts the wait for the answer."""
+    while chunk := await body.readany():
+        yield chunk
+    watch.start()
+
+
 class StandardForwarder:
     """``Pool`` on a ``ClientSession`` of its own: public aiohttp API only.
 
@@ -150,6 +185,8 @@ class StandardForwarder:
         self._slots = asyncio.Semaphore(limit)
         self._pool_timeout = pool_timeout
         self._keepalive = keepalive
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=connect_timeout,
@@ -159,11 +196,16 @@ class StandardForwarder:
         )
         self._session: aiohttp.ClientSession | None = None
         self._in_use = 0
+        self._waiting = 0
         self._closed = False
 
     @property
     def in_use(self) -> int:
         return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop.
@@ -183,12 +225,16 @@ class StandardForwarder:
     async def _take(self) -> None:
         if self._closed:
             raise UpstreamConnectError("the upstream pool is closed")
-        if self._pool_timeout is not None and self._slots.locked():
+        if self._slots.locked():
+            # Only a request that has to queue pays for a timer.
+            self._waiting += 1
             try:
                 async with asyncio.timeout(self._pool_timeout):
                     await self._slots.acquire()
             except TimeoutError:
-                raise PoolTimeout(self._pool_timeout) from None
+                raise PoolTimeout(self._pool_timeout or 0.0) from None
+            finally:
+                self._waiting -= 1
         else:
             await self._slots.acquire()
         self._in_use += 1
@@ -207,17 +253,35 @@ class StandardForwarder:
         *,
         chunked: bool = False,
     ) -> Answer:
+        sent = CIMultiDict(headers)
+        # The client's 100-continue was answered by the gateway, which holds the body: aiohttp
+        # would wait for the upstream's 100 before sending it, and an upstream that just reads
+        # the body (RFC 9110 10.1.1 allows it) never sends one, so the request would hang with
+        # no read timeout running. Without the expectation the body goes at once, as the fast
+        # pool sends it (that one forwards the header; its 1xx answers are skipped).
+        sent.popall("Expect", None)
         await self._take()
         try:
             session = self._session or self._open()
-            response = await session.request(
-                method,
-                URL(self._base + target, encoded=True),
-                headers=CIMultiDict(headers),
-                data=body,
-                chunked=chunked or None,
-                allow_redirects=False,
-            )
+            async with asyncio.timeout(None) as deadline:
+                watch = _HeadWatch(deadline, self._read_timeout)
+                data: StreamReader | AsyncIterator[bytes] | bytes | None = body
+                if isinstance(body, StreamReader):
+                    data = _streamed(body, watch)
+                else:
+                    # Sent as soon as the connection is open: within connect_timeout.
+                    watch.start(self._connect_timeout)
+                try:
+                    response = await session.request(
+                        method,
+                        URL(self._base + target, encoded=True),
+                        headers=sent,
+                        data=data,
+                        chunked=chunked or None,
+                        allow_redirects=False,
+                    )
+                finally:
+                    watch.waiting = False
         except aiohttp.ClientConnectorError as exc:
             self.give_back()
             raise UpstreamConnectError(f"cannot connect to the upstream: {exc}") from exc

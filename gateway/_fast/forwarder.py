@@ -57,8 +57,8 @@ class _Connection(ResponseHandler):
         super().data_received(data)
 
     # read_timeout as a lazy timer: ResponseHandler cancels and re-arms a TimerHandle at the
-    # start of every answer and on every read (two of each per small answer, about 2 % of a
-    # proxied request's CPU); here a read only moves the deadline, and the one timer, when it
+    # start of every answer and on every read (two of each per small answer; what that costs:
+    # bench/PROFILE.md); here a read only moves the deadline, and the one timer, when it
     # fires early, re-arms itself for the deadline as it now stands. A deadline only moves
     # later (read_timeout is the same for every answer on a connection), so the armed timer
     # is never late.
@@ -108,12 +108,6 @@ class _Connection(ResponseHandler):
             self._read_timeout_handle = self._loop.call_at(deadline, self._check_deadline)
             return
         self._on_read_timeout()
-
-    def resume_reading(self, resume_parser: bool = True) -> None:
-        # StreamReader asks for this after every read; with reading not paused there is
-        # nothing to resume, and ResponseHandler would re-feed its parser and transport anyway.
-        if self._reading_paused:
-            super().resume_reading(resume_parser)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
@@ -211,6 +205,11 @@ class Forwarder:
     def idle(self) -> int:
         """Pooled connections waiting for a request."""
         return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a connection."""
+        return len(self._waiters)
 
     # ------------------------------------------------------------------ the pool
 

@@ -33,6 +33,7 @@ from gateway import webhook
 from gateway.buckets import BucketNames
 from gateway.config import Config
 from tests.support.gateway import (
+    FORWARDERS,
     OTHER_SESSION_KEY,
     SettableClock,
     build_config,
@@ -41,6 +42,10 @@ from tests.support.gateway import (
 )
 from tests.support.processes import StartProcess, serving
 from tests.support.upstream import WEBHOOK_SECRET, Recorded, make_upstream_app
+
+# Tests of what the upstream pool does with bodies and connections (streamed, cut, freed, queued)
+# run under both ``upstream.forwarder`` kinds.
+BOTH_FORWARDERS = pytest.mark.parametrize("forwarder_kind", FORWARDERS)
 
 P = "/uploads/photos"
 FORWARD = "/internal/uploads/photos"
@@ -100,14 +105,18 @@ async def _serve(config: Config, clock: SettableClock | None) -> AsyncIterator[G
 
 
 @pytest.fixture
-async def start_gateway(upstream_url: str) -> AsyncIterator[StartGateway]:
-    """``await start_gateway(tree_overrides..., clock=None)``: a gateway at the test upstream."""
+async def start_gateway(upstream_url: str, forwarder_kind: str) -> AsyncIterator[StartGateway]:
+    """``await start_gateway(tree_overrides..., clock=None)``: a gateway at the test upstream
+    (with the test's ``upstream.forwarder`` unless ``tree`` is given)."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(
             *, clock: SettableClock | None = None, tree: dict[str, Any] | None = None, **over: Any
         ) -> Gateway:
-            config = build_config(tree or config_dict(upstream_url), **over)
+            if tree is None:
+                tree = config_dict(upstream_url)
+                tree["upstream"]["forwarder"] = forwarder_kind
+            config = build_config(tree, **over)
             return await stack.enter_async_context(_serve(config, clock))
 
         yield start
@@ -229,6 +238,7 @@ async def test_smuggling_vector_is_refused_and_never_forwarded(
     assert recorded.requests == []
 
 
+@BOTH_FORWARDERS
 async def test_a_request_inside_a_body_stays_in_the_body(gw: Gateway, recorded: Recorded) -> None:
     """Request-shaped bytes inside a chunked or a sized body arrive as body bytes of one request
     (the gateway frames the upstream request itself); pipelined requests stay two, in order."""
@@ -327,6 +337,7 @@ async def test_head_dribbled_a_byte_a_second_is_cut_at_header_timeout(
     assert [r["raw_path"] for r in recorded.requests] == ["/echo/ordinary"]
 
 
+@BOTH_FORWARDERS
 async def test_body_dribbled_a_byte_a_second_is_cut_at_body_timeout(
     start_gateway: StartGateway, recorded: Recorded, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -362,6 +373,7 @@ async def test_slow_body_on_the_signing_endpoint_is_cut_too(
     assert "client_body_timeout" in [r.getMessage() for r in caplog.records]
 
 
+@BOTH_FORWARDERS
 async def test_slow_bodies_release_the_upstream_pool(
     start_gateway: StartGateway, recorded: Recorded
 ) -> None:
@@ -381,6 +393,7 @@ async def test_slow_bodies_release_the_upstream_pool(
     assert [r["raw_path"] for r in recorded.requests] == ["/echo/queued"]
 
 
+@BOTH_FORWARDERS
 async def test_client_leaving_mid_body_is_logged_as_the_clients_doing(
     gw: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -406,6 +419,7 @@ async def test_client_leaving_mid_body_is_logged_as_the_clients_doing(
     assert 'status="500"' not in metrics
 
 
+@BOTH_FORWARDERS
 async def test_steady_slow_upload_longer_than_body_timeout_passes(
     start_gateway: StartGateway, recorded: Recorded
 ) -> None:
@@ -428,6 +442,7 @@ async def test_steady_slow_upload_longer_than_body_timeout_passes(
     assert seen["body_sha256"] == hashlib.sha256(b"".join(chunks)).hexdigest()
 
 
+@BOTH_FORWARDERS
 async def test_upload_queued_for_the_pool_is_not_cut(start_gateway: StartGateway) -> None:
     """Time the gateway spends not reading (its pool busy, back-pressure on the client) is not
     the client's: a fast 32 MiB upload queued 3 s behind a slow request, past body_timeout

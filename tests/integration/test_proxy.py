@@ -10,7 +10,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1306,3 +1306,114 @@ async def test_upstream_that_never_accepts_is_504_after_connect_timeout(
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[Callable[[RawHandler], Awaitable[str]]]:
+    """``await raw_upstream(handler)``: a bare asyncio server's URL, for the misbehaviours an app
+    framework will not produce on demand; closed after the test."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(handler: RawHandler) -> str:
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+
+
+async def test_an_answer_before_the_whole_body_never_pools_the_connection(
+    start_gateway: StartGateway,
+    client: aiohttp.ClientSession,
+    raw_upstream: Callable[[RawHandler], Awaitable[str]],
+) -> None:
+    """An upstream that answers (413, keep-alive) before a request's body is all sent: the
+    client gets that answer, and the upstream connection, left mid-body, is closed rather than
+    pooled: the next request goes on a new connection instead of being read as the rest of the
+    first one's body (a desync an attacker could use to smuggle a request)."""
+    heads: list[bytes] = []
+    leftovers: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head.split(b"\r\n", 1)[0])
+        if head.startswith(b"POST"):
+            writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nnope")
+            await writer.drain()
+            # All the gateway sends on this connection until it closes it.
+            leftovers.append(await reader.read())
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+            await writer.drain()
+            await reader.read()
+
+    upstream = await raw_upstream(handler)
+    gw = await start_gateway(upstream={"url": upstream, "read_timeout": 2, "max_connections": 1})
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(gw.rsplit(":", 1)[1]))
+    head = b"POST /early HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100000\r\n\r\n"
+    writer.write(head + b"b" * 1000)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"nope"), 5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    writer.close()
+    async with client.get(gw + "/next") as resp:
+        assert (resp.status, await resp.read()) == (200, b"next")
+    assert heads == [b"POST /early HTTP/1.1", b"GET /next HTTP/1.1"]
+    async with asyncio.timeout(5):
+        while not leftovers:
+            await asyncio.sleep(0.01)
+    assert b"GET" not in leftovers[0]
+
+
+@pytest.mark.parametrize("body", [None, b"x" * 100_000], ids=["no-body", "streamed-body"])
+async def test_an_upstream_silent_after_a_1xx_is_504(
+    start_gateway: StartGateway,
+    client: aiohttp.ClientSession,
+    raw_upstream: Callable[[RawHandler], Awaitable[str]],
+    body: bytes | None,
+) -> None:
+    """An upstream that sends 103 Early Hints (any 1xx) and then nothing: the client gets 504
+    upstream-timeout within the upstream's timeouts, not a request (and an upstream connection)
+    held for ever, with or without a body streamed first."""
+
+    async def hints_then_nothing(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if body is not None:
+            assert b"\r\nContent-Length: 100000\r\n" in head
+            await reader.readexactly(len(body))
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    upstream = await raw_upstream(hints_then_nothing)
+    gw = await start_gateway(
+        upstream={"url": upstream, "read_timeout": 0.5, "connect_timeout": 0.5}
+    )
+    started = time.monotonic()
+    async with asyncio.timeout(10), client.post(gw + "/hints", data=body) as resp:
+        assert resp.status == 504
+        assert (await resp.json(content_type=None))["reason"] == "upstream-timeout"
+    assert time.monotonic() - started < 3

@@ -21,6 +21,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from gateway.buckets import BucketNames
+from tests.support.gateway import FORWARDERS
 from tests.support.processes import GatewayProcess, RssSampler, StartProcess, rss_bytes
 
 MiB = 1024 * 1024
@@ -85,21 +86,24 @@ async def timed(client: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int
         return resp.status, time.monotonic() - started, resp.headers
 
 
+@pytest.mark.parametrize("forwarder", FORWARDERS)
 async def test_clients_that_stop_reading_never_hold_the_gateway(
-    gateway_process: StartProcess, s3_endpoint: str, buckets: BucketNames
+    gateway_process: StartProcess, s3_endpoint: str, buckets: BucketNames, forwarder: str
 ) -> None:
     """Twice max_connections clients ask for 64 MiB answers, read a few bytes and stop. The
     first max_connections hold the proxy pool; the rest, and every ordinary request meanwhile,
     get 503 with Retry-After once pool_timeout passes, never hang; an auth_request identity and
     /-/readyz answer at once (pools of their own). Once no byte has been taken for
     send_timeout the stalled clients are disconnected, their upstream connections closed, and
-    ordinary requests are answered 200 again; the gateway's RSS stays bounded throughout."""
+    ordinary requests are answered 200 again; the gateway's RSS stays bounded throughout. Under
+    both forwarders: the pools' limits and back-pressure are their interface."""
     gateway = await gateway_process(
         upstream={
             "max_connections": MAX_CONNECTIONS,
             "pool_timeout": POOL_TIMEOUT,
             "reserved_connections": 2,
             "read_timeout": 30,
+            "forwarder": forwarder,
         },
         limits={"send_timeout": SEND_TIMEOUT},
         identity={"auth_request": {"path": "/api/me"}},
@@ -163,13 +167,15 @@ async def test_clients_that_stop_reading_never_hold_the_gateway(
     assert log.count("client_send_timeout") == MAX_CONNECTIONS, log[-3000:]
 
 
+@pytest.mark.parametrize("forwarder", FORWARDERS)
 async def test_a_client_reading_in_bursts_keeps_its_answer(
-    gateway_process: StartProcess,
+    gateway_process: StartProcess, forwarder: str
 ) -> None:
     """send_timeout counts a stall, not the answer: a client that takes 512 KiB, then nothing
     for 0.7 s, over and over (8 MiB in some 8 s, many times send_timeout of 1 s) gets the whole
-    answer; the gateway's writes block in every pause, and each pause is a stall of its own."""
-    gateway = await gateway_process(limits={"send_timeout": 1})
+    answer; the gateway's writes block in every pause, and each pause is a stall of its own.
+    Under both forwarders: the upstream's answer waits, paused, through every pause."""
+    gateway = await gateway_process(limits={"send_timeout": 1}, upstream={"forwarder": forwarder})
     size = 8 * MiB
     sock, first = await stalled_client(_port(gateway), f"/stream?size={size}&length=1")
     loop = asyncio.get_running_loop()

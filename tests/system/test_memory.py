@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from tests.support.gateway import FORWARDERS
 from tests.support.processes import RssSampler, StartProcess, rss_bytes
 from tests.support.upstream import generated_sha256
 
@@ -34,10 +35,14 @@ async def _generated(size: int, digest: hashlib._Hash) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.slow
-async def test_one_gib_each_way_stays_under_100_mb(gateway_process: StartProcess) -> None:
+@pytest.mark.parametrize("forwarder", FORWARDERS)
+async def test_one_gib_each_way_stays_under_100_mb(
+    gateway_process: StartProcess, forwarder: str
+) -> None:
     """Bodies stream with back-pressure: 1 GiB uploaded (chunked, generated) and 1 GiB downloaded
-    pass through intact (sha256 on both ends) while the gateway's RSS stays under 100 MB."""
-    gateway = await gateway_process(upstream={"read_timeout": 60})
+    pass through intact (sha256 on both ends) while the gateway's RSS stays under 100 MB, under
+    both forwarders."""
+    gateway = await gateway_process(upstream={"read_timeout": 60, "forwarder": forwarder})
     baseline = rss_bytes(gateway.pid)
     timeout = aiohttp.ClientTimeout(total=TRANSFER_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as client:
