@@ -127,10 +127,7 @@ class Front:
                 response = _bug(request)
             if not response.prepared:
                 try:
-                    # finish() inlined: most answers need no identity work, and no coroutine.
-                    response.headers["X-Request-ID"] = request_id
-                    if self._identity.has_news(request, response):
-                        await self._identity.on_prepare(request, response)
+                    await self.finish(request, response)
                 except Exception:
                     response = _bug(request)
                     response.headers["X-Request-ID"] = request_id

@@ -30,15 +30,13 @@ def dispatcher(
     """Paths under ``own`` (compared as aiohttp's router compares them, on the decoded path with
     %2F kept) to ``application``, every other request to ``proxy`` through ``around``."""
 
-    # Not a coroutine itself: it hands aiohttp the one to await, one frame fewer for each
-    # suspension of the request.
-    def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
         if request.rel_url.path_safe.startswith(own) or "Expect" in request.headers:
             # The app's handler also answers Expect (100-continue or 417) before its route
             # runs; such requests are rare enough to take the long way.
-            return application(request)
+            return await application(request)
         # The app's request factory made it, so it is a web.Request (without match info).
-        return around(cast(web.Request, request), proxy, None)
+        return await around(cast(web.Request, request), proxy, None)
 
     return dispatch
 
@@ -49,11 +47,11 @@ def ops_dispatcher(
     """The ops listener's: every request's scope marked as come this way, paths under ``below``
     to ``application``, every other request to ``elsewhere`` through ``around``."""
 
-    def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
         # The front sets the request id when it runs (the Application's middleware, or below).
         scope = request[SCOPE] = RequestScope("", ops_listener=True)
         if request.rel_url.path_safe.startswith(below):
-            return application(request)
-        return around(cast(web.Request, request), elsewhere, scope)
+            return await application(request)
+        return await around(cast(web.Request, request), elsewhere, scope)
 
     return dispatch
