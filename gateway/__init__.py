@@ -8,7 +8,7 @@ checks them (``lint-imports``); docs/architecture.md explains them.
    jsonbody, forms, headers, config, endpoints, reasons (and completion.naming). None of it imports
    aiohttp, aiobotocore, botocore or prometheus_client; values imports nothing third-party.
 2. Infrastructure: requestkeys, requestids, sessions, logs, metrics.
-3. I/O: completion, identity, storage, upstream, forwarding, _fast (aiohttp internals in
+3. I/O: completion, identity, storage, upstream, pools, _fast (aiohttp internals in
    quarantine), buckets, client, localnames.
 3b. The services: services (built once per app, passed to each constructor).
 4. HTTP surface: front, proxy, guard, ops, protocols, render, origins.

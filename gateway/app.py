@@ -82,7 +82,7 @@ def create_app(
     )
     for route in config.routes:
         ADAPTERS[route.protocol](services, route).add_routes(app.router)
-    # The forward paths, and the endpoints a route placed outside its path: a legacy page's
+    # The message paths, and the endpoints a route placed outside its path: a legacy page's
     # paths may still be the app's old signing views, which no spelling may reach.
     reserved = tuple(
         p for r in config.routes for p in (r.forward, *r.explicit_endpoints.values())

@@ -277,7 +277,7 @@ class Uploader:
     timeout: float = 300.0
     retries: int = 4
     backoff: float = 0.5
-    upload_id: str | None = None
+    upload_token: str | None = None
     # Set once the completion was asked for: from then on the gateway owns the objects' fate.
     completing: bool = False
     aborted: bool = False
@@ -294,7 +294,7 @@ class Uploader:
             raise UploadFailed(
                 f"{self.url} is not an api route (it answered without an upload)" + _WHICH_URL
             )
-        self.upload_id = grant["upload_id"]
+        self.upload_token = grant["upload_id"]
         progress = Progress(size, progress_out, progress_out.isatty())
         try:
             parts: list[dict[str, Any]] = []
@@ -308,11 +308,11 @@ class Uploader:
 
     async def abort(self) -> None:
         """Remove what was sent (best effort: the bucket's lifecycle rule is the backstop)."""
-        if self.upload_id is None:
+        if self.upload_token is None:
             return
         try:
             async with self.gateway.delete(
-                f"{self.url}/{self.upload_id}", headers=self.headers
+                f"{self.url}/{self.upload_token}", headers=self.headers
             ) as resp:
                 await resp.read()
                 self.aborted = resp.status < 300
@@ -323,7 +323,7 @@ class Uploader:
         """Ask for the completion; asked again on a 5xx or no answer, which the gateway makes
         idempotent."""
         self.completing = True
-        url = f"{self.url}/{self.upload_id}/complete"
+        url = f"{self.url}/{self.upload_token}/complete"
         for attempt in range(self.retries + 1):
             try:
                 return await self._json("POST", url, {"parts": parts})
@@ -492,7 +492,7 @@ async def upload(
 
 
 def _interrupted(uploader: Uploader | None) -> str:
-    if uploader is None or uploader.upload_id is None:
+    if uploader is None or uploader.upload_token is None:
         return "interrupted: nothing was uploaded"
     if uploader.completing:
         return "interrupted: the upload was sent; the gateway may still complete it"

@@ -61,7 +61,7 @@ CLIENT_CONNECTION = frozenset(
 )
 
 # Headers some stacks take as the request's URL in place of the request line (IIS URL Rewrite,
-# Symfony and Laravel before CVE-2018-14773, ...): a way to a forward path that no path check
+# Symfony and Laravel before CVE-2018-14773, ...): a way to a message path that no path check
 # sees. Removed from everyone, trusted proxies too; and "Proxy", which CGI-style stacks expose
 # as HTTP_PROXY, their outgoing proxy (httpoxy, CVE-2016-5385).
 URL_OVERRIDES = frozenset(

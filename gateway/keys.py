@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 USER_HASH_PURPOSE = "upload-gateway/user-hash/v1"
-UPLOAD_ID_PURPOSE = "upload-gateway/upload-token/v1"
+UPLOAD_TOKEN_PURPOSE = "upload-gateway/upload-token/v1"  # noqa: S105 - a key-derivation label
 
 # Fixed, not random: every gateway instance must derive the same keys. The input is already a
 # uniformly random 32-byte Fernet key, so RFC 5869 (section 3.1) asks nothing more of the salt.

@@ -15,7 +15,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 
 from . import headers as hdr
-from .forwarding import Answer
+from .pools import Answer
 from .problems import BadRequest, NotFound
 from .requestkeys import SCOPE
 from .services import Services
@@ -53,14 +53,14 @@ class Proxy:
         # frames; an inflated one only past it), closing with 1009: one more lets a message of
         # the limit itself pass.
         self._ws_max_msg_size = config.limits.websocket_max_message + 1
-        # Paths only the gateway may call upstream (the routes' forward paths), in every reading
+        # Paths only the gateway may call upstream (the routes' message paths), in every reading
         # an upstream stack may make of a target (gateway/targets.py). This handler is the one
         # way a client's target goes upstream, by the front's fast path or the router's
         # catch-all alike, so the test here covers both.
         self._reserved = Reserved(reserved)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Forward one request upstream and stream the answer back."""
+        """Proxy one request: send it upstream and stream the answer back."""
         target = origin_form(request.raw_path)
         if target is None:
             raise BadRequest("the request target must be a path", reason="bad-target")

@@ -3,7 +3,7 @@ id of the request being handled, in a context variable.
 
 The front (gateway/front.py) gives every request its id and sets ``request_id_var`` while the
 request runs; the logs read it (gateway/logs.py), and the completion sends it upstream with its
-message (gateway/completion/forward.py).
+message (gateway/completion/notify.py).
 """
 
 from __future__ import annotations

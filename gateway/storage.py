@@ -315,7 +315,7 @@ class Storage:
                 ContentDisposition=served_as[1],
                 Metadata=metadata,
             )
-        upload_id = created["UploadId"]
+        multipart_id = created["UploadId"]
         parts: list[CompletedPartTypeDef] = []
         try:
             for number, start in enumerate(range(0, source.size, part_size), start=1):
@@ -324,7 +324,7 @@ class Storage:
                     answer = await self.client.upload_part_copy(
                         Bucket=self.storage_bucket,
                         Key=dst_key,
-                        UploadId=upload_id,
+                        UploadId=multipart_id,
                         PartNumber=number,
                         CopySource=self._source(source.key),
                         CopySourceIfMatch=source.etag,
@@ -334,7 +334,7 @@ class Storage:
             finish: CompleteMultipartUploadRequestTypeDef = {
                 "Bucket": self.storage_bucket,
                 "Key": dst_key,
-                "UploadId": upload_id,
+                "UploadId": multipart_id,
                 "MultipartUpload": {"Parts": parts},
             }
             if only_new:
@@ -346,7 +346,7 @@ class Storage:
             # no lifecycle rule to clean it up.
             with contextlib.suppress(GatewayError), s3_errors("abort a multipart copy"):
                 await self.client.abort_multipart_upload(
-                    Bucket=self.storage_bucket, Key=dst_key, UploadId=upload_id
+                    Bucket=self.storage_bucket, Key=dst_key, UploadId=multipart_id
                 )
             raise
 
@@ -440,7 +440,7 @@ class Storage:
     async def create_multipart(
         self, key: str, *, content_type: str, metadata: Mapping[str, str] | None = None
     ) -> str:
-        """Start a multipart upload in the uploads bucket; its S3 upload id."""
+        """Start a multipart upload in the uploads bucket; its multipart id (S3's UploadId)."""
         with s3_errors("start a multipart upload"):
             answer = await self.client.create_multipart_upload(
                 Bucket=self.uploads_bucket,
@@ -450,7 +450,7 @@ class Storage:
             )
         return str(answer["UploadId"])
 
-    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+    async def list_parts(self, key: str, multipart_id: str) -> list[Part]:
         """Every uploaded part of a multipart upload, all pages; NotFound when there is no such."""
         parts: list[Part] = []
         marker = 0
@@ -459,7 +459,7 @@ class Storage:
                 answer = await self.client.list_parts(
                     Bucket=self.uploads_bucket,
                     Key=key,
-                    UploadId=upload_id,
+                    UploadId=multipart_id,
                     PartNumberMarker=marker,
                     MaxParts=_LIST_PARTS_PAGE,
                 )
@@ -473,7 +473,7 @@ class Storage:
             marker = int(answer.get("NextPartNumberMarker") or page[-1].number)
 
     async def complete_multipart(
-        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+        self, key: str, multipart_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
         """Assemble the upload from ``(part number, ETag)`` pairs, in ascending order."""
         numbers = [number for number, _ in parts]
@@ -490,16 +490,16 @@ class Storage:
             await self.client.complete_multipart_upload(
                 Bucket=self.uploads_bucket,
                 Key=key,
-                UploadId=upload_id,
+                UploadId=multipart_id,
                 MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
             )
 
-    async def abort_multipart(self, key: str, upload_id: str) -> None:
+    async def abort_multipart(self, key: str, multipart_id: str) -> None:
         """Abort a multipart upload and drop its parts; one already gone is fine."""
         try:
             with s3_errors("abort a multipart upload"):
                 await self.client.abort_multipart_upload(
-                    Bucket=self.uploads_bucket, Key=key, UploadId=upload_id
+                    Bucket=self.uploads_bucket, Key=key, UploadId=multipart_id
                 )
         except NotFound:
             return

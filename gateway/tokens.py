@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 
-from .keys import UPLOAD_ID_PURPOSE, fernet_for
+from .keys import UPLOAD_TOKEN_PURPOSE, fernet_for
 from .problems import Forbidden, Gone
 
 # Well above any real token (a few hundred characters), low enough to refuse junk unread.
@@ -31,7 +31,7 @@ _FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "route": ("r", (str,)),
     "user": ("u", (str,)),
     "key": ("k", (str,)),
-    "s3_upload_id": ("m", (str, type(None))),
+    "multipart_id": ("m", (str, type(None))),
     "size": ("s", (int,)),
     "content_type": ("c", (str,)),
     "filename": ("f", (str,)),
@@ -48,7 +48,7 @@ class UploadToken:
     route: str
     user: str
     key: str
-    s3_upload_id: str | None
+    multipart_id: str | None
     size: int
     content_type: str
     filename: str
@@ -61,7 +61,7 @@ class TokenSealer:
     """Seals UploadTokens into URL-safe text and opens them for the route and user they name."""
 
     def __init__(self, session_keys: Sequence[str]) -> None:
-        self._fernet = fernet_for(session_keys, UPLOAD_ID_PURPOSE)
+        self._fernet = fernet_for(session_keys, UPLOAD_TOKEN_PURPOSE)
 
     def seal(self, token: UploadToken) -> str:
         """The token as url-safe base64 text without ``=`` padding, fit for a path segment."""

@@ -1,8 +1,8 @@
 """The one owner of the pooled connections to the upstream app.
 
-Three lean keep-alive pools (gateway/forwarding.py: the fast one in gateway/_fast/forwarder.py
+Three lean keep-alive pools (gateway/pools.py: the fast one in gateway/_fast/forwarder.py
 or the standard one on ``ClientSession``, config ``upstream.forwarder``), so that no kind of
-traffic waits behind another: ``request`` goes through ``forwarder`` (``max_connections``), for
+traffic waits behind another: ``request`` goes through ``proxy_pool`` (``max_connections``), for
 proxied requests, which anyone can send and
 a client can hold while it takes its answer (a stall of ``limits.send_timeout`` at most);
 ``call`` goes through ``reserved_connections`` of its own (``auth_request`` lookups and
@@ -27,9 +27,9 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict
 from yarl import URL
 
-from ._fast.forwarder import Forwarder
+from ._fast.forwarder import FastPool
 from .config import UpstreamConfig
-from .forwarding import Answer, Pool, PoolTimeout, StandardForwarder, UpstreamConnectError
+from .pools import Answer, Pool, PoolTimeout, StandardPool, UpstreamConnectError
 from .problems import GatewayError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from .values import UpstreamAnswer as UpstreamAnswer
 
@@ -45,7 +45,7 @@ class Upstream:
         self,
         config: UpstreamConfig,
         session: aiohttp.ClientSession,
-        forwarder: Pool,
+        proxy_pool: Pool,
         *,
         reserved: Pool,
         probe: Pool,
@@ -53,7 +53,7 @@ class Upstream:
     ) -> None:
         self.config = config
         self.session = session
-        self.forwarder = forwarder
+        self.proxy_pool = proxy_pool
         self._reserved = reserved
         self._probe = probe
         self._observe = observe
@@ -96,7 +96,7 @@ class Upstream:
             # label it application/octet-stream); callers with a type set it themselves.
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         )
-        kind = Forwarder if config.forwarder == "fast" else StandardForwarder
+        kind = FastPool if config.forwarder == "fast" else StandardPool
         pools: list[Pool] = [
             kind(
                 config.base,
@@ -107,9 +107,9 @@ class Upstream:
             )
             for limit in (config.max_connections, config.reserved_connections, 1)
         ]
-        forwarder, reserved, probe = pools
+        proxy_pool, reserved, probe = pools
         try:
-            yield cls(config, session, forwarder, reserved=reserved, probe=probe, observe=observe)
+            yield cls(config, session, proxy_pool, reserved=reserved, probe=probe, observe=observe)
         finally:
             for pool in pools:
                 await pool.close()
@@ -133,7 +133,7 @@ class Upstream:
         reads the body and releases the answer."""
         started = time.perf_counter()
         try:
-            answer = await self.forwarder.request(method, target, headers, body, chunked=chunked)
+            answer = await self.proxy_pool.request(method, target, headers, body, chunked=chunked)
         except UPSTREAM_ERRORS as exc:
             raise upstream_problem(exc, time.perf_counter() - started) from exc
         if self._observe is not None:

@@ -6,7 +6,7 @@ between aiohttp patch releases, so an upgrade (a security release included) is a
 1. Run ``tests/unit/test_internals.py`` and ``tests/integration/test_dispatch.py``: one test per
    internal below, named for it; a failure names what moved.
 2. If one failed and the fix is not obvious, set ``upstream.forwarder: standard`` (the pools on
-   aiohttp's public ``ClientSession``, gateway/forwarding.py) and ship; the proxy and forwarder
+   aiohttp's public ``ClientSession``, gateway/pools.py) and ship; the proxy and forwarder
    tests run under both forwarders (the ``forwarder_kind`` fixture).
 3. Update this list and the versions above.
 

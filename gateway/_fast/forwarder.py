@@ -22,7 +22,7 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ..forwarding import PoolTimeout, UpstreamConnectError
+from ..pools import PoolTimeout, UpstreamConnectError
 
 # RFC 9110 9.2.2: a request with one of these methods may be sent again when a reused
 # connection turns out to have been closed by the upstream before it answered.
@@ -115,15 +115,15 @@ class _Connection(ResponseHandler):
             await self._drain_helper()
 
 
-class ForwardedResponse:
+class FastAnswer:
     """The upstream's answer: status line and headers parsed, the body still to read."""
 
-    __slots__ = ("_conn", "_forwarder", "_released", "_sender", "content", "headers", "reason",
+    __slots__ = ("_conn", "_pool", "_released", "_sender", "content", "headers", "reason",
                  "status", "version")  # fmt: skip
 
     def __init__(
         self,
-        forwarder: Forwarder,
+        pool: FastPool,
         conn: _Connection,
         sender: asyncio.Task[None] | None,
         status: int,
@@ -132,7 +132,7 @@ class ForwardedResponse:
         content: StreamReader,
         version: tuple[int, int],
     ) -> None:
-        self._forwarder = forwarder
+        self._pool = pool
         self._conn = conn
         self._sender = sender
         self._released = False
@@ -153,10 +153,10 @@ class ForwardedResponse:
         if sender is not None and not sender.done():
             sender.cancel()
         reusable = body_sent and self.content.is_eof() and not self._conn.should_close
-        self._forwarder.pool_release(self._conn, reuse=reusable)
+        self._pool.pool_release(self._conn, reuse=reusable)
 
 
-class Forwarder:
+class FastPool:
     """Keep-alive connections to one upstream, at most ``limit`` at once (callers queue, first
     come first served, at most ``pool_timeout`` seconds: then ``PoolTimeout``); ``request``
     sends one request and returns its answer's head."""
@@ -351,7 +351,7 @@ class Forwarder:
         body: StreamReader | bytes | None = None,
         *,
         chunked: bool = False,
-    ) -> ForwardedResponse:
+    ) -> FastAnswer:
         """Send ``method target`` with ``headers`` (no Host: the upstream's is added) and
         ``body`` (bytes, or streamed and re-chunked when ``chunked``; the framing header, when
         not chunked, is the caller's); return once the answer's head is in.
@@ -387,7 +387,7 @@ class Forwarder:
                         conn.start_timeout()
                 # The final answer's head is in: read_timeout is now the parser's business.
                 conn.final = True
-                return ForwardedResponse(
+                return FastAnswer(
                     self,
                     conn,
                     sender,

@@ -1,4 +1,4 @@
-"""The completion pipeline every protocol shares: verify, copy, forward, clean up (docs/http.md).
+"""The completion pipeline every protocol shares: verify, copy, notify, clean up (docs/http.md).
 
 1. The object must be in the uploads bucket under the user's prefix, within ``max_size``, with
    a declared and a sniffed content type the route allows. An object that breaks a rule can

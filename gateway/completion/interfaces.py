@@ -63,7 +63,7 @@ class CompletionUpstream(Protocol):
 class CompletionRequest:
     """What a protocol adapter learnt from its client about one finished upload.
 
-    ``forward_headers`` may carry Cookie, Authorization and X-Request-ID; nothing else is sent.
+    ``passed_headers`` may carry Cookie, Authorization and X-Request-ID; nothing else is sent.
     """
 
     route: RouteConfig
@@ -74,7 +74,7 @@ class CompletionRequest:
     declared_size: int | None = None
     declared_content_type: str | None = None
     etag: str | None = None
-    forward_headers: Mapping[str, str] = field(default_factory=dict)
+    passed_headers: Mapping[str, str] = field(default_factory=dict)
     # What started it: "client" (a client's call) or "sweep" (the gateway's, gateway/completion
     # /sweep.py); the message says which.
     trigger: str = "client"

@@ -1,4 +1,4 @@
-"""The completion pipeline: verify, copy, forward, clean up; and deleting an upload again."""
+"""The completion pipeline: verify, copy, notify, clean up; and deleting an upload again."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from ..problems import (
 from ..rules import check_key
 from ..storage import StorageKeyTaken, StoredObject
 from .checks import check_upload, content_disposition, same_etag
-from .forward import Notifier, json_or_none, object_json
 from .interfaces import CompletionRequest, CompletionResult, CompletionStorage, CompletionUpstream
 from .naming import (
     etag_value,
@@ -36,6 +35,7 @@ from .naming import (
     storage_uuid,
     storage_uuid_prefix,
 )
+from .notify import Notifier, json_or_none, object_json
 
 # The package's name, so log lines name the logger they always named.
 log = logging.getLogger("gateway.completion")
@@ -85,7 +85,7 @@ class Completion:
     # ------------------------------------------------------------------ completion
 
     async def complete(self, req: CompletionRequest) -> CompletionResult:
-        """Verify, store and forward one upload; relay the upstream's answer (docs/http.md)."""
+        """Verify and store one upload, notify the upstream and relay its answer (docs/http.md)."""
         route = req.route
         try:
             self._check_key(route, req.identity, req.key)
@@ -94,7 +94,7 @@ class Completion:
             upload = await self._storage.head(self._storage.uploads_bucket, req.key)
             if upload is not None and (not req.etag or same_etag(req.etag, upload.etag)):
                 stored = await self._complete_upload(req, upload)
-                result = await self._forward(req, stored)
+                result = await self._notify(req, stored)
                 # Only once the app has answered for good (2xx, or 4xx and the copy removed):
                 # while its delivery is pending the upload stays where the sweep finds it, so
                 # no stored copy exists that the app was never told about and nobody retries.
@@ -103,7 +103,7 @@ class Completion:
             if req.upload_only:
                 raise NotFound("the upload was completed meanwhile", reason="no-such-upload")
             stored = await self._earlier_copy(req, replaced=upload is not None)
-            return await self._forward(req, stored)
+            return await self._notify(req, stored)
         except GatewayError as exc:
             self._count(route, _outcome(exc), req.trigger)
             raise
@@ -112,8 +112,8 @@ class Completion:
         """The stored copy of the object now in the uploads bucket, made unless one exists; the
         upload itself stays until the app has answered (``complete``)."""
         route, identity = req.route, req.identity
-        upload_id = self.idempotency_key(route, identity, req.key, upload.etag)
-        stored = await self._find(route, identity, req.key, upload_id)
+        completion_id = self.idempotency_key(route, identity, req.key, upload.etag)
+        stored = await self._find(route, identity, req.key, completion_id)
         if stored is not None:
             # An earlier attempt stored this very object (same ETag) and then failed or died:
             # its copy stands, never rewritten, so the bytes an app was told about stay put.
@@ -121,11 +121,11 @@ class Completion:
         else:
             content_type = await self._verify(req, upload)
             try:
-                stored = await self._store(req, upload, upload_id, content_type)
+                stored = await self._store(req, upload, completion_id, content_type)
             except NotFound:
                 # A concurrent completion of the same object moved it first: go on from its
                 # copy, which the upstream then hears about twice under one Idempotency-Key.
-                stored = await self._find(route, identity, req.key, upload_id)
+                stored = await self._find(route, identity, req.key, completion_id)
                 if stored is None:
                     raise
         return stored
@@ -135,8 +135,8 @@ class Completion:
         other bytes were written at its key since the client sent the ETag it names)."""
         route, identity = req.route, req.identity
         if req.etag:
-            upload_id = self.idempotency_key(route, identity, req.key, req.etag)
-            found = await self._find(route, identity, req.key, upload_id)
+            completion_id = self.idempotency_key(route, identity, req.key, req.etag)
+            found = await self._find(route, identity, req.key, completion_id)
             copies = [found] if found is not None else []
         else:
             copies = await self._copies(route, identity, req.key)
@@ -180,7 +180,7 @@ class Completion:
         raise error
 
     async def _store(
-        self, req: CompletionRequest, upload: StoredObject, upload_id: str, content_type: str
+        self, req: CompletionRequest, upload: StoredObject, completion_id: str, content_type: str
     ) -> StoredObject:
         """Copy to the storage bucket, at a key no other object is stored under, and check it."""
         route, identity = req.route, req.identity
@@ -189,12 +189,12 @@ class Completion:
             route.storage_key,
             route=route.name,
             user_hash=identity.user_hash,
-            uuid_text=storage_uuid(self._id_key, route.name, identity.user, req.key, upload_id),
+            uuid_text=storage_uuid(self._id_key, route.name, identity.user, req.key, completion_id),
             filename=req.filename,
             now=now,
         )
         ours = {
-            META_ID: upload_id,
+            META_ID: completion_id,
             META_ETAG: etag_value(upload.etag),
             META_STORED_AT: now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             META_FILENAME: quote(safe_filename(req.filename)),
@@ -221,25 +221,25 @@ class Completion:
         except StorageKeyTaken as taken:
             copy = taken.existing
             log.info("completion_copy_exists", extra={"route": route.name})
-            if copy.metadata.get(META_ID) != upload_id:
+            if copy.metadata.get(META_ID) != completion_id:
                 raise StorageUnavailable(
                     "the storage key holds another object", reason="copy-check-failed"
                 ) from None
             return copy
-        if copy.size != upload.size or copy.metadata.get(META_ID) != upload_id:
+        if copy.size != upload.size or copy.metadata.get(META_ID) != completion_id:
             raise StorageUnavailable(
                 "the stored copy does not match the upload", reason="copy-check-failed"
             )
         return copy
 
-    async def _forward(self, req: CompletionRequest, stored: StoredObject) -> CompletionResult:
+    async def _notify(self, req: CompletionRequest, stored: StoredObject) -> CompletionResult:
         """Tell the upstream; remove the copy if it refuses; 502/504 (keeping it) if it fails."""
         route = req.route
-        upload_id = stored.metadata[META_ID]
+        completion_id = stored.metadata[META_ID]
         name = stored.metadata.get(META_FILENAME)
         message = {
             "event": "upload.completed",
-            "id": upload_id,
+            "id": completion_id,
             "route": route.name,
             "user": req.identity.user,
             # The first attempt's name: a retry may know it less well (same id, same file).
@@ -251,21 +251,21 @@ class Completion:
             "trigger": req.trigger,
         }
         answer = await self._notifier.send(
-            route, req.identity, upload_id, message, req.forward_headers
+            route, req.identity, completion_id, message, req.passed_headers
         )
         body = json_or_none(answer.body)
         extra = {"route": route.name, "upstream_status": answer.status, "trigger": req.trigger}
         if 200 <= answer.status < 300:
             log.info("completion_forwarded", extra={**extra, "outcome": "stored"})
             self._count(route, "stored", req.trigger)
-            return CompletionResult(answer.status, body, stored, upload_id)
+            return CompletionResult(answer.status, body, stored, completion_id)
         if 400 <= answer.status < 500:
             # Only this object's copy: one stored from other bytes at the same key has its own
             # id and key, and the app may still refer to it.
             await self._storage.delete(stored.bucket, stored.key)
             log.info("completion_forwarded", extra={**extra, "outcome": "upstream-rejected"})
             self._count(route, "upstream-rejected", req.trigger)
-            return CompletionResult(answer.status, body, None, upload_id)
+            return CompletionResult(answer.status, body, None, completion_id)
         log.warning("completion_forwarded", extra={**extra, "outcome": "upstream-failed"})
         raise UpstreamUnavailable(
             f"the application answered {answer.status}; the upload is kept for a retry",
@@ -283,27 +283,29 @@ class Completion:
         return copies[0] if copies else None
 
     def _uuid_prefix(
-        self, route: RouteConfig, identity: Identity, upload_key: str, upload_id: str | None
+        self, route: RouteConfig, identity: Identity, upload_key: str, completion_id: str | None
     ) -> str:
         """The storage key up to that object's ``{uuid}``, or (no id) any copy's of the key."""
-        if upload_id is None:
+        if completion_id is None:
             uuid_text = storage_uuid_prefix(self._id_key, route.name, identity.user, upload_key)
         else:
-            uuid_text = storage_uuid(self._id_key, route.name, identity.user, upload_key, upload_id)
+            uuid_text = storage_uuid(
+                self._id_key, route.name, identity.user, upload_key, completion_id
+            )
         return stable_prefix(
             route.storage_key, route=route.name, user_hash=identity.user_hash, uuid_text=uuid_text
         )
 
     async def _find(
-        self, route: RouteConfig, identity: Identity, upload_key: str, upload_id: str
+        self, route: RouteConfig, identity: Identity, upload_key: str, completion_id: str
     ) -> StoredObject | None:
         """The stored copy of one object (its id known), if a completion stored it."""
         bucket = self._storage.storage_bucket
-        prefix = self._uuid_prefix(route, identity, upload_key, upload_id)
+        prefix = self._uuid_prefix(route, identity, upload_key, completion_id)
         for key in await self._storage.list_keys(bucket, prefix, limit=10):
             found = await self._storage.head(bucket, key)
             # The uuid is derived from the id, but the id is what proves it is this upload's.
-            if found is not None and found.metadata.get(META_ID) == upload_id:
+            if found is not None and found.metadata.get(META_ID) == completion_id:
                 return found
         return None
 
@@ -333,7 +335,7 @@ class Completion:
         route: RouteConfig,
         identity: Identity,
         upload_key: str,
-        forward_headers: Mapping[str, str],
+        passed_headers: Mapping[str, str],
     ) -> bool:
         """Remove this user's upload and the newest copy stored from it (telling the upstream);
         False if there is neither.
@@ -371,7 +373,7 @@ class Completion:
             stored.metadata[META_ETAG],
             "deleted",
         )
-        answer = await self._notifier.send(route, identity, idempotency, message, forward_headers)
+        answer = await self._notifier.send(route, identity, idempotency, message, passed_headers)
         log.info("upload_deleted", extra={"route": route.name, "upstream_status": answer.status})
         if 200 <= answer.status < 300 or answer.status == 404:
             # 404: the app never recorded it (its completion failed), so nothing refers to it.

@@ -300,7 +300,7 @@ class Sweeper:
             filename=filename,
             params=params,
             etag=upload.etag,
-            forward_headers={"X-Request-ID": f"sweep-{secrets.token_hex(8)}"},
+            passed_headers={"X-Request-ID": f"sweep-{secrets.token_hex(8)}"},
             trigger="sweep",
             upload_only=True,
         )
@@ -471,7 +471,7 @@ class Sweeper:
             key=str(letter["upload_key"]),
             filename=str(letter["upload_key"]).rsplit("/", 1)[-1],
             etag=str(letter["etag"]),
-            forward_headers={"X-Request-ID": f"sweep-{secrets.token_hex(8)}"},
+            passed_headers={"X-Request-ID": f"sweep-{secrets.token_hex(8)}"},
             trigger="sweep",
         )
         extra = {"route": route.name, "user_hash": user_hash, "trigger": "sweep"}

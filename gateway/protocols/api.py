@@ -1,7 +1,7 @@
 """API clients (no browser): presigned PUT, presigned multipart parts, complete, abort, delete.
 
 ``POST P`` grants an upload; its ``upload_id`` is a sealed token (gateway.tokens) holding the
-route, user, key, S3 upload id, size and expiry, so no server-side state is needed and any
+route, user, key, multipart id, size and expiry, so no server-side state is needed and any
 gateway instance can finish an upload another began.
 """
 
@@ -27,9 +27,9 @@ from .base import PartRules, RouteEntry, UploadRoute
 from .common import (
     TOKEN_LIFETIME,
     Presigner,
-    forward_headers,
     grant,
     new_key,
+    passed_headers,
     signing_context,
 )
 
@@ -151,16 +151,16 @@ class ApiRoute(UploadRoute[ApiRouteConfig]):
 
         part_size = part_size_for(body.size, route)
         count = math.ceil(body.size / part_size)
-        s3_upload_id = await self.services.storage.create_multipart(
+        multipart_id = await self.services.storage.create_multipart(
             key, content_type=content_type, metadata={"gateway-route": route.name}
         )
-        token = dataclasses.replace(token, s3_upload_id=s3_upload_id, part_size=part_size)
+        token = dataclasses.replace(token, multipart_id=multipart_id, part_size=part_size)
         parts = [
             {
                 "part_number": number,
                 "url": self.presigner.part_url(
                     key,
-                    s3_upload_id,
+                    multipart_id,
                     number,
                     now=now,
                     expires=route.signature_ttl,
@@ -182,7 +182,7 @@ class ApiRoute(UploadRoute[ApiRouteConfig]):
         identity, token = await self.open_upload(request)
         body = await self.read_json(request, _CompleteBody, MAX_COMPLETE_BODY)
         storage = self.services.storage
-        if token.s3_upload_id is not None:
+        if token.multipart_id is not None:
             parts = [(p.part_number, p.etag) for p in body.parts]
             await self.finish_multipart(identity, token, parts, _PARTS)
         if token.sha256 is not None:
@@ -197,7 +197,7 @@ class ApiRoute(UploadRoute[ApiRouteConfig]):
                 declared_size=token.size,
                 declared_content_type=token.content_type,
                 etag=None,
-                forward_headers=forward_headers(request, self.config),
+                passed_headers=passed_headers(request, self.config),
             )
         )
         return web.json_response(result.body, status=result.status)
@@ -206,8 +206,8 @@ class ApiRoute(UploadRoute[ApiRouteConfig]):
         """Abort the caller's upload and drop anything it stored in the uploads bucket."""
         _identity, token = await self.open_upload(request)
         storage = self.services.storage
-        if token.s3_upload_id is not None:
-            await storage.abort_multipart(token.key, token.s3_upload_id)
+        if token.multipart_id is not None:
+            await storage.abort_multipart(token.key, token.multipart_id)
         await storage.delete(storage.uploads_bucket, token.key)
         return web.Response(status=204)
 

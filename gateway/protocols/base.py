@@ -27,7 +27,7 @@ from ..problems import BadRequest, Forbidden, GatewayError, NotFound, PayloadToo
 from ..render import Handler, ProblemFields, StatusText, route_handler
 from ..services import Services
 from ..tokens import UploadToken
-from .common import forward_headers, invalid_field, read_limited
+from .common import invalid_field, passed_headers, read_limited
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -193,7 +193,7 @@ class UploadRoute(Generic[RouteT]):
                 )
             if key != token.key:
                 raise Forbidden("the key is not this upload's", reason="key-mismatch")
-        if multipart and token.s3_upload_id is None:
+        if multipart and token.multipart_id is None:
             raise Forbidden("the key is not this upload's", reason="key-mismatch")
         return identity, token
 
@@ -212,8 +212,8 @@ class UploadRoute(Generic[RouteT]):
         upload id, nothing is done here, and the completion checks the object all the same.
         """
         storage = self.services.storage
-        upload_id = token.s3_upload_id
-        assert upload_id is not None  # noqa: S101 - callers open multipart tokens only
+        multipart_id = token.multipart_id
+        assert multipart_id is not None  # noqa: S101 - callers open multipart tokens only
         if (
             await storage.head(storage.uploads_bucket, token.key) is not None
             or await self.services.completion.find_stored(self.route, identity, token.key)
@@ -225,7 +225,7 @@ class UploadRoute(Generic[RouteT]):
         numbers = [number for number, _ in claimed]
         if not claimed or numbers != list(range(1, len(claimed) + 1)):
             raise BadRequest(rules.numbering, reason="parts-invalid", **field)
-        listed = {part.number: part for part in await storage.list_parts(token.key, upload_id)}
+        listed = {part.number: part for part in await storage.list_parts(token.key, multipart_id)}
         for number, etag in claimed:
             held = listed.get(number)
             if held is None or held.etag.strip('"') != etag.strip('"'):
@@ -253,13 +253,13 @@ class UploadRoute(Generic[RouteT]):
                 )
         elif total > token.size:
             # It can never be completed here: free the parts now rather than in a day.
-            await storage.abort_multipart(token.key, upload_id)
+            await storage.abort_multipart(token.key, multipart_id)
             raise PayloadTooLarge(
                 f"the parts hold more than {token.size} bytes", reason="too-large"
             )
         # S3's own spelling of each ETag, which the client's matched above.
         await storage.complete_multipart(
-            token.key, upload_id, [(n, listed[n].etag) for n in numbers]
+            token.key, multipart_id, [(n, listed[n].etag) for n in numbers]
         )
 
     async def delete_by_key(self, request: web.Request) -> web.Response:
@@ -272,7 +272,7 @@ class UploadRoute(Generic[RouteT]):
             raise BadRequest("the upload's key must be passed as ?key=", reason="key-missing")
         # The completion checks the prefix before it reads or touches anything.
         deleted = await self.services.completion.delete_upload(
-            self.route, identity, key, forward_headers(request, self.config)
+            self.route, identity, key, passed_headers(request, self.config)
         )
         if not deleted:
             raise NotFound("no such upload: it was never completed, or is already deleted")

@@ -74,7 +74,7 @@ def new_key(identity: Identity, filename: str) -> str:
     return f"{identity.key_prefix}{uuid.uuid4().hex}{extension(filename)}"
 
 
-def forward_headers(request: web.Request, config: Config) -> dict[str, str]:
+def passed_headers(request: web.Request, config: Config) -> dict[str, str]:
     """The client's Cookie (without the gateway's session) and Authorization, for the upstream."""
     headers: dict[str, str] = {}
     cookies = request.headers.getall("Cookie", None)
@@ -96,7 +96,7 @@ def grant(
     size: int,
     content_type: str,
     filename: str,
-    s3_upload_id: str | None = None,
+    multipart_id: str | None = None,
     sha256: str | None = None,
     part_size: int | None = None,
 ) -> UploadToken:
@@ -105,7 +105,7 @@ def grant(
         route=route.name,
         user=identity.user,
         key=key,
-        s3_upload_id=s3_upload_id,
+        multipart_id=multipart_id,
         size=size,
         content_type=content_type,
         filename=filename,
@@ -152,17 +152,17 @@ class Presigner:
     def part_url(
         self,
         key: str,
-        upload_id: str,
+        multipart_id: str,
         number: int,
         *,
         now: datetime,
         expires: int,
         length: int | None = None,
     ) -> str:
-        """A PUT of part ``number`` of the S3 multipart upload ``upload_id``.
+        """A PUT of part ``number`` of the S3 multipart upload ``multipart_id``.
 
         With ``length``, the part's Content-Length is signed, so S3 takes no other size.
         """
-        query = {"partNumber": str(number), "uploadId": upload_id}
+        query = {"partNumber": str(number), "uploadId": multipart_id}
         headers = None if length is None else {"content-length": str(length)}
         return self.url(key, now=now, expires=expires, query=query, headers=headers)

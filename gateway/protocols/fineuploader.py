@@ -33,7 +33,7 @@ from ..rules import SigningContext, check_rest_v2, check_rest_v4, tighten_policy
 from ..services import Services
 from ..signing import encode_policy, sign_v2, sign_v4
 from .base import Rendering, RouteEntry, UploadRoute
-from .common import forward_headers, read_limited
+from .common import passed_headers, read_limited
 
 # Signature bodies are a policy of a few conditions or one canonical request; success bodies a
 # handful of fields. Anything larger is not Fine Uploader.
@@ -203,7 +203,7 @@ class FineUploaderRoute(UploadRoute[FineUploaderRouteConfig]):
                 declared_size=None,
                 declared_content_type=None,
                 etag=etag,
-                forward_headers=self._forward_headers(request),
+                passed_headers=self._passed_headers(request),
             )
         )
         upstream = result.body if isinstance(result.body, dict) else {}
@@ -224,9 +224,9 @@ class FineUploaderRoute(UploadRoute[FineUploaderRouteConfig]):
         if bucket != self.config.s3.uploads_bucket:
             raise BadRequest("bucket is not this route's uploads bucket", reason="bucket-mismatch")
 
-    def _forward_headers(self, request: web.Request) -> dict[str, str]:
+    def _passed_headers(self, request: web.Request) -> dict[str, str]:
         """The client's Cookie (without the gateway's session) and Authorization, and the id."""
-        return {"X-Request-ID": request[SCOPE].request_id, **forward_headers(request, self.config)}
+        return {"X-Request-ID": request[SCOPE].request_id, **passed_headers(request, self.config)}
 
     # ------------------------------------------------------------------ DELETE P/files/{uuid}
 
@@ -249,7 +249,7 @@ class FineUploaderRoute(UploadRoute[FineUploaderRouteConfig]):
         key, bucket = _required(fields, "key"), _required(fields, "bucket")
         self._check_bucket(bucket)
         deleted = await self.services.completion.delete_upload(
-            self.route, identity, key, self._forward_headers(request)
+            self.route, identity, key, self._passed_headers(request)
         )
         if not deleted:
             raise NotFound("no such upload", reason="not-found")

@@ -4,7 +4,7 @@ Paths, parameters and JSON shapes are those of Uppy Companion's S3 controller
 (packages/@uppy/companion/src/server/controllers/s3.js) as ``lib/s3-client/CompanionS3.js``
 calls them. Unlike Companion, the gateway picks every key under the user's prefix, and the
 multipart ``uploadId`` it hands out is a sealed token (gateway.tokens) naming the user, key,
-S3 upload id, type and a size bound: another user's id is refused, no state is kept. Multipart
+multipart id, type and a size bound: another user's id is refused, no state is kept. Multipart
 uploads complete at Companion's complete call; single-request ones at ``POST P/complete``
 (``{"key": ...}``, the gateway's own: docs/protocols/uppy.md), which the page sends on Uppy's
 ``upload-success``. ``DELETE P/files?key=`` (the gateway's too) removes a completed upload and
@@ -30,7 +30,7 @@ from ..services import Services
 from ..signing import amz_date, encode_policy, format_expiration, scope, sign_v4
 from ..tokens import UploadToken
 from .base import PartRules, Rendering, RouteEntry, UploadRoute
-from .common import Presigner, forward_headers, grant, new_key, signing_context
+from .common import Presigner, grant, new_key, passed_headers, signing_context
 from .uppy_metadata import object_metadata, query_metadata, read_object_metadata, uppy_params
 
 MAX_BODY = 64 * 1024
@@ -209,7 +209,7 @@ class UppyRoute(UploadRoute[UppyRouteConfig]):
         key = new_key(identity, body.filename)
         now = self.clock()
         await self.note_owner(identity)
-        upload_id = await self.services.storage.create_multipart(
+        multipart_id = await self.services.storage.create_multipart(
             key, content_type=content_type, metadata=metadata
         )
         token = grant(
@@ -217,7 +217,7 @@ class UppyRoute(UploadRoute[UppyRouteConfig]):
             identity,
             key,
             now=now,
-            s3_upload_id=upload_id,
+            multipart_id=multipart_id,
             # Without a declared size the route's limit bounds the part numbers.
             size=self.route.max_size if body.size is None else body.size,
             content_type=content_type,
@@ -232,10 +232,12 @@ class UppyRoute(UploadRoute[UppyRouteConfig]):
     async def _open(self, request: web.Request) -> tuple[Identity, UploadToken, str]:
         """The caller's own multipart upload, named by its token and ``?key=``."""
         identity, token = await self.open_upload(request, key_param="key", multipart=True)
-        assert token.s3_upload_id is not None  # noqa: S101 - open_upload checked
-        return identity, token, token.s3_upload_id
+        assert token.multipart_id is not None  # noqa: S101 - open_upload checked
+        return identity, token, token.multipart_id
 
-    def _part_url(self, request: web.Request, token: UploadToken, upload_id: str, text: str) -> str:
+    def _part_url(
+        self, request: web.Request, token: UploadToken, multipart_id: str, text: str
+    ) -> str:
         if not (0 < len(text) <= 5 and text.isascii() and text.isdigit()):
             raise BadRequest("a part number is 1 to 10000", reason="part-number-invalid")
         highest = max_part_number(token)
@@ -245,7 +247,7 @@ class UppyRoute(UploadRoute[UppyRouteConfig]):
             )
         return self.presigner.part_url(
             token.key,
-            upload_id,
+            multipart_id,
             int(text),
             now=self.clock(),
             expires=self.route.signature_ttl,
@@ -256,33 +258,33 @@ class UppyRoute(UploadRoute[UppyRouteConfig]):
     async def sign_part(self, request: web.Request) -> web.Response:
         """A presigned PUT URL for one part of the caller's own upload."""
         with self.signing:
-            _identity, token, upload_id = await self._open(request)
-            url = self._part_url(request, token, upload_id, request.match_info["part_number"])
+            _identity, token, multipart_id = await self._open(request)
+            url = self._part_url(request, token, multipart_id, request.match_info["part_number"])
         return web.json_response({"url": url, "expires": self.route.signature_ttl})
 
     async def batch(self, request: web.Request) -> web.Response:
         """Companion's batch signing (``?partNumbers=1,2``), which older Uppy versions use."""
         with self.signing:
-            _identity, token, upload_id = await self._open(request)
+            _identity, token, multipart_id = await self._open(request)
             numbers = request.query.get("partNumbers", "").split(",")
             if len(numbers) > max_part_number(token):
                 raise BadRequest("too many part numbers", reason="part-number-out-of-range")
-            urls = {n: self._part_url(request, token, upload_id, n) for n in numbers}
+            urls = {n: self._part_url(request, token, multipart_id, n) for n in numbers}
         return web.json_response({"presignedUrls": urls})
 
     async def list_parts(self, request: web.Request) -> web.Response:
         """The parts S3 holds so far, as Companion lists them (resuming uploads)."""
-        _identity, token, upload_id = await self._open(request)
-        parts = await self.services.storage.list_parts(token.key, upload_id)
+        _identity, token, multipart_id = await self._open(request)
+        parts = await self.services.storage.list_parts(token.key, multipart_id)
         return web.json_response(
             [{"PartNumber": p.number, "ETag": p.etag, "Size": p.size} for p in parts]
         )
 
     async def abort(self, request: web.Request) -> web.Response:
         """Abort the caller's own multipart upload and drop anything it stored."""
-        _identity, token, upload_id = await self._open(request)
+        _identity, token, multipart_id = await self._open(request)
         storage = self.services.storage
-        await storage.abort_multipart(token.key, upload_id)
+        await storage.abort_multipart(token.key, multipart_id)
         await storage.delete(storage.uploads_bucket, token.key)
         return web.json_response({})
 
@@ -330,7 +332,7 @@ class UppyRoute(UploadRoute[UppyRouteConfig]):
                 declared_size=None,
                 declared_content_type=None,
                 etag=None,
-                forward_headers=forward_headers(request, self.config),
+                passed_headers=passed_headers(request, self.config),
             )
         )
         return result

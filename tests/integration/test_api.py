@@ -187,14 +187,14 @@ async def put_parts(
 
 async def complete(
     gateway: TestClient,
-    upload_id: str,
+    upload_token: str,
     parts: list[dict[str, Any]] | None = None,
     *,
     headers: dict[str, str] | None = None,
     path: str = "/api/files",
 ) -> aiohttp.ClientResponse:
     return await gateway.post(
-        f"{path}/{upload_id}/complete",
+        f"{path}/{upload_token}/complete",
         json={"parts": parts or []},
         headers=ALICE if headers is None else headers,
     )
@@ -371,9 +371,9 @@ async def test_grant_urls_equal_botocores_presigned_urls(
     )
     assert single["url"] == expected_single
 
-    upload_ids = {part["url"].split("uploadId=")[1].split("&")[0] for part in big["parts"]}
-    assert len(upload_ids) == 1
-    s3_upload_id = unquote(upload_ids.pop())
+    multipart_ids = {part["url"].split("uploadId=")[1].split("&")[0] for part in big["parts"]}
+    assert len(multipart_ids) == 1
+    multipart_id = unquote(multipart_ids.pop())
     for part in big["parts"]:
         expected = client.generate_presigned_url(
             "upload_part",
@@ -381,7 +381,7 @@ async def test_grant_urls_equal_botocores_presigned_urls(
                 "Bucket": buckets.uploads,
                 "Key": big["key"],
                 "PartNumber": part["part_number"],
-                "UploadId": s3_upload_id,
+                "UploadId": multipart_id,
                 # Each part's own size: 8 MiB, then the 1 MiB left.
                 "ContentLength": min(8 * MiB, 9 * MiB - (part["part_number"] - 1) * 8 * MiB),
             },
@@ -593,23 +593,23 @@ async def test_part_list_is_checked_against_what_s3_holds(
     data = payload(17 * MiB)
     granted = await grant(gateway, data)
     parts = await put_parts(http, granted, data)
-    upload_id = granted["upload_id"]
+    upload_token = granted["upload_id"]
 
     wrong_etag = [parts[0], {**parts[1], "etag": '"' + "0" * 32 + '"'}, parts[2]]
-    resp = await complete(gateway, upload_id, wrong_etag)
+    resp = await complete(gateway, upload_token, wrong_etag)
     assert (resp.status, (await problem(resp))["reason"]) == (400, "part-mismatch")
 
-    resp = await complete(gateway, upload_id, [parts[0], parts[2]])
+    resp = await complete(gateway, upload_token, [parts[0], parts[2]])
     assert (resp.status, (await problem(resp))["reason"]) == (400, "parts-invalid")
 
-    resp = await complete(gateway, upload_id, parts[:2])
+    resp = await complete(gateway, upload_token, parts[:2])
     assert (resp.status, (await problem(resp))["reason"]) == (400, "size-mismatch")
 
-    resp = await complete(gateway, upload_id, [])
+    resp = await complete(gateway, upload_token, [])
     assert (resp.status, (await problem(resp))["reason"]) == (400, "parts-invalid")
     assert recorded.completions == []
 
-    resp = await complete(gateway, upload_id, parts)
+    resp = await complete(gateway, upload_token, parts)
     assert resp.status == 200, await resp.text()
     assert len(await s3.keys(s3.names.storage)) == 1
 
@@ -711,10 +711,10 @@ async def test_other_bytes_put_again_at_a_completed_key_are_a_new_file_the_first
 # --- upload ids ----------------------------------------------------------------------------------
 
 
-def _tamper(upload_id: str) -> str:
-    middle = len(upload_id) // 2
-    flipped = "A" if upload_id[middle] != "A" else "B"
-    return upload_id[:middle] + flipped + upload_id[middle + 1 :]
+def _tamper(upload_token: str) -> str:
+    middle = len(upload_token) // 2
+    flipped = "A" if upload_token[middle] != "A" else "B"
+    return upload_token[:middle] + flipped + upload_token[middle + 1 :]
 
 
 @pytest.mark.parametrize(
@@ -742,9 +742,9 @@ async def test_upload_ids_are_refused_unless_theirs_here_and_now(
     data = payload(2000)
     granted = await grant(gateway, data)
     assert await put_single(http, granted, data) == 200
-    upload_id, headers, path = granted["upload_id"], ALICE, "/api/files"
+    upload_token, headers, path = granted["upload_id"], ALICE, "/api/files"
     if variant == "tampered":
-        upload_id = _tamper(upload_id)
+        upload_token = _tamper(upload_token)
     elif variant == "other-user":
         headers = BOB
     elif variant == "other-route":
@@ -753,9 +753,9 @@ async def test_upload_ids_are_refused_unless_theirs_here_and_now(
         clock.advance(TOKEN_LIFETIME.total_seconds())
 
     if action == "complete":
-        resp = await complete(gateway, upload_id, headers=headers, path=path)
+        resp = await complete(gateway, upload_token, headers=headers, path=path)
     else:
-        resp = await gateway.delete(f"{path}/{upload_id}", headers=headers)
+        resp = await gateway.delete(f"{path}/{upload_token}", headers=headers)
     assert resp.status == status
     assert (await problem(resp))["reason"] == reason
     assert await s3.keys(s3.names.uploads) == [granted["key"]]

@@ -390,13 +390,13 @@ async def test_iam_policy_covers_exactly_the_calls_the_gateway_makes(
     # What browsers do with signatures the gateway makes: a Fine Uploader form POST (its policy
     # always has `acl`), and a chunked upload, one part of it aborted.
     await s3_client.put_object(Bucket=buckets.uploads, Key="u/small", Body=b"s", ACL="private")
-    upload_id = await verb("create_multipart")("u/chunked", content_type="video/mp4")
+    multipart_id = await verb("create_multipart")("u/chunked", content_type="video/mp4")
     part = await s3_client.upload_part(
-        Bucket=buckets.uploads, Key="u/chunked", UploadId=upload_id, PartNumber=1,
+        Bucket=buckets.uploads, Key="u/chunked", UploadId=multipart_id, PartNumber=1,
         Body=os.urandom(7 * MiB),
     )  # fmt: skip
-    await verb("list_parts")("u/chunked", upload_id)
-    await verb("complete_multipart")("u/chunked", upload_id, [(1, part["ETag"])])
+    await verb("list_parts")("u/chunked", multipart_id)
+    await verb("complete_multipart")("u/chunked", multipart_id, [(1, part["ETag"])])
     dropped = await storage.create_multipart("u/dropped", content_type="image/png")
     await verb("abort_multipart")("u/dropped", dropped)
     # The completion: check, sniff, hash, copy (plain and multipart), find, delete.

@@ -162,7 +162,7 @@ def request(route: RouteConfig, key: str, **overrides: Any) -> CompletionRequest
         "key": key,
         "filename": "cat.png",
         "params": {"album": "7"},
-        "forward_headers": {"Cookie": COOKIE, "Authorization": AUTHORIZATION},
+        "passed_headers": {"Cookie": COOKIE, "Authorization": AUTHORIZATION},
     }
     fields.update(overrides)
     return CompletionRequest(**fields)
@@ -249,7 +249,7 @@ async def test_spoofed_gateway_headers_from_the_adapter_never_reach_the_upstream
     await put(s3_client, buckets.uploads, key, PNG)
     headers = {"Cookie": COOKIE, "x-upload-user": "mallory", "Idempotency-Key": "chosen"}
 
-    result = await completion.complete(request(route, key, forward_headers=headers))
+    result = await completion.complete(request(route, key, passed_headers=headers))
 
     [entry] = recorded.completions
     assert entry["user"] == "alice"
@@ -801,9 +801,9 @@ async def test_an_object_without_the_gateways_id_is_not_taken_for_the_copy(
     whether the retry names the ETag or not, even with a made-up id and ETag in its metadata."""
     key = f"{ALICE.key_prefix}gone.png"
     etag = '"0123456789abcdef0123456789abcdef"'
-    upload_id = completion.idempotency_key(route, ALICE, key, etag)
+    completion_id = completion.idempotency_key(route, ALICE, key, etag)
     for uuid_text in (
-        storage_uuid(ID_KEY, route.name, ALICE.user, key, upload_id),
+        storage_uuid(ID_KEY, route.name, ALICE.user, key, completion_id),
         storage_uuid_prefix(ID_KEY, route.name, ALICE.user, key),
     ):
         prefix = stable_prefix(
@@ -1008,10 +1008,10 @@ async def test_a_copy_finding_its_key_taken_goes_on_only_from_its_own_object(
     completion = make_completion(over=storage)
     key = f"{ALICE.key_prefix}raced.png"
     await put(s3_client, buckets.uploads, key, PNG)
-    upload_id = completion.idempotency_key(
+    completion_id = completion.idempotency_key(
         route, ALICE, key, (await s3_client.head_object(Bucket=buckets.uploads, Key=key))["ETag"]
     )
-    planted = {"gateway-id": upload_id if planted_by == "this-object" else "0" * 32}
+    planted = {"gateway-id": completion_id if planted_by == "this-object" else "0" * 32}
 
     async def plant(params: dict[str, Any], **_: Any) -> None:
         if params["Bucket"] == buckets.storage:

@@ -173,7 +173,7 @@ def v2_sig(text: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def v4_rest(operation: str, host: str, key: str, upload_id: str = "UPLOADID123") -> str:
+def v4_rest(operation: str, host: str, key: str, multipart_id: str = "UPLOADID123") -> str:
     """Fine Uploader's raw v4 string: three lines, then the unhashed canonical request."""
     uri = "/" + quote(key, safe="/~")
     if operation == "initiate":
@@ -184,13 +184,13 @@ def v4_rest(operation: str, host: str, key: str, upload_id: str = "UPLOADID123")
             "x-amz-meta-qqfilename:my%20photo%20(1).jpg",
         ]
     elif operation == "part":
-        method, query = "PUT", f"partNumber=1&uploadId={upload_id}"
+        method, query = "PUT", f"partNumber=1&uploadId={multipart_id}"
         payload, extra = hashlib.sha256(b"chunk").hexdigest(), []
     elif operation == "complete":
-        method, query = "POST", f"uploadId={upload_id}"
+        method, query = "POST", f"uploadId={multipart_id}"
         payload, extra = hashlib.sha256(b"<CompleteMultipartUpload/>").hexdigest(), []
     else:
-        method, query, payload, extra = "DELETE", f"uploadId={upload_id}", EMPTY_SHA256, []
+        method, query, payload, extra = "DELETE", f"uploadId={multipart_id}", EMPTY_SHA256, []
     headers = sorted(
         [f"host:{host}", f"x-amz-content-sha256:{payload}", f"x-amz-date:{AMZ_NOW}", *extra]
     )
@@ -201,7 +201,7 @@ def v4_rest(operation: str, host: str, key: str, upload_id: str = "UPLOADID123")
     return f"AWS4-HMAC-SHA256\n{AMZ_NOW}\n{TODAY}/us-east-1/s3/aws4_request\n{canonical}"
 
 
-def v2_rest(operation: str, bucket: str, key: str, upload_id: str = "UPLOADID123") -> str:
+def v2_rest(operation: str, bucket: str, key: str, multipart_id: str = "UPLOADID123") -> str:
     """Fine Uploader's v2 string to sign for one multipart call."""
     resource = f"/{bucket}/{quote(key, safe='/~')}"
     date = f"x-amz-date:{HTTP_NOW}"
@@ -210,11 +210,11 @@ def v2_rest(operation: str, bucket: str, key: str, upload_id: str = "UPLOADID123
             f"POST\n\nimage/jpeg\n\nx-amz-acl:private\n{date}\nx-amz-meta-dataset:ds-1\n"
             f"x-amz-meta-qqfilename:my%20photo%20(1).jpg\n{resource}?uploads"
         ),
-        "part": f"PUT\n\n\n\n{date}\n{resource}?partNumber=1&uploadId={upload_id}",
+        "part": f"PUT\n\n\n\n{date}\n{resource}?partNumber=1&uploadId={multipart_id}",
         "complete": (
-            f"POST\n\napplication/xml; charset=UTF-8\n\n{date}\n{resource}?uploadId={upload_id}"
+            f"POST\n\napplication/xml; charset=UTF-8\n\n{date}\n{resource}?uploadId={multipart_id}"
         ),
-        "abort": f"DELETE\n\n\n\n{date}\n{resource}?uploadId={upload_id}",
+        "abort": f"DELETE\n\n\n\n{date}\n{resource}?uploadId={multipart_id}",
     }[operation]
 
 

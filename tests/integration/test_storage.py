@@ -392,13 +392,13 @@ async def test_delete_in_a_missing_bucket_is_storage_unavailable(storage: Storag
 
 
 async def upload_parts(
-    client: Any, bucket: str, key: str, upload_id: str, bodies: list[bytes]
+    client: Any, bucket: str, key: str, multipart_id: str, bodies: list[bytes]
 ) -> list[tuple[int, str]]:
     """The browser's side: PUT each part, as a client with a presigned URL would."""
     parts = []
     for number, body in enumerate(bodies, start=1):
         answer = await client.upload_part(
-            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            Bucket=bucket, Key=key, UploadId=multipart_id, PartNumber=number, Body=body
         )
         parts.append((number, str(answer["ETag"])))
     return parts
@@ -408,17 +408,17 @@ async def test_multipart_create_list_complete(
     storage: Storage, s3_client: Any, buckets: BucketNames
 ) -> None:
     """A multipart upload is created, its parts listed with sizes, and completed into one."""
-    upload_id = await storage.create_multipart(
+    multipart_id = await storage.create_multipart(
         "u/mp.bin", content_type="application/pdf", metadata={"qqfilename": "mp.pdf"}
     )
     bodies = [os.urandom(5 * MiB), os.urandom(1000)]
-    sent = await upload_parts(s3_client, buckets.uploads, "u/mp.bin", upload_id, bodies)
-    listed = await storage.list_parts("u/mp.bin", upload_id)
+    sent = await upload_parts(s3_client, buckets.uploads, "u/mp.bin", multipart_id, bodies)
+    listed = await storage.list_parts("u/mp.bin", multipart_id)
     assert listed == [
         Part(number=1, etag=sent[0][1], size=5 * MiB),
         Part(number=2, etag=sent[1][1], size=1000),
     ]
-    await storage.complete_multipart("u/mp.bin", upload_id, sent)
+    await storage.complete_multipart("u/mp.bin", multipart_id, sent)
     found = await storage.head(buckets.uploads, "u/mp.bin")
     assert found is not None
     assert (found.size, found.content_type) == (5 * MiB + 1000, "application/pdf")
@@ -433,16 +433,16 @@ async def test_list_parts_reads_every_page(
 
     S3's pages hold 1000 parts; the test asks moto for pages of 10 so 25 parts need three.
     """
-    upload_id = await storage.create_multipart("u/many", content_type="application/zip")
+    multipart_id = await storage.create_multipart("u/many", content_type="application/zip")
     bodies = [b"%d" % n for n in range(1, 26)]
-    await upload_parts(s3_client, buckets.uploads, "u/many", upload_id, bodies)
+    await upload_parts(s3_client, buckets.uploads, "u/many", multipart_id, bodies)
 
     def small_pages(params: dict[str, Any], **_: Any) -> None:
         params["MaxParts"] = 10
 
     s3_client.meta.events.register("before-parameter-build.s3.ListParts", small_pages)
     s3_operations.clear()
-    listed = await storage.list_parts("u/many", upload_id)
+    listed = await storage.list_parts("u/many", multipart_id)
     assert [p.number for p in listed] == list(range(1, 26))
     assert [p.size for p in listed] == [len(b) for b in bodies]
     markers = [c.params["PartNumberMarker"] for c in s3_operations if c.operation == "ListParts"]
@@ -453,10 +453,10 @@ async def test_completing_with_a_wrong_etag_is_part_invalid(
     storage: Storage, s3_client: Any, buckets: BucketNames
 ) -> None:
     """An ETag that no uploaded part has is the client's mistake: 400 part-invalid."""
-    upload_id = await storage.create_multipart("u/w", content_type="image/png")
-    [(number, _)] = await upload_parts(s3_client, buckets.uploads, "u/w", upload_id, [b"x"])
+    multipart_id = await storage.create_multipart("u/w", content_type="image/png")
+    [(number, _)] = await upload_parts(s3_client, buckets.uploads, "u/w", multipart_id, [b"x"])
     with pytest.raises(BadRequest) as raised:
-        await storage.complete_multipart("u/w", upload_id, [(number, '"' + "0" * 32 + '"')])
+        await storage.complete_multipart("u/w", multipart_id, [(number, '"' + "0" * 32 + '"')])
     assert raised.value.reason == "part-invalid"
 
 
@@ -464,10 +464,10 @@ async def test_completing_with_a_small_part_is_part_too_small(
     storage: Storage, s3_client: Any, buckets: BucketNames
 ) -> None:
     """Every part but the last needs 5 MiB: S3's EntityTooSmall becomes 400 part-too-small."""
-    upload_id = await storage.create_multipart("u/t", content_type="image/png")
-    parts = await upload_parts(s3_client, buckets.uploads, "u/t", upload_id, [b"a", b"b"])
+    multipart_id = await storage.create_multipart("u/t", content_type="image/png")
+    parts = await upload_parts(s3_client, buckets.uploads, "u/t", multipart_id, [b"a", b"b"])
     with pytest.raises(BadRequest) as raised:
-        await storage.complete_multipart("u/t", upload_id, parts)
+        await storage.complete_multipart("u/t", multipart_id, parts)
     assert raised.value.reason == "part-too-small"
 
 
@@ -484,14 +484,15 @@ async def test_part_lists_s3_would_refuse_are_refused_before_completing(
     moto assembles out-of-order parts in the order given; S3 refuses them. Checked here so that
     both answer the same, and the upload stays completable afterwards.
     """
-    upload_id = await storage.create_multipart("u/o", content_type="image/png")
+    multipart_id = await storage.create_multipart("u/o", content_type="image/png")
     bodies = [os.urandom(5 * MiB), b"tail"]
-    sent = dict(await upload_parts(s3_client, buckets.uploads, "u/o", upload_id, bodies))
+    sent = dict(await upload_parts(s3_client, buckets.uploads, "u/o", multipart_id, bodies))
+    claimed = [(n, sent.get(n, '"x"')) for n in order]
     with pytest.raises(BadRequest) as raised:
-        await storage.complete_multipart("u/o", upload_id, [(n, sent.get(n, '"x"')) for n in order])
+        await storage.complete_multipart("u/o", multipart_id, claimed)
     assert raised.value.reason in {"part-order-invalid", "no-parts"}
     assert await storage.head(buckets.uploads, "u/o") is None
-    await storage.complete_multipart("u/o", upload_id, sorted(sent.items()))
+    await storage.complete_multipart("u/o", multipart_id, sorted(sent.items()))
     assert await read(s3_client, buckets.uploads, "u/o") == b"".join(bodies)
 
 
@@ -509,14 +510,14 @@ async def test_abort_drops_the_parts_and_is_idempotent(
     storage: Storage, s3_client: Any, buckets: BucketNames
 ) -> None:
     """An aborted upload is gone (its parts with it); aborting again is fine."""
-    upload_id = await storage.create_multipart("u/a", content_type="image/png")
-    await upload_parts(s3_client, buckets.uploads, "u/a", upload_id, [b"part"])
-    await storage.abort_multipart("u/a", upload_id)
+    multipart_id = await storage.create_multipart("u/a", content_type="image/png")
+    await upload_parts(s3_client, buckets.uploads, "u/a", multipart_id, [b"part"])
+    await storage.abort_multipart("u/a", multipart_id)
     with pytest.raises(NotFound):
-        await storage.list_parts("u/a", upload_id)
+        await storage.list_parts("u/a", multipart_id)
     pending = await s3_client.list_multipart_uploads(Bucket=buckets.uploads)
     assert pending.get("Uploads", []) == []
-    await storage.abort_multipart("u/a", upload_id)
+    await storage.abort_multipart("u/a", multipart_id)
 
 
 # ----------------------------------------------------------------------------- reachability

@@ -146,12 +146,12 @@ async def create(
 
 
 async def upload_parts(
-    client: TestClient[Any, Any], upload_id: str, key: str, data: bytes, part: int = MIN_PART
+    client: TestClient[Any, Any], upload_token: str, key: str, data: bytes, part: int = MIN_PART
 ) -> list[dict[str, Any]]:
     parts = []
     for number, start in enumerate(range(0, len(data), part), start=1):
         signed = await json_of(
-            await client.get(f"{P}/s3/multipart/{upload_id}/{number}", params={"key": key}), 200
+            await client.get(f"{P}/s3/multipart/{upload_token}/{number}", params={"key": key}), 200
         )
         answer = await put(signed["url"], data[start : start + part])
         assert answer.status == 200
@@ -411,17 +411,17 @@ async def test_multipart_upload_end_to_end(
     created = await json_of(
         await create(alice, server, metadata={"name": "big.pdf", "type": "x", "album": "9"}), 200
     )
-    key, upload_id = created["key"], created["uploadId"]
+    key, upload_token = created["key"], created["uploadId"]
     assert key.startswith(await prefix_of(alice)) and key.endswith(".pdf")
     assert created["bucket"] == buckets.uploads
     # The uploadId is the gateway's sealed token, not S3's id.
     (s3_upload,) = await in_progress(s3_client, buckets.uploads)
-    assert s3_upload["Key"] == key and s3_upload["UploadId"] != upload_id
+    assert s3_upload["Key"] == key and s3_upload["UploadId"] != upload_token
 
-    parts = await upload_parts(alice, upload_id, key, data)
+    parts = await upload_parts(alice, upload_token, key, data)
     assert [p["PartNumber"] for p in parts] == [1, 2, 3]
     listed = await json_of(
-        await alice.get(f"{P}/s3/multipart/{upload_id}", params={"key": key}), 200
+        await alice.get(f"{P}/s3/multipart/{upload_token}", params={"key": key}), 200
     )
     assert [(p["PartNumber"], p["ETag"].strip('"'), p["Size"]) for p in listed] == [
         (1, parts[0]["ETag"], MIN_PART),
@@ -430,7 +430,7 @@ async def test_multipart_upload_end_to_end(
     ]
 
     done = await alice.post(
-        f"{P}/s3/multipart/{upload_id}/complete",
+        f"{P}/s3/multipart/{upload_token}/complete",
         params={"key": key},
         json={"parts": parts},
         headers=origin(server),
@@ -459,9 +459,9 @@ async def test_sign_part_url_is_a_presigned_put_of_that_part(
 ) -> None:
     """The part URL names the key, S3's upload id and the part, and expires after the TTL."""
     created = await json_of(await create(alice, server), 200)
-    key, upload_id = created["key"], created["uploadId"]
+    key, upload_token = created["key"], created["uploadId"]
     signed = await json_of(
-        await alice.get(f"{P}/s3/multipart/{upload_id}/2", params={"key": key}), 200
+        await alice.get(f"{P}/s3/multipart/{upload_token}/2", params={"key": key}), 200
     )
     url = urlsplit(signed["url"])
     query = parse_qs(url.query)
@@ -477,9 +477,9 @@ async def test_batch_signs_each_part_number(
 ) -> None:
     """Companion's batch signing answers {presignedUrls: {n: url}}, as older Uppy reads it."""
     created = await json_of(await create(alice, server), 200)
-    key, upload_id = created["key"], created["uploadId"]
+    key, upload_token = created["key"], created["uploadId"]
     answer = await alice.get(
-        f"{P}/s3/multipart/{upload_id}/batch", params={"key": key, "partNumbers": "1,3"}
+        f"{P}/s3/multipart/{upload_token}/batch", params={"key": key, "partNumbers": "1,3"}
     )
     urls = (await json_of(answer, 200))["presignedUrls"]
     assert sorted(urls) == ["1", "3"]
@@ -556,9 +556,9 @@ async def test_another_users_upload_id_is_refused_everywhere(
 ) -> None:
     """Bob cannot sign, list, complete or abort Alice's upload, even knowing its id and key."""
     created = await json_of(await create(alice, server), 200)
-    key, upload_id = created["key"], created["uploadId"]
+    key, upload_token = created["key"], created["uploadId"]
     bob = await login("bob")
-    base = f"{P}/s3/multipart/{upload_id}"
+    base = f"{P}/s3/multipart/{upload_token}"
     attempts = [
         bob.get(f"{base}/1", params={"key": key}),
         bob.get(f"{base}/batch", params={"key": key, "partNumbers": "1"}),
@@ -601,8 +601,9 @@ async def test_a_forged_or_api_upload_id_is_refused(
     created = await json_of(await create(alice, server), 200)
     token = created["uploadId"]
     forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
-    for upload_id in (forged, "2~abcdef"):
-        answer = await alice.get(f"{P}/s3/multipart/{upload_id}/1", params={"key": created["key"]})
+    for upload_token in (forged, "2~abcdef"):
+        url = f"{P}/s3/multipart/{upload_token}/1"
+        answer = await alice.get(url, params={"key": created["key"]})
         assert (await json_of(answer, 403))["reason"] == "token-invalid"
 
 
@@ -627,9 +628,9 @@ async def test_complete_refuses_parts_s3_does_not_hold(
 ) -> None:
     """Claimed ETags are checked against ListParts; nothing is completed or forwarded."""
     created = await json_of(await create(alice, server), 200)
-    key, upload_id = created["key"], created["uploadId"]
-    parts = await upload_parts(alice, upload_id, key, b"%PDF-" + payload(1000))
-    url = f"{P}/s3/multipart/{upload_id}/complete"
+    key, upload_token = created["key"], created["uploadId"]
+    parts = await upload_parts(alice, upload_token, key, b"%PDF-" + payload(1000))
+    url = f"{P}/s3/multipart/{upload_token}/complete"
     for claimed, reason in (
         ([{"PartNumber": 1, "ETag": "0" * 32}], "part-mismatch"),
         ([*parts, {"PartNumber": 2, "ETag": "0" * 32}], "part-mismatch"),
@@ -652,10 +653,10 @@ async def test_complete_refuses_more_bytes_than_declared_and_aborts(
 ) -> None:
     """max_size (here a declared size) is enforced again at completion, and the parts dropped."""
     created = await json_of(await create(alice, server, size=1000), 200)
-    key, upload_id = created["key"], created["uploadId"]
-    parts = await upload_parts(alice, upload_id, key, b"%PDF-" + payload(5000))
+    key, upload_token = created["key"], created["uploadId"]
+    parts = await upload_parts(alice, upload_token, key, b"%PDF-" + payload(5000))
     answer = await alice.post(
-        f"{P}/s3/multipart/{upload_id}/complete",
+        f"{P}/s3/multipart/{upload_token}/complete",
         params={"key": key},
         json={"parts": parts},
         headers=origin(server),
@@ -681,9 +682,9 @@ async def test_complete_retried_after_the_upstream_failed_stores_once(
     created = await json_of(
         await create(alice, server, metadata={"name": "r.pdf", "album": "3"}), 200
     )
-    key, upload_id = created["key"], created["uploadId"]
-    parts = await upload_parts(alice, upload_id, key, data)
-    url = f"{P}/s3/multipart/{upload_id}/complete"
+    key, upload_token = created["key"], created["uploadId"]
+    parts = await upload_parts(alice, upload_token, key, data)
+    url = f"{P}/s3/multipart/{upload_token}/complete"
     recorded.completion_status = 503
     first = await alice.post(
         url, params={"key": key}, json={"parts": parts}, headers=origin(server)
@@ -706,10 +707,10 @@ async def test_abort_drops_the_upload(
 ) -> None:
     """DELETE aborts the S3 upload and answers {} as Companion does."""
     created = await json_of(await create(alice, server), 200)
-    key, upload_id = created["key"], created["uploadId"]
-    await upload_parts(alice, upload_id, key, b"%PDF-" + payload(100))
+    key, upload_token = created["key"], created["uploadId"]
+    await upload_parts(alice, upload_token, key, b"%PDF-" + payload(100))
     answer = await alice.delete(
-        f"{P}/s3/multipart/{upload_id}", params={"key": key}, headers=origin(server)
+        f"{P}/s3/multipart/{upload_token}", params={"key": key}, headers=origin(server)
     )
     assert await json_of(answer, 200) == {}
     assert await in_progress(s3_client, buckets.uploads) == []

@@ -338,8 +338,8 @@ def with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
-async def list_parts(stack: Stack, key: str, upload_id: str) -> list[int]:
-    answer = await stack.s3.list_parts(Bucket=stack.buckets.uploads, Key=key, UploadId=upload_id)
+async def list_parts(stack: Stack, key: str, multipart_id: str) -> list[int]:
+    answer = await stack.s3.list_parts(Bucket=stack.buckets.uploads, Key=key, UploadId=multipart_id)
     return [part["PartNumber"] for part in answer.get("Parts", [])]
 
 
@@ -347,11 +347,11 @@ async def test_a_part_with_one_byte_more_than_signed_is_refused_by_s3(stack: Sta
     """Each API part URL signs its part's length: one byte more is refused, nothing stored."""
     granted = await grant(stack, 8 * MiB + 1)
     last = granted["parts"][1]["url"]  # part 2 holds the one byte past 8 MiB
-    upload_id = parse_qs(last)["uploadId"]
+    multipart_id = parse_qs(last)["uploadId"]
     assert await put(stack, last, b"yy") == (403, "SignatureDoesNotMatch")
-    assert await list_parts(stack, granted["key"], upload_id) == []
+    assert await list_parts(stack, granted["key"], multipart_id) == []
     assert (await put(stack, last, b"y"))[0] == 200
-    assert await list_parts(stack, granted["key"], upload_id) == [2]
+    assert await list_parts(stack, granted["key"], multipart_id) == [2]
 
 
 @pytest.mark.parametrize("target", ["part-number", "upload", "key-and-upload"])
@@ -392,7 +392,7 @@ async def initiate(stack: Stack) -> tuple[str, str]:
     return key, answer["UploadId"]
 
 
-async def chunk_headers(stack: Stack, key: str, upload_id: str, number: int, body: bytes) -> Any:
+async def chunk_headers(stack: Stack, key: str, multipart_id: str, number: int, body: bytes) -> Any:
     """The headers of Fine Uploader's v4 part PUT, its string signed at ``P/signature``."""
     now = stack.clock.now
     amz, day = at_amz(now), f"{now:%Y%m%d}"
@@ -402,7 +402,7 @@ async def chunk_headers(stack: Stack, key: str, upload_id: str, number: int, bod
         [
             "PUT",
             "/" + quote(key, safe="/~"),
-            f"partNumber={number}&uploadId={quote(upload_id, safe='~')}",
+            f"partNumber={number}&uploadId={quote(multipart_id, safe='~')}",
             f"host:{host}",
             f"x-amz-content-sha256:{payload}",
             f"x-amz-date:{amz}",
@@ -429,9 +429,9 @@ async def chunk_headers(stack: Stack, key: str, upload_id: str, number: int, bod
     }
 
 
-def chunk_url(stack: Stack, key: str, upload_id: str, number: int) -> str:
+def chunk_url(stack: Stack, key: str, multipart_id: str, number: int) -> str:
     host = f"{stack.buckets.uploads}.localhost:{stack.server.port}"
-    query = urlencode({"partNumber": number, "uploadId": upload_id}, quote_via=quote)
+    query = urlencode({"partNumber": number, "uploadId": multipart_id}, quote_via=quote)
     return f"http://{host}/{quote(key, safe='/~')}?{query}"
 
 
@@ -442,19 +442,19 @@ async def test_a_chunk_signature_used_for_another_part_or_body_is_refused_by_s3(
     """A Fine Uploader chunk's signature covers its part number and its bytes' SHA-256: sent
     for another part it is 403 SignatureDoesNotMatch, with other bytes 400
     XAmzContentSHA256Mismatch, and nothing is written; as signed, the part is stored."""
-    key, upload_id = await initiate(stack)
+    key, multipart_id = await initiate(stack)
     body = b"chunk one"
-    headers = await chunk_headers(stack, key, upload_id, 1, body)
-    url = chunk_url(stack, key, upload_id, 1)
+    headers = await chunk_headers(stack, key, multipart_id, 1, body)
+    url = chunk_url(stack, key, multipart_id, 1)
     if change == "part-number":
-        moved = chunk_url(stack, key, upload_id, 2)
+        moved = chunk_url(stack, key, multipart_id, 2)
         assert await put(stack, moved, body, headers) == (403, "SignatureDoesNotMatch")
     else:
         other = b"chunk two"  # the same length
         assert await put(stack, url, other, headers) == (400, "XAmzContentSHA256Mismatch")
-    assert await list_parts(stack, key, upload_id) == []
+    assert await list_parts(stack, key, multipart_id) == []
     assert (await put(stack, url, body, headers))[0] == 200
-    assert await list_parts(stack, key, upload_id) == [1]
+    assert await list_parts(stack, key, multipart_id) == [1]
 
 
 # --------------------------------------------------------------------------- expiry
@@ -476,9 +476,9 @@ async def test_an_expired_signature_is_refused_by_s3(stack: Stack, signed: str) 
             granted = await grant(stack, 8 * MiB + 1)
             return await put(stack, granted["parts"][1]["url"], b"y"), granted["key"]
         if signed == "chunk-v4":
-            key, upload_id = await initiate(stack)
-            headers = await chunk_headers(stack, key, upload_id, 1, b"z")
-            return await put(stack, chunk_url(stack, key, upload_id, 1), b"z", headers), key
+            key, multipart_id = await initiate(stack)
+            headers = await chunk_headers(stack, key, multipart_id, 1, b"z")
+            return await put(stack, chunk_url(stack, key, multipart_id, 1), b"z", headers), key
         if signed == "uppy":
             _, fields = await uppy_form(stack)
         else:

@@ -169,14 +169,14 @@ async def uppy_multipart_completed_at_s3(base: str, s3_client: Any, buckets: Buc
             assert resp.status == 200, await resp.text()
             key: str = (await resp.json())["key"]
     listed = await s3_client.list_multipart_uploads(Bucket=buckets.uploads, Prefix=key)
-    upload_id = listed["Uploads"][0]["UploadId"]
+    multipart_id = listed["Uploads"][0]["UploadId"]
     part = await s3_client.upload_part(
-        Bucket=buckets.uploads, Key=key, UploadId=upload_id, PartNumber=1, Body=PNG
+        Bucket=buckets.uploads, Key=key, UploadId=multipart_id, PartNumber=1, Body=PNG
     )
     await s3_client.complete_multipart_upload(
         Bucket=buckets.uploads,
         Key=key,
-        UploadId=upload_id,
+        UploadId=multipart_id,
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
     )
     return key

@@ -38,7 +38,7 @@ def test_derive_matches_rfc5869_with_the_fixed_salt() -> None:
 def test_derive_separates_purposes_and_keys() -> None:
     """One configured key gives unrelated keys per purpose, and none equals the key itself."""
     a = keys.derive(KEY, keys.USER_HASH_PURPOSE)
-    b = keys.derive(KEY, keys.UPLOAD_ID_PURPOSE)
+    b = keys.derive(KEY, keys.UPLOAD_TOKEN_PURPOSE)
     c = keys.derive(OTHER, keys.USER_HASH_PURPOSE)
     assert len({a, b, c, bytes(range(32))}) == 4
 
@@ -108,7 +108,7 @@ def test_fernet_for_rotation() -> None:
 
 def test_fernet_for_separates_purposes() -> None:
     """A value sealed for one purpose, or with the raw key, never opens under another purpose."""
-    upload_ids = keys.fernet_for([KEY], keys.UPLOAD_ID_PURPOSE)
+    upload_ids = keys.fernet_for([KEY], keys.UPLOAD_TOKEN_PURPOSE)
     other = keys.fernet_for([KEY], "upload-gateway/something-else/v1")
     with pytest.raises(InvalidToken):
         other.decrypt(upload_ids.encrypt(b"x"))

@@ -27,7 +27,7 @@ TOKEN = UploadToken(
     route="files",
     user="alice@example.com",
     key="files/3f2a9c0e1b4d5a6f/0b9e6c1a-4c2d-4f7e-9a3b-2d1e0f9c8b7a/holiday-photo.jpg",
-    s3_upload_id=(
+    multipart_id=(
         "2~iCw_lDY8VoWiDzTaomDz8fbOmX1lO3sAAQh7Pj5UbCgW8y1p1ZC5QCl9I-4y9hdnY7RkD1UZFk0rj1kbN"
         "Jv4wx9Yn3xlxLdw3kkdNx1aqmZVVgmjJvD5EzrOd3RGB8sUvA"
     ),
@@ -39,7 +39,7 @@ TOKEN = UploadToken(
     expires_at=EXPIRES,
 )
 
-SIMPLE = replace(TOKEN, s3_upload_id=None, sha256=None, part_size=None, size=1234)
+SIMPLE = replace(TOKEN, multipart_id=None, sha256=None, part_size=None, size=1234)
 
 
 def _reason(exc: pytest.ExceptionInfo[Exception]) -> str:
@@ -219,7 +219,8 @@ def test_raw_session_key_fernet_is_refused() -> None:
     ).encode()
     cookie = Fernet(KEY).encrypt(payload).decode().rstrip("=")
     # The same payload under the derived key is accepted: only the key makes the difference.
-    derived = keys.fernet_for([KEY], keys.UPLOAD_ID_PURPOSE).encrypt(payload).decode().rstrip("=")
+    fernet = keys.fernet_for([KEY], keys.UPLOAD_TOKEN_PURPOSE)
+    derived = fernet.encrypt(payload).decode().rstrip("=")
     assert _open(TokenSealer([KEY]), derived).key == "files/x/y"
     with pytest.raises(Forbidden) as caught:
         _open(TokenSealer([KEY]), cookie)
@@ -256,7 +257,7 @@ BASE = {"r": "files", "u": TOKEN.user, "k": "k", "s": 1, "c": "a/b", "f": "y", "
 )
 def test_authentic_but_malformed_payload_is_invalid(payload: bytes) -> None:
     """Even under the right key, a payload of the wrong shape is token-invalid, never a crash."""
-    text = keys.fernet_for([KEY], keys.UPLOAD_ID_PURPOSE).encrypt(payload).decode().rstrip("=")
+    text = keys.fernet_for([KEY], keys.UPLOAD_TOKEN_PURPOSE).encrypt(payload).decode().rstrip("=")
     with pytest.raises(Forbidden) as caught:
         _open(TokenSealer([KEY]), text)
     assert _reason(caught) == "token-invalid"

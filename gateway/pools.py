@@ -1,7 +1,7 @@
 """What the upstream's pools offer, and the standard pool on aiohttp's public ``ClientSession``.
 
 Two implementations keep the same interface (``Pool``): the fast one (gateway/_fast/forwarder.py,
-on aiohttp's private client protocol) and ``StandardForwarder`` here, on public API only. Config
+on aiohttp's private client protocol) and ``StandardPool`` here, on public API only. Config
 ``upstream.forwarder`` picks one; the standard one is the fallback for an aiohttp release whose
 internals the fast one no longer fits (tests/unit/test_internals.py names the internal that moved).
 Both: at most ``limit`` requests at once, the rest queued first come first served for at most
@@ -99,7 +99,7 @@ class _StandardAnswer:
 
     __slots__ = ("_pool", "_released", "_response")
 
-    def __init__(self, pool: StandardForwarder, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, pool: StandardPool, response: aiohttp.ClientResponse) -> None:
         self._pool = pool
         self._response = response
         self._released = False
@@ -160,7 +160,7 @@ async def _streamed(body: StreamReader, watch: _HeadWatch) -> AsyncIterator[byte
     watch.start()
 
 
-class StandardForwarder:
+class StandardPool:
     """``Pool`` on a ``ClientSession`` of its own: public aiohttp API only.
 
     The session's connector is unlimited; the pool's own FIFO line bounds it, so that waiting

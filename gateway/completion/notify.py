@@ -20,7 +20,7 @@ from .interfaces import CompletionUpstream
 # The package's name, so log lines name the logger they always named.
 log = logging.getLogger("gateway.completion")
 
-_FORWARDED = {"cookie": "Cookie", "authorization": "Authorization", "x-request-id": "X-Request-ID"}
+_PASSED = {"cookie": "Cookie", "authorization": "Authorization", "x-request-id": "X-Request-ID"}
 
 
 def object_json(stored: StoredObject) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def json_or_none(body: bytes) -> Any:
 
 
 class Notifier:
-    """POSTs signed messages about one user's upload to its route's forward path."""
+    """POSTs signed messages about one user's upload to its route's message path (``forward``)."""
 
     def __init__(self, upstream: CompletionUpstream, *, secret: str, timeout: float) -> None:
         webhook.check_secret(secret)  # an unusable secret fails here, not on every message
@@ -57,18 +57,18 @@ class Notifier:
         identity: Identity,
         idempotency: str,
         message: Mapping[str, Any],
-        forward_headers: Mapping[str, str],
+        passed_headers: Mapping[str, str],
     ) -> UpstreamAnswer:
-        """POST a signed message to the route's forward path, with the client's credentials.
+        """POST a signed message to the route's message path, with the client's credentials.
 
         ``idempotency`` names the message: its ``Idempotency-Key`` and ``webhook-id``, the same
         on every delivery of it, while each delivery is signed at the second it is sent.
         """
         body = json.dumps(message, separators=(",", ":")).encode()
         headers = {
-            _FORWARDED[name.lower()]: value
-            for name, value in forward_headers.items()
-            if name.lower() in _FORWARDED
+            _PASSED[name.lower()]: value
+            for name, value in passed_headers.items()
+            if name.lower() in _PASSED
         }
         headers["X-Request-ID"] = valid_request_id(
             headers.get("X-Request-ID") or request_id_var.get()
