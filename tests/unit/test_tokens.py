@@ -59,6 +59,31 @@ def test_round_trip(token: UploadToken) -> None:
     assert _open(sealer, sealer.seal(token)) == token
 
 
+def test_the_sealed_format_is_the_one_letter_names_under_the_upload_token_keys() -> None:
+    """Tokens outlive a deploy: one sealed by any release opens in any other. The payload is
+    JSON with one-letter names under keys derived for "upload-gateway/upload-token/v1", so a
+    renamed field or label would refuse every token in flight; both are pinned here."""
+    assert keys.UPLOAD_TOKEN_PURPOSE == "upload-gateway/upload-token/v1"
+    fernet = keys.fernet_for([KEY], keys.UPLOAD_TOKEN_PURPOSE)
+    sealed = TokenSealer([KEY]).seal(TOKEN)
+    plain = json.loads(fernet.decrypt(sealed + "=" * (-len(sealed) % 4)))
+    assert plain == {
+        "r": TOKEN.route,
+        "u": TOKEN.user,
+        "k": TOKEN.key,
+        "m": TOKEN.multipart_id,
+        "s": TOKEN.size,
+        "c": TOKEN.content_type,
+        "f": TOKEN.filename,
+        "h": TOKEN.sha256,
+        "p": TOKEN.part_size,
+        "e": TOKEN.expires_at,
+    }
+    # And a payload written by hand in that format (as an earlier release sealed it) opens.
+    earlier = fernet.encrypt(json.dumps(plain).encode()).decode().rstrip("=")
+    assert _open(TokenSealer([KEY]), earlier) == TOKEN
+
+
 def test_any_instance_with_the_same_keys_opens_it() -> None:
     """No server-side state: another sealer built from the same keys opens the token."""
     assert _open(TokenSealer([KEY]), TokenSealer([KEY]).seal(TOKEN)) == TOKEN
