@@ -431,7 +431,8 @@ async def test_a_client_completion_racing_the_sweep_is_stored_once_under_one_id(
                 return resp.status, await resp.text()
 
         if held is not None:
-            await held.arrived.wait()  # a pass waits on its listing: the sweep is off it
+            async with asyncio.timeout(BOUND):  # a pass waits on its listing: the sweep is off it
+                await held.arrived.wait()
             client = asyncio.create_task(client_completes())
             await until(lambda: _true(triggers() == ["client"]), "the client's message held")
             # The app has not answered: the upload is pending, where the sweep finds it once
