@@ -22,8 +22,9 @@ import pytest
 from gateway import keys
 from gateway.buckets import BucketNames, doctor, lifecycle_days, setup_buckets
 from gateway.completion import ID_PURPOSE, idempotency_key
-from gateway.completion.sweep import DEAD_PREFIX
+from gateway.completion.sweep import DEAD_PREFIX, LEASES_PREFIX
 from gateway.config import ConfigError, parse
+from tests.support.faults import Fault, FaultProxy, Match, fault_proxy
 from tests.support.gateway import SESSION_KEY, config_dict
 from tests.support.processes import (
     GatewayProcess,
@@ -84,7 +85,11 @@ def tree_for(
         "interval": 0.2,
         "retry_base": 0.2,
         "retry_max": 0.4,
-        "lease": 3,
+        # Far above one delivery (eight S3 requests and the forward) on a loaded machine: a
+        # lease running out mid-delivery lets another instance deliver the upload again, the
+        # at-least-once the design allows, which tests of "announced once" must not meet by
+        # chance. The test of a killed instance sets a short one.
+        "lease": 20,
         **completion,
     }
     return tree
@@ -108,12 +113,23 @@ async def start(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         gateway.stop()
 
 
+@pytest.fixture
+async def s3_proxy(s3_endpoint: str) -> AsyncIterator[FaultProxy]:
+    """A fault proxy in front of moto (tests/support/faults.py); asked for before ``start``,
+    so it outlives the gateways pointed at it."""
+    async with fault_proxy(s3_endpoint) as proxy:
+        yield proxy
+
+
 def bearer(user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {user}"}
 
 
-async def api_upload(base: str, user: str, data: bytes = PNG, name: str = "cat.png") -> str:
-    """Grant and PUT an api upload, never calling complete (the script crashed); its key."""
+async def api_upload(
+    base: str, user: str, data: bytes = PNG, name: str = "cat.png"
+) -> tuple[str, str]:
+    """Grant and PUT an api upload, never calling complete (the script crashed); its key and
+    the ETag S3 answered the PUT with (read there: the sweep may take the upload any moment)."""
     async with aiohttp.ClientSession() as http:
         declared = {"filename": name, "content_type": "image/png", "size": len(data)}
         async with http.post(f"{base}/api/files", json=declared, headers=bearer(user)) as resp:
@@ -121,13 +137,17 @@ async def api_upload(base: str, user: str, data: bytes = PNG, name: str = "cat.p
             grant = await resp.json()
         async with http.put(grant["url"], data=data, headers=grant["headers"]) as resp:
             assert resp.status == 200, await resp.text()
+            etag = resp.headers["ETag"]
     key: str = grant["key"]
-    return key
+    return key, etag
 
 
-async def fineuploader_upload(base: str, s3_client: Any, buckets: BucketNames, user: str) -> str:
+async def fineuploader_upload(
+    base: str, s3_client: Any, buckets: BucketNames, user: str
+) -> tuple[str, str]:
     """Fine Uploader's signing request, then the object S3 would hold after the POST, with
-    qqfilename as Fine Uploader sends it; the success call never comes (page closed)."""
+    qqfilename as Fine Uploader sends it; the success call never comes (page closed). Its key
+    and the ETag of the PUT's answer."""
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/uploads/photos/config", headers=bearer(user)) as resp:
             assert resp.status == 200, await resp.text()
@@ -149,18 +169,21 @@ async def fineuploader_upload(base: str, s3_client: Any, buckets: BucketNames, u
             f"{base}/uploads/photos/signature", json=policy, headers=bearer(user)
         ) as resp:
             assert resp.status == 200, await resp.text()
-    await s3_client.put_object(
+    put = await s3_client.put_object(
         Bucket=buckets.uploads,
         Key=key,
         Body=PNG,
         ContentType="image/png",
         Metadata={"qqfilename": "my%20cat.png"},
     )
-    return key
+    return key, str(put["ETag"])
 
 
-async def uppy_multipart_completed_at_s3(base: str, s3_client: Any, buckets: BucketNames) -> str:
-    """An Uppy multipart upload the client completed at S3 but never reported to the gateway."""
+async def uppy_multipart_completed_at_s3(
+    base: str, s3_client: Any, buckets: BucketNames
+) -> tuple[str, str]:
+    """An Uppy multipart upload the client completed at S3 but never reported to the gateway;
+    its key and the ETag CompleteMultipartUpload answered."""
     async with aiohttp.ClientSession() as http:
         body = {"filename": "scan.png", "type": "image/png", "metadata": {"album": "x"}}
         async with http.post(
@@ -173,13 +196,13 @@ async def uppy_multipart_completed_at_s3(base: str, s3_client: Any, buckets: Buc
     part = await s3_client.upload_part(
         Bucket=buckets.uploads, Key=key, UploadId=multipart_id, PartNumber=1, Body=PNG
     )
-    await s3_client.complete_multipart_upload(
+    completed = await s3_client.complete_multipart_upload(
         Bucket=buckets.uploads,
         Key=key,
         UploadId=multipart_id,
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
     )
-    return key
+    return key, str(completed["ETag"])
 
 
 async def keys_in(s3_client: Any, bucket: str, prefix: str = "") -> list[str]:
@@ -215,10 +238,6 @@ async def settle(seconds: float = 1.5) -> None:
     await asyncio.sleep(seconds)
 
 
-async def etag_of(s3_client: Any, bucket: str, key: str) -> str:
-    return str((await s3_client.head_object(Bucket=bucket, Key=key))["ETag"])
-
-
 # ----------------------------------------------------------------------------- never reported
 
 
@@ -235,19 +254,20 @@ async def test_uploads_whose_clients_went_away_are_stored_and_announced_once_by_
     announced once, by the sweep, with the id a client's completion would have had, the
     trigger "sweep", and the file name the client left in S3."""
     gateway = await start(tree_for(upstream_url, s3_endpoint, buckets))
-    fine = await fineuploader_upload(gateway.url, s3_client, buckets, "bob")
-    uppy = await uppy_multipart_completed_at_s3(gateway.url, s3_client, buckets)
-    api = await api_upload(gateway.url, "alice")
+    # Each ETag is the one S3 answered the upload's own write with: S3's LastModified has
+    # whole seconds, so an upload can be due (sweep_after 0.5 s) the moment it is written, and
+    # the sweep may have stored and removed it before the test could ask S3 for it.
+    fine, fine_etag = await fineuploader_upload(gateway.url, s3_client, buckets, "bob")
+    uppy, uppy_etag = await uppy_multipart_completed_at_s3(gateway.url, s3_client, buckets)
+    api, api_etag = await api_upload(gateway.url, "alice")
     expected = {
-        fine: ("photos", "bob", "my cat.png", {}),
-        uppy: ("docs", "carol", "scan.png", {"album": "x"}),
-        api: ("files", "alice", api.rsplit("/", 1)[-1], {}),
+        fine: ("photos", "bob", "my cat.png", {}, fine_etag),
+        uppy: ("docs", "carol", "scan.png", {"album": "x"}, uppy_etag),
+        api: ("files", "alice", api.rsplit("/", 1)[-1], {}, api_etag),
     }
     ids = {
-        key: idempotency_key(
-            ID_KEY, route, user, key, await etag_of(s3_client, buckets.uploads, key)
-        )
-        for key, (route, user, _, _) in expected.items()
+        key: idempotency_key(ID_KEY, route, user, key, etag)
+        for key, (route, user, _, _, etag) in expected.items()
     }
 
     async def all_delivered() -> bool:
@@ -259,7 +279,7 @@ async def test_uploads_whose_clients_went_away_are_stored_and_announced_once_by_
     assert len(recorded.completions) == 3
     assert len(await stored(s3_client, buckets)) == 3
     by_id = {c["message"]["id"]: c for c in recorded.completions}
-    for key, (route, user, filename, params) in expected.items():
+    for key, (route, user, filename, params, _) in expected.items():
         entry = by_id[ids[key]]
         assert entry["idempotency_key"] == ids[key]
         message = entry["message"]
@@ -368,6 +388,7 @@ async def test_an_app_refusing_the_sweeps_completion_gets_object_and_copy_remove
 @pytest.mark.parametrize("first", ["client", "sweep"])
 async def test_a_client_completion_racing_the_sweep_is_stored_once_under_one_id(
     first: str,
+    s3_proxy: FaultProxy,
     start: Callable[..., Any],
     upstream_url: str,
     s3_endpoint: str,
@@ -381,13 +402,15 @@ async def test_a_client_completion_racing_the_sweep_is_stored_once_under_one_id(
     (the client completes meanwhile). Exactly two messages, one of each trigger, with one id
     and one Idempotency-Key; the client gets 200; one stored copy, nothing left in the uploads
     bucket, no lease, and no third message once the app has answered."""
-    tree = tree_for(
-        upstream_url, s3_endpoint, buckets, sweep_after=1.0 if first == "client" else 0.1
-    )
-    # The app's answer is held for a while: the client's forward must not time out meanwhile,
-    # and a sweep's lease must outlast that.
-    tree["webhook"]["timeout"] = 15
-    tree["completion"]["lease"] = 20
+    # The gateway reaches S3 through a proxy that can hold the sweep's listing of the uploads
+    # bucket: an upload is due 0.1 s after it was written (and S3's LastModified has whole
+    # seconds, so no sweep_after could keep the sweep off it while the client's completion
+    # runs); holding the listing is what keeps the sweep from finding it before the client's
+    # message reached the app. The client's own S3 requests go to moto directly.
+    tree = tree_for(upstream_url, s3_proxy.url, buckets, sweep_after=0.1)
+    tree["s3"]["public_endpoint_url"] = s3_endpoint
+    listing = Match("GET", path_prefix=f"/{buckets.uploads}", query="list-type")
+    held = s3_proxy.inject(listing, Fault("hold")) if first == "client" else None
     gateway = await start(tree)
     gate = asyncio.Event()
     recorded.completion_gate = gate
@@ -407,11 +430,15 @@ async def test_a_client_completion_racing_the_sweep_is_stored_once_under_one_id(
             async with http.post(complete, json={}, headers=bearer("alice")) as resp:
                 return resp.status, await resp.text()
 
-        if first == "client":
+        if held is not None:
+            async with asyncio.timeout(BOUND):  # a pass waits on its listing: the sweep is off it
+                await held.arrived.wait()
             client = asyncio.create_task(client_completes())
             await until(lambda: _true(triggers() == ["client"]), "the client's message held")
-            # The app has not answered: the upload is pending, where the sweep finds it.
+            # The app has not answered: the upload is pending, where the sweep finds it once
+            # it may list the bucket again.
             assert await uploads_left(s3_client, buckets) == [grant["key"]]
+            s3_proxy.clear()
         else:
             await until(lambda: _true(triggers() == ["sweep"]), "the sweep's message held")
             client = asyncio.create_task(client_completes())
@@ -453,7 +480,7 @@ async def test_two_instances_sweeping_one_bucket_deliver_each_upload_once(
     deliver each upload; every upload is stored once and announced once."""
     tree = tree_for(upstream_url, s3_endpoint, buckets, sweep_after=1.0, interval=0.1)
     a, _ = await asyncio.gather(start(tree), start(tree))
-    keys_ = [await api_upload(a.url, "alice", PNG + bytes([n])) for n in range(8)]
+    keys_ = [(await api_upload(a.url, "alice", PNG + bytes([n])))[0] for n in range(8)]
 
     await until(lambda: _gone(s3_client, buckets), "all eight delivered")
     await settle()
@@ -528,13 +555,18 @@ async def test_a_delivery_given_up_is_a_dead_letter_listed_and_retried(
     hash (no user id), and delivered by ``completions retry --dead`` once the app is back."""
     gateway = await start(tree_for(upstream_url, s3_endpoint, buckets, give_up_after=1.5))
     recorded.completion_status = 500
-    key = await api_upload(gateway.url, "alice")
+    key, _ = await api_upload(gateway.url, "alice")
     user_hash = key.split("/", 1)[0]
 
     async def buried() -> bool:
-        return bool(await keys_in(s3_client, buckets.storage, DEAD_PREFIX))
+        # The dead letter's record is written first, then the upload removed, then its lease:
+        # the record alone would let the test stop the gateway mid-burial (its sweep cancelled
+        # before the upload's DELETE), and the upload would still be there below.
+        return bool(await keys_in(s3_client, buckets.storage, DEAD_PREFIX)) and not (
+            await keys_in(s3_client, buckets.uploads, LEASES_PREFIX)
+        )
 
-    await until(buried, "a dead letter")
+    await until(buried, "a dead letter, its burial finished")
     gateway.stop()  # the operator steers from here
     assert await uploads_left(s3_client, buckets) == []
     assert len(await stored(s3_client, buckets)) == 1
