@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import ops
 from .config import Config
-from .front import Front
+from .front import Front, Handler
 from .logs import flush_access_log
 from .metrics import Metrics
 from .protocols import ADAPTERS
@@ -31,11 +31,13 @@ from .values import Clock
 
 @dataclass(frozen=True)
 class Gateway:
-    """What ``create_app`` built: the services, and the front that the server installs as its
-    connections' handler (gateway/server.py)."""
+    """What ``create_app`` built: the services, the front that the server installs as its
+    connections' handler (gateway/server.py), and the proxy the front sends every request that
+    is not the gateway's own."""
 
     services: Services
     front: Front
+    proxy: Handler
 
 
 # The one app key: for the server's runner, and for tests and tools that hold only the app.
@@ -71,7 +73,6 @@ def create_app(
     )
     front = Front(config, metrics=services.metrics, identity=services.identity)
     app = web.Application(middlewares=[front.middleware()])
-    app[GATEWAY] = Gateway(services, front)
     app.cleanup_ctx.append(partial(_clients, services=services))
     if sweep and config.completion.sweep:
         app.cleanup_ctx.append(partial(_sweeping, services=services))
@@ -91,7 +92,7 @@ def create_app(
     # The catch-all serves what the front sends to the app below its own paths, and every
     # request when the app runs without the front (aiohttp's test server).
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    front.proxy = proxy.handle
+    app[GATEWAY] = Gateway(services, front, proxy.handle)
     return app
 
 

@@ -36,7 +36,7 @@ ServerHandler = dispatch.ServerHandler
 
 
 class Front:
-    """One per app; ``proxy`` is the handler of every path that is not the gateway's own."""
+    """One per app: what every request meets first, the gateway's own and the proxied."""
 
     def __init__(self, config: Config, *, metrics: Metrics, identity: IdentityService) -> None:
         self._ids = RequestIds()
@@ -48,7 +48,6 @@ class Front:
         # route's endpoints placed outside its path (a legacy page's) are among them.
         self._own = (config.ops_prefix, *(p for route in config.routes for p in route.own_paths))
         self._ops_below = config.ops_prefix + "/"
-        self.proxy: Handler | None = None
         self._application: ServerHandler | None = None
 
     def middleware(self) -> Middleware:
@@ -61,13 +60,10 @@ class Front:
 
         return front
 
-    def dispatcher(self, application: ServerHandler) -> ServerHandler:
+    def dispatcher(self, application: ServerHandler, proxy: Handler) -> ServerHandler:
         """The server's handler: the Application's own paths to ``application`` (aiohttp's
-        handler of the app), every other request to the proxy through ``around``
+        handler of the app), every other request to ``proxy`` through ``around``
         (gateway/_fast/dispatch.py)."""
-        proxy = self.proxy
-        if proxy is None:
-            raise RuntimeError("the proxy handler is not set")
         self._application = application
         return dispatch.dispatcher(application, own=self._own, around=self.around, proxy=proxy)
 

@@ -124,7 +124,7 @@ async def start_runner(app: web.Application, **options: Any) -> web.AppRunner:
     connection.install(
         server,
         send_timeout=gateway.services.config.limits.send_timeout,
-        handler=gateway.front.dispatcher(server.request_handler),
+        handler=gateway.front.dispatcher(server.request_handler, gateway.proxy),
     )
     return runner
 
