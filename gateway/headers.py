@@ -6,6 +6,7 @@ Pure functions over multidicts, so each rule is tested on its own.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -99,6 +100,11 @@ def normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def _normalised_lower(lower: str) -> str:
+    """``normalise`` of an already lower-cased name; most names have no ``_`` to replace."""
+    return lower.replace("_", "-") if "_" in lower else lower
+
+
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     """Header names listed in Connection, which are hop-by-hop for this one hop."""
     values = headers.getall("Connection", ())
@@ -107,14 +113,17 @@ def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froz
     return frozenset().union(*map(_tokens, values))
 
 
+@functools.lru_cache(maxsize=64)
 def _tokens(value: str) -> frozenset[str]:
+    # Nearly every answer says "keep-alive" or "close": the same few values, parsed once.
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def _dropped(extra: Iterable[str], trusted: bool) -> frozenset[str]:
+@functools.lru_cache(maxsize=16)
+def _dropped(extra: tuple[str, ...], trusted: bool) -> frozenset[str]:
     """Normalised names no client may send upstream: GATEWAY_ONLY, the config's identity
     headers, the forwarded ones the gateway rebuilds, URL overrides, and the client-connection
-    headers unless ``trusted``."""
+    headers unless ``trusted`` (the same few sets every time)."""
     always = GATEWAY_ONLY.union(map(normalise, extra), FORWARDED, URL_OVERRIDES)
     return always if trusted else always | CLIENT_CONNECTION
 
@@ -129,13 +138,13 @@ def request_headers(
     """Headers to send upstream: no hop-by-hop, no Host, no gateway-only, forwarded or
     URL-override headers, and client-connection headers only from a ``trusted`` proxy."""
     named = connection_tokens(incoming) if "Connection" in incoming else ()
-    dropped = _dropped(extra_spoofable, trusted)
+    dropped = _dropped(tuple(extra_spoofable), trusted)
     prefixes = _PREFIXES_TRUSTED if trusted else _PREFIXES_UNTRUSTED
     strip = {n.lower() for n in strip_names}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
-        normalised = lower.replace("_", "-")
+        normalised = _normalised_lower(lower)
         # Names are compared normalised: X_Forwarded_For reaches a WSGI/PHP app as
         # HTTP_X_FORWARDED_FOR, the same variable as the gateway's own header.
         # Hop-by-hop: the fixed set, what Connection names, and every Proxy-* header.
@@ -161,9 +170,13 @@ _LONGEST_HOST = 262
 
 
 def valid_host(value: str) -> bool:
-    """Whether a Host header value is ``host[:port]`` (and no longer than any host can be)."""
-    if len(value) > _LONGEST_HOST:
-        return False
+    """Whether a Host header value is ``host[:port]``; remembered per value (a gateway sees
+    the same few), and a value too long for any host is refused before it is remembered."""
+    return len(value) <= _LONGEST_HOST and _valid_host(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_host(value: str) -> bool:
     match = _HOST_RE.fullmatch(value)
     if match is None:
         return False
@@ -199,7 +212,7 @@ def response_headers(
             lower in HOP_BY_HOP
             or lower in named
             or lower.startswith("proxy-")
-            or (strip and lower.replace("_", "-") in strip)
+            or (strip and _normalised_lower(lower) in strip)
             or ("_" in lower and lower.replace("_", "-") in underscored)
         ):
             continue

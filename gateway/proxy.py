@@ -45,6 +45,7 @@ class Proxy:
         config = services.config
         self._services = services
         self._finish = finish
+        self._upstream: Upstream | None = None
         self._networks = hdr.parse_networks(config.trusted_proxies)
         self._session_cookie = config.session.cookie_name
         self._spoofable = (config.identity.login_header, config.identity.logout_header)
@@ -66,8 +67,10 @@ class Proxy:
             raise BadRequest("the request target must be a path", reason="bad-target")
         if self._reserved.named_by(target):
             raise NotFound("no such path", reason="not-found")
-        # Opened by the app's start-up, after this handler was made.
-        upstream = self._services.upstream
+        upstream = self._upstream
+        if upstream is None:
+            # Opened by the app's start-up, after this handler was made.
+            upstream = self._upstream = self._services.upstream
         headers = self._upstream_headers(request)
         if _is_websocket(request):
             return await self._websocket(request, upstream, headers, target)

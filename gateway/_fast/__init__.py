@@ -23,7 +23,8 @@ What is used, and where:
   - its private attributes and methods, overridden for the lazy read timer:
     ``_read_timeout``, ``_read_timeout_handle``, ``_loop``, ``_reschedule_timeout()`` (called by
     ``data_received`` and ``start_timeout``), ``_drop_timeout()`` (called at each answer's end),
-    ``_on_read_timeout()``; and ``_drain_helper()`` of ``BaseProtocol``.
+    ``_on_read_timeout()``; and ``_reading_paused``, ``resume_reading(resume_parser)`` and
+    ``_drain_helper()`` of ``BaseProtocol``.
 
 ``connection.py``: the client connections (``limits.send_timeout``, parser refusals).
   - ``web.RequestHandler`` (``aiohttp.web_protocol``), subclassed as ``ClientConnection``:

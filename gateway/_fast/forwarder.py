@@ -109,6 +109,12 @@ class _Connection(ResponseHandler):
             return
         self._on_read_timeout()
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        # StreamReader asks for this after every read; with reading not paused there is
+        # nothing to resume, and ResponseHandler would re-feed its parser and transport anyway.
+        if self._reading_paused:
+            super().resume_reading(resume_parser)
+
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
         if self.writing_paused or self.transport is None:

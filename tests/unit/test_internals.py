@@ -65,6 +65,13 @@ def test_response_handler_on_read_timeout() -> None:
     assert _params(ResponseHandler._on_read_timeout) == ["self"]
 
 
+def test_response_handler_resume_reading_signature() -> None:
+    """``resume_reading(resume_parser)`` and ``_reading_paused``: the fast path skips a resume
+    when reading is not paused."""
+    assert _params(ResponseHandler.resume_reading) == ["self", "resume_parser"]
+    assert "_reading_paused" in BaseProtocol.__slots__
+
+
 def test_base_protocol_drain_helper() -> None:
     """``_drain_helper()`` waits while writing is paused (the fast forwarder's body sender)."""
     assert inspect.iscoroutinefunction(BaseProtocol._drain_helper)
